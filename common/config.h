@@ -1,0 +1,108 @@
+/* The configuration: one INI file (libinih). Every process parses the same
+ * file; secrets never live in it (they are named by *_file keys that only
+ * sessiond opens), so a worker that parses it holds no secret.
+ *
+ * Sections:
+ *   [usher]            workers, runtime_dir, name, log_level, syslog
+ *   [listener NAME]    address, tls = none|starttls|implicit
+ *   [tls]              cert, key, min_version, ciphers
+ *   [backend NAME]     address, weight, tls = none|starttls|implicit,
+ *                      tls_verify, ca_file, server_name, send_id
+ *   [auth]             users_file, failure_delay, threads, max_attempts
+ *   [routing]          seat_expire, backend_retry
+ *   [limits]           max_line, max_literal, max_bad_commands,
+ *                      preauth_timeout, idle_timeout, connect_timeout,
+ *                      login_timeout, max_connections, max_connections_per_ip,
+ *                      plaintext_auth, trusted_networks
+ * The reference with defaults is configs/usher.conf. */
+#ifndef USHER_CONFIG_H
+#define USHER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/netaddr.h"
+
+#define CONFIG_NAME_MAX 64
+#define CONFIG_MAX_LISTENERS 16
+#define CONFIG_MAX_BACKENDS 256
+#define CONFIG_MAX_NETS 32
+
+enum tls_mode { TLS_NONE = 0, TLS_STARTTLS, TLS_IMPLICIT };
+
+struct config_listener {
+  char name[CONFIG_NAME_MAX];
+  struct netaddr addr;
+  enum tls_mode tls;
+};
+
+struct config_backend {
+  char name[CONFIG_NAME_MAX];
+  struct netaddr addr;
+  unsigned weight;              /* 1..1000, default 1; 0 = takes no new users */
+  enum tls_mode tls;
+  int tls_verify;               /* default yes */
+  char *ca_file;                /* NULL: the system's trust store */
+  char *server_name;            /* SNI and name to verify; NULL: none/IP */
+  int send_id;                  /* backend trusts us: send ID x-originating-ip... */
+};
+
+struct config {
+  char *path;                   /* the file this was read from */
+
+  /* [usher] */
+  unsigned workers;             /* default: number of online CPUs */
+  char *runtime_dir;            /* sockets live here; default /run/usher */
+  char *name;                   /* this proxy's name; default: host name */
+  int log_level;                /* enum log_level */
+  int syslog;
+
+  /* [listener NAME] */
+  struct config_listener listeners[CONFIG_MAX_LISTENERS];
+  unsigned n_listeners;
+
+  /* [tls] */
+  char *tls_cert;
+  char *tls_key;
+  char *tls_min_version;        /* "TLSv1.2" (default) or "TLSv1.3" */
+  char *tls_ciphers;            /* TLS 1.2 cipher list; NULL: our default */
+
+  /* [backend NAME] */
+  struct config_backend backends[CONFIG_MAX_BACKENDS];
+  unsigned n_backends;
+
+  /* [auth] */
+  char *users_file;
+  uint64_t failure_delay_ms;    /* default 2s */
+  unsigned auth_threads;        /* password hashing threads; default 2 */
+  unsigned max_auth_attempts;   /* failed logins per connection; default 3 */
+
+  /* [routing] */
+  uint64_t seat_expire_ms;      /* default 15m */
+  uint64_t backend_retry_ms;    /* a backend marked down is retried after; default 30s */
+
+  /* [limits] */
+  size_t max_line;              /* default 8192 */
+  size_t max_literal;           /* pre-auth literal; default 8192 */
+  unsigned max_bad_commands;    /* default 10 */
+  uint64_t preauth_timeout_ms;  /* idle before login; default 60s */
+  uint64_t preauth_budget_ms;   /* total time before login; default 180s */
+  uint64_t idle_timeout_ms;     /* relay idle; default 30m */
+  uint64_t connect_timeout_ms;  /* backend connect; default 5s */
+  uint64_t login_timeout_ms;    /* backend greeting..tagged OK; default 30s */
+  unsigned max_connections;     /* per worker; default 10000 */
+  unsigned max_connections_per_ip; /* per worker; default 100; 0 = no limit */
+  int plaintext_auth;           /* allow LOGIN without TLS from anywhere; default no */
+  struct netmask trusted_nets[CONFIG_MAX_NETS]; /* default 127.0.0.0/8 ::1/128 */
+  unsigned n_trusted_nets;
+};
+
+/* Reads and checks path. On failure returns NULL and writes
+ * "FILE:LINE: problem" (LINE 0 when not tied to a line) into err. */
+struct config *config_load(const char *path, char *err, size_t errlen);
+void config_free(struct config *c);
+
+const struct config_backend *config_backend_find(const struct config *c, const char *name);
+const char *tls_mode_name(enum tls_mode m);
+
+#endif

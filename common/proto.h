@@ -1,0 +1,125 @@
+/* The worker <-> sessiond protocol.
+ *
+ * Transport: a unix stream socket (runtime_dir/sessiond.sock). Every message
+ * is one frame:
+ *
+ *   uint32  body length, big-endian (1 .. PROTO_MAX_BODY)
+ *   uint8   message type (enum proto_type)
+ *   fields  each: uint8 tag (enum proto_tag), uint16 length big-endian, value
+ *
+ * Integer fields are big-endian of the width their tag implies (u8, u16,
+ * u32, u64: see proto.c's table). String fields carry their bytes followed
+ * by one NUL that is counted in the length; a string with an interior NUL or
+ * without the final NUL is a decoding error. A field's tag may appear once.
+ * Unknown tags are skipped, so either side can be upgraded first; a field
+ * that is absent decodes as 0 / NULL.
+ *
+ * Messages (w = worker, s = sessiond):
+ *   HELLO          w->s  worker_id, pid
+ *   LOGIN          w->s  req, session, user, password, client_addr,
+ *                        client_port, local_addr, local_port, tls, mech
+ *   LOGIN_REPLY    s->w  req, result, delay_ms, user (canonical), backend,
+ *                        backend_addr (host:port), reason (log text)
+ *   BACKEND_FAILED w->s  req, session, backend, reason; answered by a
+ *                        LOGIN_REPLY with the same req: another seat, or not
+ *   SESSION_UP     w->s  session, user, backend, client_addr, client_port;
+ *                        also sent again for every live session after the
+ *                        worker reconnects to a restarted sessiond
+ *   SESSION_END    w->s  session, bytes_in, bytes_out, duration_ms, reason;
+ *                        for every session that got a LOGIN_REPLY OK,
+ *                        whether or not it came up
+ *   KICK           s->w  session, reason: close that session with * BYE
+ */
+#ifndef USHER_PROTO_H
+#define USHER_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PROTO_MAX_BODY 65536
+#define PROTO_HDR_LEN 4
+
+enum proto_type {
+  PROTO_HELLO = 1,
+  PROTO_LOGIN = 2,
+  PROTO_LOGIN_REPLY = 3,
+  PROTO_BACKEND_FAILED = 4,
+  PROTO_SESSION_UP = 5,
+  PROTO_SESSION_END = 6,
+  PROTO_KICK = 7,
+};
+
+enum proto_result {
+  PROTO_OK = 0,
+  PROTO_AUTH_FAILED = 1,     /* wrong user or password: NO [AUTHENTICATIONFAILED] */
+  PROTO_UNAVAILABLE = 2,     /* no backend, database down, overloaded: NO [UNAVAILABLE] */
+  PROTO_THROTTLED = 3,       /* too many failures: NO [UNAVAILABLE] after delay */
+};
+
+enum proto_tag {
+  PT_REQ = 1,          /* u32 */
+  PT_RESULT = 2,       /* u32 */
+  PT_DELAY_MS = 3,     /* u32 */
+  PT_WORKER_ID = 4,    /* u32 */
+  PT_PID = 5,          /* u32 */
+  PT_BYTES_IN = 6,     /* u64 */
+  PT_BYTES_OUT = 7,    /* u64 */
+  PT_DURATION_MS = 8,  /* u64 */
+  PT_CLIENT_PORT = 9,  /* u16 */
+  PT_LOCAL_PORT = 10,  /* u16 */
+  PT_TLS = 11,         /* u8 */
+  PT_SESSION = 32,     /* string */
+  PT_USER = 33,
+  PT_PASSWORD = 34,
+  PT_CLIENT_ADDR = 35,
+  PT_LOCAL_ADDR = 36,
+  PT_MECH = 37,
+  PT_BACKEND = 38,
+  PT_BACKEND_ADDR = 39,
+  PT_REASON = 40,
+};
+
+/* A decoded or to-be-encoded message. Strings are NUL-terminated; after
+ * proto_decode they point into the body buffer that was decoded, which must
+ * outlive the struct. */
+struct proto_msg {
+  enum proto_type type;
+  uint32_t req;
+  uint32_t result;
+  uint32_t delay_ms;
+  uint32_t worker_id;
+  uint32_t pid;
+  uint64_t bytes_in;
+  uint64_t bytes_out;
+  uint64_t duration_ms;
+  uint16_t client_port;
+  uint16_t local_port;
+  uint8_t tls;
+  const char *session;
+  const char *user;
+  const char *password;
+  const char *client_addr;
+  const char *local_addr;
+  const char *mech;
+  const char *backend;
+  const char *backend_addr;
+  const char *reason;
+};
+
+/* Encodes m as a whole frame (header included) into buf. Zero integers and
+ * NULL strings are omitted. Returns the frame length, or -1 if it does not
+ * fit in cap or the body would exceed PROTO_MAX_BODY. */
+ssize_t proto_encode(const struct proto_msg *m, uint8_t *buf, size_t cap);
+
+/* Reads the body length from a 4-byte header; returns 0 if it is out of
+ * range (the peer is broken: drop the connection). */
+size_t proto_body_len(const uint8_t hdr[PROTO_HDR_LEN]);
+
+/* Decodes a body (without the header) into m. body is modified in place
+ * (nothing is copied). Returns 0, or -1 on any malformation. */
+int proto_decode(uint8_t *body, size_t len, struct proto_msg *m);
+
+const char *proto_type_name(enum proto_type t);
+
+#endif
