@@ -1,1 +1,362 @@
-/* placeholder: being written */
+/* Configuration loading: libinih calls config_on_key() for every key; each
+ * section kind has its own small handler; config_check() then looks at the
+ * whole (what must exist, what must be unique). Errors name the file and
+ * the line; libinih reports the line of the first key a handler refused. */
+#include "common/config.h"
+
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+struct loader {
+  struct config *c;
+  char err[256];          /* the first problem found, without file and line */
+  int trusted_nets_set;   /* the first trusted_networks key replaces the default */
+};
+
+static int fail(struct loader *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int fail(struct loader *l, const char *fmt, ...) {
+  if (l->err[0] == '\0') {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(l->err, sizeof l->err, fmt, ap);
+    va_end(ap);
+  }
+  return 0; /* what libinih wants to hear from a handler on error */
+}
+
+static void set_str(char **dst, const char *value) {
+  free(*dst);
+  *dst = xstrdup(value);
+}
+
+static int get_duration(struct loader *l, const char *key, const char *v, uint64_t *out) {
+  if (parse_duration_ms(v, out) != 0)
+    return fail(l, "%s: not a duration: '%s' (examples: 500ms, 30s, 15m)", key, v);
+  return 1;
+}
+
+static int get_uint(struct loader *l, const char *key, const char *v, unsigned min,
+                    unsigned max, unsigned *out) {
+  char *end;
+  unsigned long n = strtoul(v, &end, 10);
+  if (*v == '\0' || *end != '\0' || *v == '-' || n < min || n > max)
+    return fail(l, "%s: expected a whole number from %u to %u, got '%s'", key, min, max, v);
+  *out = (unsigned)n;
+  return 1;
+}
+
+static int get_size(struct loader *l, const char *key, const char *v, size_t min,
+                    size_t max, size_t *out) {
+  uint64_t n;
+  if (parse_size(v, &n) != 0 || n < min || n > max)
+    return fail(l, "%s: expected a size from %zu to %zu bytes (examples: 512, 8k, 1M), got '%s'",
+                key, min, max, v);
+  *out = (size_t)n;
+  return 1;
+}
+
+static int get_bool(struct loader *l, const char *key, const char *v, int *out) {
+  if (parse_bool(v, out) != 0)
+    return fail(l, "%s: expected yes or no, got '%s'", key, v);
+  return 1;
+}
+
+static int get_tls_mode(struct loader *l, const char *key, const char *v, enum tls_mode *out) {
+  if (ascii_casecmp(v, "none") == 0) *out = TLS_NONE;
+  else if (ascii_casecmp(v, "starttls") == 0) *out = TLS_STARTTLS;
+  else if (ascii_casecmp(v, "implicit") == 0) *out = TLS_IMPLICIT;
+  else return fail(l, "%s: expected none, starttls or implicit, got '%s'", key, v);
+  return 1;
+}
+
+static int get_addr(struct loader *l, const char *key, const char *v, struct netaddr *out) {
+  if (netaddr_parse(v, out) != 0)
+    return fail(l, "%s: expected a numeric address and port such as 127.0.0.1:143 or [::1]:993, got '%s'",
+                key, v);
+  return 1;
+}
+
+/* trusted_networks: a space- or comma-separated list of CIDR networks. */
+static int get_nets(struct loader *l, const char *v) {
+  struct config *c = l->c;
+  if (!l->trusted_nets_set) {
+    c->n_trusted_nets = 0;
+    l->trusted_nets_set = 1;
+  }
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", v);
+  for (char *save = NULL, *tok = strtok_r(buf, " ,\t", &save); tok;
+       tok = strtok_r(NULL, " ,\t", &save)) {
+    if (c->n_trusted_nets == CONFIG_MAX_NETS)
+      return fail(l, "trusted_networks: at most %d networks", CONFIG_MAX_NETS);
+    if (netmask_parse(tok, &c->trusted_nets[c->n_trusted_nets]) != 0)
+      return fail(l, "trusted_networks: not a network: '%s'", tok);
+    c->n_trusted_nets++;
+  }
+  return 1;
+}
+
+static int on_usher(struct loader *l, const char *k, const char *v) {
+  struct config *c = l->c;
+  if (!strcmp(k, "workers")) return get_uint(l, k, v, 1, 256, &c->workers);
+  if (!strcmp(k, "runtime_dir")) { set_str(&c->runtime_dir, v); return 1; }
+  if (!strcmp(k, "name")) { set_str(&c->name, v); return 1; }
+  if (!strcmp(k, "syslog")) return get_bool(l, k, v, &c->syslog);
+  if (!strcmp(k, "log_level")) {
+    enum log_level lvl;
+    if (log_level_parse(v, &lvl) != 0)
+      return fail(l, "log_level: expected error, warn, info or debug, got '%s'", v);
+    c->log_level = lvl;
+    return 1;
+  }
+  return fail(l, "unknown key '%s' in [usher]", k);
+}
+
+static int on_tls(struct loader *l, const char *k, const char *v) {
+  struct config *c = l->c;
+  if (!strcmp(k, "cert")) { set_str(&c->tls_cert, v); return 1; }
+  if (!strcmp(k, "key")) { set_str(&c->tls_key, v); return 1; }
+  if (!strcmp(k, "ciphers")) { set_str(&c->tls_ciphers, v); return 1; }
+  if (!strcmp(k, "min_version")) {
+    if (strcmp(v, "TLSv1.2") != 0 && strcmp(v, "TLSv1.3") != 0)
+      return fail(l, "min_version: expected TLSv1.2 or TLSv1.3, got '%s'", v);
+    set_str(&c->tls_min_version, v);
+    return 1;
+  }
+  return fail(l, "unknown key '%s' in [tls]", k);
+}
+
+static int on_auth(struct loader *l, const char *k, const char *v) {
+  struct config *c = l->c;
+  if (!strcmp(k, "users_file")) { set_str(&c->users_file, v); return 1; }
+  if (!strcmp(k, "failure_delay")) return get_duration(l, k, v, &c->failure_delay_ms);
+  if (!strcmp(k, "threads")) return get_uint(l, k, v, 1, 64, &c->auth_threads);
+  if (!strcmp(k, "max_attempts")) return get_uint(l, k, v, 1, 100, &c->max_auth_attempts);
+  return fail(l, "unknown key '%s' in [auth]", k);
+}
+
+static int on_routing(struct loader *l, const char *k, const char *v) {
+  struct config *c = l->c;
+  if (!strcmp(k, "seat_expire")) return get_duration(l, k, v, &c->seat_expire_ms);
+  if (!strcmp(k, "backend_retry")) return get_duration(l, k, v, &c->backend_retry_ms);
+  return fail(l, "unknown key '%s' in [routing]", k);
+}
+
+static int on_limits(struct loader *l, const char *k, const char *v) {
+  struct config *c = l->c;
+  if (!strcmp(k, "max_line")) return get_size(l, k, v, 512, 1 << 20, &c->max_line);
+  if (!strcmp(k, "max_literal")) return get_size(l, k, v, 256, 1 << 20, &c->max_literal);
+  if (!strcmp(k, "max_bad_commands")) return get_uint(l, k, v, 1, 1000, &c->max_bad_commands);
+  if (!strcmp(k, "preauth_timeout")) return get_duration(l, k, v, &c->preauth_timeout_ms);
+  if (!strcmp(k, "preauth_budget")) return get_duration(l, k, v, &c->preauth_budget_ms);
+  if (!strcmp(k, "idle_timeout")) return get_duration(l, k, v, &c->idle_timeout_ms);
+  if (!strcmp(k, "connect_timeout")) return get_duration(l, k, v, &c->connect_timeout_ms);
+  if (!strcmp(k, "login_timeout")) return get_duration(l, k, v, &c->login_timeout_ms);
+  if (!strcmp(k, "max_connections")) return get_uint(l, k, v, 1, 1000000, &c->max_connections);
+  if (!strcmp(k, "max_connections_per_ip"))
+    return get_uint(l, k, v, 0, 1000000, &c->max_connections_per_ip);
+  if (!strcmp(k, "plaintext_auth")) return get_bool(l, k, v, &c->plaintext_auth);
+  if (!strcmp(k, "trusted_networks")) return get_nets(l, v);
+  return fail(l, "unknown key '%s' in [limits]", k);
+}
+
+static int on_listener(struct loader *l, struct config_listener *ls, const char *k, const char *v) {
+  if (!strcmp(k, "address")) return get_addr(l, k, v, &ls->addr);
+  if (!strcmp(k, "tls")) return get_tls_mode(l, k, v, &ls->tls);
+  return fail(l, "unknown key '%s' in [listener %s]", k, ls->name);
+}
+
+static int on_backend(struct loader *l, struct config_backend *b, const char *k, const char *v) {
+  if (!strcmp(k, "address")) return get_addr(l, k, v, &b->addr);
+  if (!strcmp(k, "weight")) return get_uint(l, k, v, 0, 1000, &b->weight);
+  if (!strcmp(k, "tls")) return get_tls_mode(l, k, v, &b->tls);
+  if (!strcmp(k, "tls_verify")) return get_bool(l, k, v, &b->tls_verify);
+  if (!strcmp(k, "ca_file")) { set_str(&b->ca_file, v); return 1; }
+  if (!strcmp(k, "server_name")) { set_str(&b->server_name, v); return 1; }
+  if (!strcmp(k, "send_id")) return get_bool(l, k, v, &b->send_id);
+  return fail(l, "unknown key '%s' in [backend %s]", k, b->name);
+}
+
+/* "listener NAME" / "backend NAME": the name, or NULL if the section is not
+ * of that kind. */
+static const char *section_name(const char *section, const char *kind) {
+  size_t n = strlen(kind);
+  if (strncmp(section, kind, n) != 0 || section[n] != ' ')
+    return NULL;
+  const char *name = section + n + 1;
+  while (*name == ' ') name++;
+  return name;
+}
+
+static int valid_name(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n >= CONFIG_NAME_MAX) return 0;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          *s == '-' || *s == '_' || *s == '.'))
+      return 0;
+  return 1;
+}
+
+static struct config_listener *listener_get(struct loader *l, const char *name) {
+  struct config *c = l->c;
+  for (unsigned i = 0; i < c->n_listeners; i++)
+    if (!strcmp(c->listeners[i].name, name)) return &c->listeners[i];
+  if (c->n_listeners == CONFIG_MAX_LISTENERS) return NULL;
+  struct config_listener *ls = &c->listeners[c->n_listeners++];
+  snprintf(ls->name, sizeof ls->name, "%s", name);
+  ls->tls = TLS_NONE;
+  return ls;
+}
+
+static struct config_backend *backend_get(struct loader *l, const char *name) {
+  struct config *c = l->c;
+  for (unsigned i = 0; i < c->n_backends; i++)
+    if (!strcmp(c->backends[i].name, name)) return &c->backends[i];
+  if (c->n_backends == CONFIG_MAX_BACKENDS) return NULL;
+  struct config_backend *b = &c->backends[c->n_backends++];
+  snprintf(b->name, sizeof b->name, "%s", name);
+  b->weight = 1;
+  b->tls = TLS_NONE;
+  b->tls_verify = 1;
+  return b;
+}
+
+static int config_on_key(void *user, const char *section, const char *k, const char *v) {
+  struct loader *l = user;
+  const char *name;
+
+  if (!strcmp(section, "usher")) return on_usher(l, k, v);
+  if (!strcmp(section, "tls")) return on_tls(l, k, v);
+  if (!strcmp(section, "auth")) return on_auth(l, k, v);
+  if (!strcmp(section, "routing")) return on_routing(l, k, v);
+  if (!strcmp(section, "limits")) return on_limits(l, k, v);
+  if ((name = section_name(section, "listener")) != NULL) {
+    if (!valid_name(name)) return fail(l, "bad listener name '%s' (letters, digits, - _ .)", name);
+    struct config_listener *ls = listener_get(l, name);
+    if (!ls) return fail(l, "too many listeners (at most %d)", CONFIG_MAX_LISTENERS);
+    return on_listener(l, ls, k, v);
+  }
+  if ((name = section_name(section, "backend")) != NULL) {
+    if (!valid_name(name)) return fail(l, "bad backend name '%s' (letters, digits, - _ .)", name);
+    struct config_backend *b = backend_get(l, name);
+    if (!b) return fail(l, "too many backends (at most %d)", CONFIG_MAX_BACKENDS);
+    return on_backend(l, b, k, v);
+  }
+  if (section[0] == '\0') return fail(l, "key '%s' outside any section", k);
+  return fail(l, "unknown section [%s]", section);
+}
+
+static void config_defaults(struct config *c) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  c->workers = cpus > 0 ? (unsigned)cpus : 1;
+  c->runtime_dir = xstrdup("/run/usher");
+  char host[256] = "usher";
+  gethostname(host, sizeof host - 1);
+  c->name = xstrdup(host);
+  c->log_level = LOG_LVL_INFO;
+  c->tls_min_version = xstrdup("TLSv1.2");
+  c->failure_delay_ms = 2000;
+  c->auth_threads = 2;
+  c->max_auth_attempts = 3;
+  c->seat_expire_ms = 15 * 60 * 1000;
+  c->backend_retry_ms = 30 * 1000;
+  c->max_line = 8192;
+  c->max_literal = 8192;
+  c->max_bad_commands = 10;
+  c->preauth_timeout_ms = 60 * 1000;
+  c->preauth_budget_ms = 180 * 1000;
+  c->idle_timeout_ms = 30 * 60 * 1000;
+  c->connect_timeout_ms = 5000;
+  c->login_timeout_ms = 30 * 1000;
+  c->max_connections = 10000;
+  c->max_connections_per_ip = 100;
+  netmask_parse("127.0.0.0/8", &c->trusted_nets[0]);
+  netmask_parse("::1/128", &c->trusted_nets[1]);
+  c->n_trusted_nets = 2;
+}
+
+/* What can only be judged once the whole file is read. */
+static int config_check(struct loader *l) {
+  struct config *c = l->c;
+  int need_cert = 0;
+  if (c->n_listeners == 0) return fail(l, "no [listener NAME] section");
+  for (unsigned i = 0; i < c->n_listeners; i++) {
+    if (c->listeners[i].addr.len == 0)
+      return fail(l, "[listener %s] has no address", c->listeners[i].name);
+    if (c->listeners[i].tls != TLS_NONE) need_cert = 1;
+  }
+  if (need_cert && (!c->tls_cert || !c->tls_key))
+    return fail(l, "a listener uses TLS but [tls] cert and key are not both set");
+  if (c->n_backends == 0) return fail(l, "no [backend NAME] section");
+  for (unsigned i = 0; i < c->n_backends; i++)
+    if (c->backends[i].addr.len == 0)
+      return fail(l, "[backend %s] has no address", c->backends[i].name);
+  if (!c->users_file) return fail(l, "[auth] users_file is not set");
+  if (c->runtime_dir[0] != '/') return fail(l, "runtime_dir must be an absolute path");
+  if (strlen(c->runtime_dir) > 80) return fail(l, "runtime_dir is too long for unix socket paths");
+  return 1;
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen) {
+  struct loader l = {.c = xcalloc(1, sizeof(struct config))};
+  config_defaults(l.c);
+  l.c->path = xstrdup(path);
+
+  int line = ini_parse(path, config_on_key, &l);
+  if (line < 0) {
+    snprintf(err, errlen, "%s:0: cannot open or read the file", path);
+  } else if (line > 0) {
+    snprintf(err, errlen, "%s:%d: %s", path, line,
+             l.err[0] ? l.err : "syntax error (expected [section] or key = value)");
+  } else if (!config_check(&l)) {
+    snprintf(err, errlen, "%s:0: %s", path, l.err);
+    line = -1;
+  }
+  if (line != 0) {
+    config_free(l.c);
+    return NULL;
+  }
+  return l.c;
+}
+
+void config_free(struct config *c) {
+  if (!c) return;
+  for (unsigned i = 0; i < c->n_backends; i++) {
+    free(c->backends[i].ca_file);
+    free(c->backends[i].server_name);
+  }
+  free(c->path);
+  free(c->runtime_dir);
+  free(c->name);
+  free(c->tls_cert);
+  free(c->tls_key);
+  free(c->tls_min_version);
+  free(c->tls_ciphers);
+  free(c->users_file);
+  free(c);
+}
+
+const struct config_backend *config_backend_find(const struct config *c, const char *name) {
+  for (unsigned i = 0; i < c->n_backends; i++)
+    if (!strcmp(c->backends[i].name, name)) return &c->backends[i];
+  return NULL;
+}
+
+const char *tls_mode_name(enum tls_mode m) {
+  switch (m) {
+  case TLS_NONE: return "none";
+  case TLS_STARTTLS: return "starttls";
+  case TLS_IMPLICIT: return "implicit";
+  }
+  return "?";
+}

@@ -1,1 +1,442 @@
-/* placeholder: being written */
+/* The backend login: connect, greeting, optional STARTTLS or TLS,
+ * CAPABILITY when the greeting did not carry it, ID with the client's
+ * address where the backend trusts us, then AUTHENTICATE PLAIN (LOGIN when
+ * the backend lacks it). The client gets the tagged OK with the backend's
+ * post-login CAPABILITY, and the relay starts.
+ *
+ * Our tags: S (STARTTLS), C (CAPABILITY), I (ID), L (login), P (CAPABILITY
+ * after login). A backend that cannot be reached or breaks the dialogue is
+ * reported to sessiond once, which may seat the user elsewhere (only when
+ * the user has no other session); after that the client gets
+ * NO [UNAVAILABLE]. No path waits longer than connect_timeout or
+ * login_timeout. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/sasl.h"
+#include "common/util.h"
+#include "proxy/client.h"
+#include "proxy/sessiond_link.h"
+#include "proxy/tls.h"
+#include "proxy/worker.h"
+
+#define BACKEND_MAX_LINE 65536
+
+static void on_backend_read(struct bufferevent *bev, void *arg);
+static void on_backend_event(struct bufferevent *bev, short what, void *arg);
+
+void backend_free(struct client *c) {
+  if (c->bbev) {
+    bufferevent_free(c->bbev);
+    c->bbev = NULL;
+  }
+  if (c->bfd >= 0) {
+    close(c->bfd);
+    c->bfd = -1;
+  }
+}
+
+static void backend_write(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void backend_write(struct client *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  evbuffer_add_vprintf(bufferevent_get_output(c->bbev), fmt, ap);
+  va_end(ap);
+}
+
+/* A secret line: the output buffer references our copy, which is wiped and
+ * freed once the bytes have been handed to the kernel (or to OpenSSL). */
+static void wipe_cleanup(const void *data, size_t len, void *arg) {
+  (void)arg;
+  wipe((void *)data, len);
+  free((void *)data);
+}
+
+static void backend_write_secret(struct client *c, char *line, size_t len) {
+  if (evbuffer_add_reference(bufferevent_get_output(c->bbev), line, len, wipe_cleanup, NULL) != 0)
+    wipe_cleanup(line, len, NULL);
+}
+
+/* The backend failed before the login completed. */
+static void backend_fail(struct client *c, const char *why) {
+  char peer[NETADDR_STRLEN];
+  log_event(LOG_LVL_WARN, "backend_failed", "session=%s backend=%s address=%s step=%d reason=%s",
+            c->sid_hex, c->backend_name, netaddr_str(&c->backend_addr, peer, sizeof peer),
+            (int)c->bstep, why);
+  backend_free(c);
+  c->state = CS_AUTH_WAIT;
+  if (c->password && !c->backend_retried) {
+    c->backend_retried = 1;
+    if (sessiond_link_backend_failed(c->w->link, c, why) == 0) {
+      client_timer(c, c->w->cfg->login_timeout_ms);
+      return;   /* sessiond answers with another seat, or not */
+    }
+  }
+  sessiond_link_session_end(c->w->link, c, "backend_failed");
+  c->registered = 0;
+  preauth_login_reply(c, PROTO_UNAVAILABLE, 0, NULL, NULL, NULL);
+}
+
+void backend_timer(struct client *c) {
+  backend_fail(c, c->bstep == BS_CONNECT ? "connect_timeout" : "login_timeout");
+}
+
+static unsigned capabilities_parse(const char *caps) {
+  unsigned f = BCAP_KNOWN;
+  char buf[2048];
+  snprintf(buf, sizeof buf, "%s", caps);
+  for (char *save = NULL, *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+    if (!ascii_casecmp(t, "STARTTLS")) f |= BCAP_STARTTLS;
+    else if (!ascii_casecmp(t, "AUTH=PLAIN")) f |= BCAP_AUTHPLAIN;
+    else if (!ascii_casecmp(t, "SASL-IR")) f |= BCAP_SASLIR;
+    else if (!ascii_casecmp(t, "ID")) f |= BCAP_ID;
+    else if (!ascii_casecmp(t, "LOGINDISABLED")) f |= BCAP_LOGINDISABLED;
+    else if (!ascii_casecmp(t, "LITERAL+")) f |= BCAP_LITERALPLUS;
+  }
+  return f;
+}
+
+/* "[CAPABILITY a b c] text" anywhere in a response line: a malloc'd "a b c". */
+static char *capability_code(const char *line) {
+  const char *p = strstr(line, "[CAPABILITY ");
+  if (!p) return NULL;
+  p += strlen("[CAPABILITY ");
+  const char *end = strchr(p, ']');
+  return end ? strndup(p, (size_t)(end - p)) : NULL;
+}
+
+/* "* CAPABILITY a b c": a malloc'd "a b c". */
+static char *capability_untagged(const char *line) {
+  if (ascii_ncasecmp(line, "* CAPABILITY ", 13) != 0) return NULL;
+  return xstrdup(line + 13);
+}
+
+static int tagged(const char *line, char tag, const char *status) {
+  size_t n = strlen(status);
+  return line[0] == tag && line[1] == ' ' && ascii_ncasecmp(line + 2, status, n) == 0 &&
+         (line[2 + n] == ' ' || line[2 + n] == '\0');
+}
+
+static void send_id(struct client *c) {
+  char cip[NETADDR_STRLEN], lip[NETADDR_STRLEN];
+  netaddr_host(&c->peer, cip, sizeof cip);
+  netaddr_host(&c->local, lip, sizeof lip);
+  backend_write(c,
+                "I ID (\"x-originating-ip\" \"%s\" \"x-originating-port\" \"%u\" "
+                "\"x-connected-ip\" \"%s\" \"x-connected-port\" \"%u\" "
+                "\"x-session-id\" \"%s\" \"x-proxy-ttl\" \"3\")\r\n",
+                cip, netaddr_port(&c->peer), lip, netaddr_port(&c->local), c->sid_hex);
+}
+
+/* base64("\0user\0password") into a malloc'd buffer (wiped by the caller). */
+static char *plain_response(const struct client *c, size_t *outlen) {
+  size_t ul = strlen(c->user), pl = strlen(c->password);
+  size_t raw_len = 1 + ul + 1 + pl;
+  unsigned char *raw = xmalloc(raw_len);
+  raw[0] = '\0';
+  memcpy(raw + 1, c->user, ul);
+  raw[1 + ul] = '\0';
+  memcpy(raw + 2 + ul, c->password, pl);
+  size_t cap = 4 * ((raw_len + 2) / 3) + 1;
+  char *b64 = xmalloc(cap);
+  ssize_t n = base64_encode(raw, raw_len, b64, cap);
+  wipe(raw, raw_len);
+  free(raw);
+  *outlen = n < 0 ? 0 : (size_t)n;
+  return b64;
+}
+
+static int quotable(const char *s) {
+  for (; *s; s++)
+    if (*s == '\r' || *s == '\n') return 0;
+  return 1;
+}
+
+/* "L LOGIN "user" "pass"" with \ and " escaped. */
+static char *login_line(const struct client *c, size_t *outlen) {
+  size_t cap = 16 + 2 * (strlen(c->user) + strlen(c->password)) + 8;
+  char *line = xmalloc(cap), *p = line;
+  p += sprintf(p, "L LOGIN \"");
+  for (const char *s = c->user; *s; s++) {
+    if (*s == '"' || *s == '\\') *p++ = '\\';
+    *p++ = *s;
+  }
+  p += sprintf(p, "\" \"");
+  for (const char *s = c->password; *s; s++) {
+    if (*s == '"' || *s == '\\') *p++ = '\\';
+    *p++ = *s;
+  }
+  p += sprintf(p, "\"\r\n");
+  *outlen = (size_t)(p - line);
+  return line;
+}
+
+static void forget_password(struct client *c) {
+  wipe_free_str(c->password);
+  c->password = NULL;
+}
+
+static void send_login(struct client *c) {
+  const struct config_backend *b = c->backend_cfg;
+  if (b->send_id && (c->bcaps & BCAP_ID || !(c->bcaps & BCAP_KNOWN))) send_id(c);
+
+  if (c->bcaps & BCAP_AUTHPLAIN || !(c->bcaps & BCAP_KNOWN)) {
+    size_t n;
+    char *b64 = plain_response(c, &n);
+    if (c->bcaps & BCAP_SASLIR) {
+      char *line = xmalloc(n + 32);
+      int len = snprintf(line, n + 32, "L AUTHENTICATE PLAIN %s\r\n", b64);
+      backend_write_secret(c, line, (size_t)len);
+      c->bstep = BS_AUTH;
+      forget_password(c);
+    } else {
+      backend_write(c, "L AUTHENTICATE PLAIN\r\n");
+      c->bstep = BS_AUTH_CONTINUE;   /* the password waits for the "+" */
+    }
+    wipe(b64, n);
+    free(b64);
+    return;
+  }
+  if (c->bcaps & BCAP_LOGINDISABLED || !quotable(c->password) || !quotable(c->user)) {
+    backend_fail(c, "no_usable_login_method");
+    return;
+  }
+  size_t n;
+  char *line = login_line(c, &n);
+  backend_write_secret(c, line, n);
+  c->bstep = BS_AUTH;
+  forget_password(c);
+}
+
+static void send_plain_continuation(struct client *c) {
+  size_t n;
+  char *b64 = plain_response(c, &n);
+  char *line = xmalloc(n + 3);
+  memcpy(line, b64, n);
+  memcpy(line + n, "\r\n", 2);
+  backend_write_secret(c, line, n + 2);
+  wipe(b64, n);
+  free(b64);
+  forget_password(c);
+  c->bstep = BS_AUTH;
+}
+
+/* The backend accepted the login: tell the client and start relaying. */
+static void login_done(struct client *c) {
+  char peer[NETADDR_STRLEN], user[LOG_QUOTE_MAX];
+  if (c->bcapability)
+    client_write(c, "%s OK [CAPABILITY %s] Logged in\r\n", c->tag, c->bcapability);
+  else
+    client_write(c, "%s OK Logged in\r\n", c->tag);
+  log_event(LOG_LVL_INFO, "login",
+            "session=%s client=%s user=%s mech=%s result=ok backend=%s tls=%d",
+            c->sid_hex, netaddr_str(&c->peer, peer, sizeof peer),
+            log_quote(user, sizeof user, c->user, strlen(c->user)), c->mech, c->backend_name,
+            (int)c->is_tls);
+  client_forget_login(c);
+  free(c->bcapability);
+  c->bcapability = NULL;
+  client_report_up(c);
+  relay_start(c);
+}
+
+/* The backend refused the credentials that sessiond accepted (the two
+ * databases disagree), or answered BAD. */
+static void login_refused(struct client *c, const char *line) {
+  int auth = strstr(line, "[AUTHENTICATIONFAILED]") != NULL;
+  char user[LOG_QUOTE_MAX];
+  log_event(LOG_LVL_WARN, "backend_refused", "session=%s backend=%s user=%s auth=%d", c->sid_hex,
+            c->backend_name, log_quote(user, sizeof user, c->user, strlen(c->user)), auth);
+  backend_free(c);
+  sessiond_link_session_end(c->w->link, c, "backend_refused");
+  c->registered = 0;
+  c->state = CS_AUTH_WAIT;
+  preauth_login_reply(c, auth ? PROTO_AUTH_FAILED : PROTO_UNAVAILABLE, 0, NULL, NULL, NULL);
+}
+
+static void switch_to_tls(struct client *c) {
+  SSL_CTX *ctx = c->w->tls_backend[c->backend_cfg - c->w->cfg->backends];
+  SSL *ssl = ctx ? tls_backend_ssl_new(ctx, c->backend_cfg) : NULL;
+  if (!ssl) {
+    backend_fail(c, "tls_setup_failed");
+    return;
+  }
+  bufferevent_free(c->bbev);   /* plain: leaves the fd open */
+  c->bbev = bufferevent_openssl_socket_new(c->w->base, c->bfd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                           BEV_OPT_CLOSE_ON_FREE);
+  if (!c->bbev) {
+    SSL_free(ssl);
+    backend_fail(c, "tls_setup_failed");
+    return;
+  }
+  c->bfd = -1;   /* the TLS bufferevent owns it now */
+  bufferevent_setcb(c->bbev, on_backend_read, NULL, on_backend_event, c);
+  bufferevent_enable(c->bbev, EV_READ | EV_WRITE);
+  c->bstep = BS_TLS;
+}
+
+static void after_greeting(struct client *c) {
+  if (c->backend_cfg->tls == TLS_STARTTLS) {
+    backend_write(c, "S STARTTLS\r\n");
+    c->bstep = BS_STARTTLS;
+  } else if (c->bcaps & BCAP_KNOWN) {
+    send_login(c);
+  } else {
+    backend_write(c, "C CAPABILITY\r\n");
+    c->bstep = BS_CAPABILITY;
+  }
+}
+
+/* One response line from the backend; returns -1 once the dialogue is over
+ * for this read (done, failed, or switched transport). */
+static int backend_line(struct client *c, const char *line) {
+  char *caps;
+  switch (c->bstep) {
+  case BS_GREETING:
+    if (ascii_ncasecmp(line, "* OK", 4) != 0) {
+      backend_fail(c, "bad_greeting");
+      return -1;
+    }
+    if ((caps = capability_code(line))) {
+      c->bcaps = capabilities_parse(caps);
+      free(caps);
+    }
+    after_greeting(c);
+    return c->bstep == BS_STARTTLS ? -1 : 0;
+  case BS_STARTTLS:
+    if (tagged(line, 'S', "OK")) {
+      switch_to_tls(c);
+      return -1;
+    }
+    if (line[0] == 'S') {
+      backend_fail(c, "starttls_refused");
+      return -1;
+    }
+    return 0;
+  case BS_CAPABILITY:
+    if ((caps = capability_untagged(line))) {
+      c->bcaps = capabilities_parse(caps);
+      free(caps);
+    } else if (line[0] == 'C' && line[1] == ' ') {
+      send_login(c);
+      return c->state == CS_BACKEND ? 0 : -1;
+    }
+    return 0;
+  case BS_AUTH_CONTINUE:
+    if (line[0] == '+') {
+      send_plain_continuation(c);
+      return 0;
+    }
+    __attribute__((fallthrough));   /* a tagged answer instead of a continuation */
+  case BS_AUTH:
+  case BS_POST_CAPABILITY:
+    if ((caps = capability_untagged(line))) {
+      free(c->bcapability);
+      c->bcapability = caps;
+      return 0;
+    }
+    if (tagged(line, 'L', "OK")) {
+      if ((caps = capability_code(line))) {
+        free(c->bcapability);
+        c->bcapability = caps;
+      }
+      if (c->bcapability) {
+        login_done(c);
+        return -1;
+      }
+      backend_write(c, "P CAPABILITY\r\n");
+      c->bstep = BS_POST_CAPABILITY;
+      return 0;
+    }
+    if (line[0] == 'L' && line[1] == ' ') {
+      login_refused(c, line);
+      return -1;
+    }
+    if (tagged(line, 'P', "OK")) {
+      login_done(c);
+      return -1;
+    }
+    return 0;   /* untagged data, or the answer to ID */
+  default:
+    return 0;
+  }
+}
+
+static void on_backend_read(struct bufferevent *bev, void *arg) {
+  struct client *c = arg;
+  struct evbuffer *in = bufferevent_get_input(bev);
+  char *line;
+  size_t n;
+  while (c->state == CS_BACKEND && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
+    int r = backend_line(c, line);
+    free(line);
+    if (r < 0) return;
+  }
+  if (c->state == CS_BACKEND && evbuffer_get_length(in) > BACKEND_MAX_LINE)
+    backend_fail(c, "line_too_long");
+}
+
+static void on_backend_event(struct bufferevent *bev, short what, void *arg) {
+  (void)bev;
+  struct client *c = arg;
+  if (what & BEV_EVENT_CONNECTED) {
+    if (c->bstep == BS_CONNECT) {
+      c->bstep = BS_GREETING;
+      client_timer(c, c->w->cfg->login_timeout_ms);
+    } else if (c->bstep == BS_TLS) {
+      backend_write(c, "C CAPABILITY\r\n");   /* capabilities change after TLS */
+      c->bcaps = 0;
+      c->bstep = BS_CAPABILITY;
+    }
+    return;
+  }
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+    backend_fail(c, c->bstep == BS_CONNECT ? "connect_failed"
+                    : c->bstep == BS_TLS   ? "tls_handshake_failed"
+                                           : "backend_closed");
+}
+
+void backend_start(struct client *c) {
+  const struct config_backend *b = c->backend_cfg;
+  struct worker *w = c->w;
+  c->bstep = BS_CONNECT;
+  c->bcaps = 0;
+  int fd = socket(c->backend_addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    backend_fail(c, "socket_failed");
+    return;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (b->tls == TLS_IMPLICIT) {
+    SSL_CTX *ctx = w->tls_backend[b - w->cfg->backends];
+    SSL *ssl = ctx ? tls_backend_ssl_new(ctx, b) : NULL;
+    c->bbev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                   BEV_OPT_CLOSE_ON_FREE)
+                  : NULL;
+    if (!c->bbev) {
+      if (ssl) SSL_free(ssl);
+      close(fd);
+      backend_fail(c, "tls_setup_failed");
+      return;
+    }
+  } else {
+    c->bfd = fd;
+    c->bbev = bufferevent_socket_new(w->base, fd, 0);
+  }
+  bufferevent_setcb(c->bbev, on_backend_read, NULL, on_backend_event, c);
+  bufferevent_enable(c->bbev, EV_READ | EV_WRITE);
+  client_timer(c, w->cfg->connect_timeout_ms);
+  if (bufferevent_socket_connect(c->bbev, (struct sockaddr *)&c->backend_addr.ss,
+                                 (int)c->backend_addr.len) != 0)
+    backend_fail(c, "connect_failed");
+}

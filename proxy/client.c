@@ -1,1 +1,256 @@
-/* placeholder: being written */
+/* A client connection's life: accept, TLS, the timer, writing, closing.
+ * What it says before login is preauth.c's; the backend is backend.c's; the
+ * relay is relay.c's. */
+#include "proxy/client.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+
+#include "common/imap_parser.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "proxy/sessiond_link.h"
+#include "proxy/tls.h"
+#include "proxy/worker.h"
+
+#define CLOSE_FLUSH_MS 5000   /* a client that will not read its BYE */
+
+static void on_client_read(struct bufferevent *bev, void *arg);
+static void on_client_write(struct bufferevent *bev, void *arg);
+static void on_client_event(struct bufferevent *bev, short what, void *arg);
+
+static void on_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  struct client *c = arg;
+  switch (c->state) {
+  case CS_CLOSING:
+    client_free(c, "close_timeout");
+    return;
+  case CS_BACKEND:
+    backend_timer(c);
+    return;
+  default:
+    preauth_timer(c);
+    return;
+  }
+}
+
+void client_timer(struct client *c, uint64_t ms) {
+  if (!c->timer) return;
+  if (ms == 0) {
+    evtimer_del(c->timer);
+    return;
+  }
+  struct timeval tv;
+  ms_to_timeval(ms, &tv);
+  evtimer_add(c->timer, &tv);
+}
+
+static int peer_is_trusted(const struct config *cfg, const struct netaddr *a) {
+  for (unsigned i = 0; i < cfg->n_trusted_nets; i++)
+    if (netmask_contains(&cfg->trusted_nets[i], a)) return 1;
+  return 0;
+}
+
+static void set_client_callbacks(struct client *c) {
+  bufferevent_setcb(c->cbev, on_client_read, on_client_write, on_client_event, c);
+  bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+}
+
+void client_accept(struct worker *w, int fd, const struct config_listener *ls,
+                   const struct sockaddr *sa, int salen) {
+  struct client *c = xcalloc(1, sizeof *c);
+  c->w = w;
+  c->fd = fd;
+  c->bfd = -1;
+  c->listener = ls;
+  c->accepted_ms = now_ms();
+  netaddr_from_sockaddr(&c->peer, sa, (socklen_t)salen);
+  c->local.len = sizeof c->local.ss;
+  getsockname(fd, (struct sockaddr *)&c->local.ss, &c->local.len);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+  session_id_new(c->sid_hex);
+  c->sid = strtoull(c->sid_hex, NULL, 16);
+  c->next = w->clients;
+  if (w->clients) w->clients->prev = c;
+  w->clients = c;
+  w->n_clients++;
+  worker_sid_add(w, c);
+
+  char peer[NETADDR_STRLEN];
+  log_event(LOG_LVL_INFO, "connect", "session=%s client=%s listener=%s", c->sid_hex,
+            netaddr_str(&c->peer, peer, sizeof peer), ls->name);
+
+  c->timer = evtimer_new(w->base, on_timer, c);
+  if (worker_ip_acquire(w, &c->peer) != 0) {
+    c->cbev = bufferevent_socket_new(w->base, fd, 0);
+    set_client_callbacks(c);
+    client_close(c, "* BYE [UNAVAILABLE] Too many connections from your address\r\n",
+                 "max_connections_per_ip");
+    return;
+  }
+  c->counted = 1;
+  c->plaintext_ok = w->cfg->plaintext_auth || peer_is_trusted(w->cfg, &c->peer);
+  struct imap_limits lim = {w->cfg->max_line, w->cfg->max_literal,
+                            w->cfg->max_line + 2 * w->cfg->max_literal};
+  c->parser = imap_parser_new(&lim);
+
+  if (ls->tls == TLS_IMPLICIT) {
+    c->state = CS_TLS_ACCEPT;
+    if (client_start_tls(c) != 0) {
+      client_free(c, "tls_setup_failed");
+      return;
+    }
+  } else {
+    c->state = CS_PREAUTH;
+    c->cbev = bufferevent_socket_new(w->base, fd, 0);
+    set_client_callbacks(c);
+  }
+  preauth_greet(c);   /* queued; on implicit TLS it goes out after the handshake */
+  client_timer(c, w->cfg->preauth_timeout_ms);
+}
+
+int client_start_tls(struct client *c) {
+  struct worker *w = c->w;
+  SSL *ssl = w->tls_server ? SSL_new(w->tls_server) : NULL;
+  if (!ssl) return -1;
+  if (c->cbev) bufferevent_free(c->cbev);   /* a plain bev: leaves the fd open */
+  c->cbev = bufferevent_openssl_socket_new(w->base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                           BEV_OPT_CLOSE_ON_FREE);
+  if (!c->cbev) {
+    SSL_free(ssl);
+    return -1;
+  }
+  c->is_tls = 1;
+  /* Many clients just drop the connection without close_notify. */
+  bufferevent_openssl_set_allow_dirty_shutdown(c->cbev, 1);
+  set_client_callbacks(c);
+  return 0;
+}
+
+void client_write(struct client *c, const char *fmt, ...) {
+  if (!c->cbev) return;
+  va_list ap;
+  va_start(ap, fmt);
+  evbuffer_add_vprintf(bufferevent_get_output(c->cbev), fmt, ap);
+  va_end(ap);
+}
+
+void client_forget_login(struct client *c) {
+  wipe_free_str(c->password);
+  c->password = NULL;
+  free(c->tag);
+  c->tag = NULL;
+}
+
+void client_report_up(struct client *c) {
+  sessiond_link_session_up(c->w->link, c);
+  c->up = 1;
+}
+
+void client_close(struct client *c, const char *last_words, const char *reason) {
+  if (c->state == CS_CLOSING) return;
+  backend_free(c);
+  if (!c->cbev || !last_words) {
+    client_free(c, reason);
+    return;
+  }
+  log_event(LOG_LVL_DEBUG, "closing", "session=%s reason=%s", c->sid_hex, reason);
+  c->state = CS_CLOSING;
+  bufferevent_setcb(c->cbev, NULL, on_client_write, on_client_event, c);
+  bufferevent_disable(c->cbev, EV_READ);
+  bufferevent_enable(c->cbev, EV_WRITE);
+  bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+  client_write(c, "%s", last_words);
+  if (!c->timer) c->timer = evtimer_new(c->w->base, on_timer, c);
+  client_timer(c, CLOSE_FLUSH_MS);
+}
+
+void client_free(struct client *c, const char *reason) {
+  struct worker *w = c->w;
+  uint64_t now = now_ms();
+  char peer[NETADDR_STRLEN];
+  log_event(LOG_LVL_INFO, "close", "session=%s client=%s reason=%s duration_ms=%llu in=%llu out=%llu",
+            c->sid_hex, netaddr_str(&c->peer, peer, sizeof peer), reason,
+            (unsigned long long)(now - c->accepted_ms), (unsigned long long)c->bytes_in,
+            (unsigned long long)c->bytes_out);
+  if (c->registered) sessiond_link_session_end(w->link, c, reason);
+  worker_req_del(w, c);
+  worker_sid_del(w, c);
+  if (c->counted) worker_ip_release(w, &c->peer);
+  if (c->prev) c->prev->next = c->next;
+  else w->clients = c->next;
+  if (c->next) c->next->prev = c->prev;
+  w->n_clients--;
+
+  backend_free(c);
+  if (c->cbev) bufferevent_free(c->cbev);
+  if (!c->is_tls && c->fd >= 0) close(c->fd);   /* a TLS bev closed it */
+  if (c->timer) event_free(c->timer);
+  imap_parser_free(c->parser);
+  client_forget_login(c);
+  free(c->user);
+  free(c->backend_name);
+  free(c->bcapability);
+  free(c);
+
+  if (w->stopping && w->n_clients == 0) event_base_loopbreak(w->base);
+}
+
+static void on_client_read(struct bufferevent *bev, void *arg) {
+  (void)bev;
+  struct client *c = arg;
+  if (c->state == CS_PREAUTH) preauth_read(c);
+}
+
+/* STARTTLS: once "OK Begin TLS" is on the wire, the handshake begins on the
+ * same socket. Whatever the client pipelined after STARTTLS was discarded
+ * (preauth.c), so no plaintext command can be smuggled into the TLS session. */
+static void starttls_switch(struct client *c) {
+  if (client_start_tls(c) != 0) {
+    client_free(c, "tls_setup_failed");
+    return;
+  }
+  c->state = CS_TLS_ACCEPT;
+}
+
+static void on_client_write(struct bufferevent *bev, void *arg) {
+  struct client *c = arg;
+  if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
+  if (c->state == CS_CLOSING) client_free(c, "closed");
+  else if (c->state == CS_STARTTLS) starttls_switch(c);
+}
+
+static void on_client_event(struct bufferevent *bev, short what, void *arg) {
+  (void)bev;
+  struct client *c = arg;
+  if (what & BEV_EVENT_CONNECTED) {
+    if (c->state == CS_TLS_ACCEPT) {
+      c->state = CS_PREAUTH;
+      char desc[128];
+      log_event(LOG_LVL_DEBUG, "tls", "session=%s tls=%s", c->sid_hex,
+                tls_describe(bufferevent_openssl_get_ssl(c->cbev), desc, sizeof desc));
+    }
+    return;
+  }
+  if (what & BEV_EVENT_TIMEOUT) {
+    client_free(c, "timeout");
+    return;
+  }
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+    const char *why = (what & BEV_EVENT_EOF) ? "client_eof"
+                      : c->state == CS_TLS_ACCEPT ? "tls_handshake_failed"
+                                                  : "client_error";
+    client_free(c, why);
+  }
+}

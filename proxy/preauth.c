@@ -1,1 +1,334 @@
-/* placeholder: being written */
+/* The IMAP dialogue before login: CAPABILITY, NOOP, LOGOUT, ID, STARTTLS,
+ * LOGIN and AUTHENTICATE PLAIN. Everything else is a tagged BAD, counted
+ * against max_bad_commands. Bytes the parser has consumed are wiped from the
+ * input buffer before it is drained, since they may hold a password. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "common/imap_parser.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/sasl.h"
+#include "common/util.h"
+#include "proxy/client.h"
+#include "proxy/sessiond_link.h"
+#include "proxy/worker.h"
+
+#define MAX_USER_LEN 255
+#define MAX_PASSWORD_LEN 1024
+
+static int plaintext_allowed(const struct client *c) {
+  return c->is_tls || c->plaintext_ok;
+}
+
+static void capability_list(const struct client *c, char *out, size_t outlen) {
+  snprintf(out, outlen, "IMAP4rev1 SASL-IR ID LITERAL+%s%s",
+           c->listener->tls == TLS_STARTTLS && !c->is_tls ? " STARTTLS" : "",
+           plaintext_allowed(c) ? " AUTH=PLAIN" : " LOGINDISABLED");
+}
+
+void preauth_greet(struct client *c) {
+  char caps[128];
+  capability_list(c, caps, sizeof caps);
+  client_write(c, "* OK [CAPABILITY %s] usher ready.\r\n", caps);
+}
+
+/* Re-arms the pre-auth timer: idle timeout, bounded by the total budget. */
+static void preauth_arm(struct client *c) {
+  const struct config *cfg = c->w->cfg;
+  uint64_t spent = now_ms() - c->accepted_ms;
+  uint64_t left = spent >= cfg->preauth_budget_ms ? 1 : cfg->preauth_budget_ms - spent;
+  client_timer(c, left < cfg->preauth_timeout_ms ? left : cfg->preauth_timeout_ms);
+}
+
+static void bad_command(struct client *c, const char *tag, const char *text) {
+  client_write(c, "%s BAD %s\r\n", tag ? tag : "*", text);
+  if (++c->bad_commands >= c->w->cfg->max_bad_commands)
+    client_close(c, "* BYE Too many invalid commands.\r\n", "bad_commands");
+}
+
+/* Hands the credentials to sessiond; the answer comes back through
+ * preauth_login_reply(). */
+static void login_start(struct client *c, const char *tag, const char *user, const char *pass,
+                        const char *mech) {
+  if (strlen(user) == 0 || strlen(user) > MAX_USER_LEN || strlen(pass) > MAX_PASSWORD_LEN) {
+    client_write(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag);
+    return;
+  }
+  if (!sessiond_link_up(c->w->link)) {
+    client_write(c, "%s NO [UNAVAILABLE] Authentication service unavailable, try again later.\r\n",
+                 tag);
+    return;
+  }
+  c->tag = xstrdup(tag);
+  free(c->user);
+  c->user = xstrdup(user);
+  c->password = xstrdup(pass);
+  c->mech = mech;
+  c->state = CS_AUTH_WAIT;
+  bufferevent_disable(c->cbev, EV_READ);
+  if (sessiond_link_login(c->w->link, c) != 0) {
+    /* Answered from the timer, not from here: we are inside preauth_read(). */
+    c->auth_result = PROTO_UNAVAILABLE;
+    c->state = CS_AUTH_DELAY;
+    client_timer(c, 1);
+    return;
+  }
+  client_timer(c, c->w->cfg->login_timeout_ms);
+}
+
+/* A string argument: atom or string, no NUL inside. */
+static const char *astring(const struct imap_arg *a) {
+  if (a->type != IMAP_ARG_ATOM && a->type != IMAP_ARG_STRING) return NULL;
+  if (strlen(a->s) != a->len) return NULL;
+  return a->s;
+}
+
+static void cmd_login(struct client *c, const struct imap_command *cmd) {
+  const char *user, *pass;
+  if (cmd->nargs != 2 || !(user = astring(&cmd->args[0])) || !(pass = astring(&cmd->args[1]))) {
+    bad_command(c, cmd->tag, "LOGIN expects a user name and a password.");
+    return;
+  }
+  if (!plaintext_allowed(c)) {
+    client_write(c, "%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.\r\n",
+                 cmd->tag);
+    return;
+  }
+  login_start(c, cmd->tag, user, pass, "LOGIN");
+}
+
+/* The PLAIN response, base64 (from SASL-IR or the continuation line). */
+static void auth_plain_response(struct client *c, const char *tag, const char *b64, size_t len) {
+  unsigned char msg[3 * 260 + 4];
+  ssize_t n = base64_decode(b64, len, msg, sizeof msg - 1);
+  const char *authz, *authc, *pass;
+  if (n < 0) {
+    client_write(c, "%s BAD Invalid base64 in the response.\r\n", tag);
+  } else if (sasl_plain_split((char *)msg, (size_t)n, &authz, &authc, &pass) != 0) {
+    client_write(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag);
+  } else if (authz[0] && strcmp(authz, authc) != 0) {
+    client_write(c, "%s NO [AUTHORIZATIONFAILED] Authorization identity not permitted.\r\n", tag);
+  } else {
+    login_start(c, tag, authc, pass, "PLAIN");
+  }
+  wipe(msg, sizeof msg);
+}
+
+static void cmd_authenticate(struct client *c, const struct imap_command *cmd) {
+  if (cmd->nargs < 1 || cmd->nargs > 2 || cmd->args[0].type != IMAP_ARG_ATOM) {
+    bad_command(c, cmd->tag, "AUTHENTICATE expects a mechanism.");
+    return;
+  }
+  if (ascii_casecmp(cmd->args[0].s, "PLAIN") != 0) {
+    client_write(c, "%s NO [CANNOT] Unsupported authentication mechanism.\r\n", cmd->tag);
+    return;
+  }
+  if (!plaintext_allowed(c)) {
+    client_write(c, "%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.\r\n",
+                 cmd->tag);
+    return;
+  }
+  if (cmd->nargs == 2) {
+    const struct imap_arg *ir = &cmd->args[1];
+    auth_plain_response(c, cmd->tag, ir->s, ir->len);
+    return;
+  }
+  free(c->tag);
+  c->tag = xstrdup(cmd->tag);
+  c->auth_continue = 1;
+  client_write(c, "+ \r\n");
+}
+
+static void cmd_starttls(struct client *c, const struct imap_command *cmd) {
+  if (c->listener->tls != TLS_STARTTLS || c->is_tls) {
+    bad_command(c, cmd->tag, "STARTTLS is not available here.");
+    return;
+  }
+  /* Nothing pipelined behind STARTTLS may survive into the TLS session. */
+  struct evbuffer *in = bufferevent_get_input(c->cbev);
+  evbuffer_drain(in, evbuffer_get_length(in));
+  bufferevent_disable(c->cbev, EV_READ);
+  c->state = CS_STARTTLS;
+  client_write(c, "%s OK Begin TLS negotiation now.\r\n", cmd->tag);
+}
+
+static void cmd_id(struct client *c, const struct imap_command *cmd) {
+  if (cmd->nargs == 0 || (cmd->args[0].type != IMAP_ARG_LIST_START &&
+                          ascii_casecmp(cmd->args[0].s, "NIL") != 0)) {
+    bad_command(c, cmd->tag, "ID expects a list or NIL.");
+    return;
+  }
+  client_write(c, "* ID (\"name\" \"usher\")\r\n%s OK ID completed.\r\n", cmd->tag);
+}
+
+static void preauth_command(struct client *c, const struct imap_command *cmd) {
+  const char *name = cmd->name;
+  if (!ascii_casecmp(name, "LOGIN")) {
+    cmd_login(c, cmd);
+  } else if (!ascii_casecmp(name, "AUTHENTICATE")) {
+    cmd_authenticate(c, cmd);
+  } else if (!ascii_casecmp(name, "CAPABILITY") && cmd->nargs == 0) {
+    char caps[128];
+    capability_list(c, caps, sizeof caps);
+    client_write(c, "* CAPABILITY %s\r\n%s OK Capability completed.\r\n", caps, cmd->tag);
+  } else if (!ascii_casecmp(name, "NOOP") && cmd->nargs == 0) {
+    client_write(c, "%s OK NOOP completed.\r\n", cmd->tag);
+  } else if (!ascii_casecmp(name, "LOGOUT") && cmd->nargs == 0) {
+    char bye[IMAP_MAX_TAG + 64];
+    snprintf(bye, sizeof bye, "* BYE Logging out.\r\n%s OK Logout completed.\r\n", cmd->tag);
+    client_close(c, bye, "logout");
+  } else if (!ascii_casecmp(name, "ID")) {
+    cmd_id(c, cmd);
+  } else if (!ascii_casecmp(name, "STARTTLS") && cmd->nargs == 0) {
+    cmd_starttls(c, cmd);
+  } else {
+    bad_command(c, cmd->tag, "Unknown command, or not allowed before login.");
+  }
+}
+
+static void auth_continue_line(struct client *c, const char *line, size_t len) {
+  char *tag = c->tag;
+  c->tag = NULL;
+  c->auth_continue = 0;
+  if (len == 1 && line[0] == '*')
+    client_write(c, "%s BAD Authentication cancelled.\r\n", tag);
+  else
+    auth_plain_response(c, tag, line, len);
+  free(tag);
+}
+
+static void parse_error(struct client *c) {
+  enum imap_error e = imap_parser_error(c->parser);
+  const char *tag = imap_parser_error_tag(c->parser);
+  if (imap_parser_error_fatal(c->parser)) {
+    char bye[128];
+    snprintf(bye, sizeof bye, "* BYE [TOOBIG] %s\r\n", imap_error_text(e));
+    client_close(c, bye, "too_big");
+    return;
+  }
+  char text[128];
+  snprintf(text, sizeof text, "%s%s", e == IMAP_ERR_SYNTAX || e == IMAP_ERR_TOO_MANY_ARGS ? "" : "[TOOBIG] ",
+           imap_error_text(e));
+  bad_command(c, tag, text);
+}
+
+void preauth_read(struct client *c) {
+  struct evbuffer *in = bufferevent_get_input(c->cbev);
+  size_t len;
+  while (c->state == CS_PREAUTH && (len = evbuffer_get_length(in)) > 0) {
+    char *data = (char *)evbuffer_pullup(in, (ssize_t)len);
+    size_t used = 0;
+    if (c->auth_continue) imap_parser_expect_line(c->parser);
+    enum imap_status st = imap_parser_feed(c->parser, data, len, &used);
+    switch (st) {
+    case IMAP_NEED_MORE:
+      break;
+    case IMAP_CONTINUE:
+      client_write(c, "+ Ready for literal data\r\n");
+      break;
+    case IMAP_COMMAND:
+      preauth_command(c, imap_parser_command(c->parser));
+      imap_parser_reset(c->parser);
+      break;
+    case IMAP_LINE: {
+      size_t n;
+      const char *line = imap_parser_line(c->parser, &n);
+      auth_continue_line(c, line, n);
+      imap_parser_reset(c->parser);
+      break;
+    }
+    case IMAP_ERROR:
+      parse_error(c);
+      if (c->state == CS_CLOSING) return;
+      imap_parser_reset(c->parser);
+      break;
+    }
+    if (c->state == CS_STARTTLS) return;   /* input already discarded */
+    wipe(data, used);
+    evbuffer_drain(in, used);
+  }
+  if (c->state == CS_PREAUTH) preauth_arm(c);
+}
+
+/* Back to reading commands after an answered login attempt. */
+static void preauth_resume(struct client *c) {
+  client_forget_login(c);
+  c->state = CS_PREAUTH;
+  bufferevent_enable(c->cbev, EV_READ);
+  preauth_arm(c);
+  preauth_read(c);   /* anything the client pipelined meanwhile */
+}
+
+static void login_failed_answer(struct client *c) {
+  char peer[NETADDR_STRLEN], user[LOG_QUOTE_MAX];
+  const char *tag = c->tag ? c->tag : "*";
+  int auth = c->auth_result == PROTO_AUTH_FAILED;
+  log_event(LOG_LVL_INFO, "login", "session=%s client=%s user=%s mech=%s result=%s", c->sid_hex,
+            netaddr_str(&c->peer, peer, sizeof peer),
+            log_quote(user, sizeof user, c->user ? c->user : "", c->user ? strlen(c->user) : 0),
+            c->mech ? c->mech : "-", auth ? "auth_failed" : "unavailable");
+  if (auth) {
+    client_write(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag);
+    if (++c->failed_logins >= c->w->cfg->max_auth_attempts) {
+      client_close(c, "* BYE Too many failed logins.\r\n", "auth_attempts");
+      return;
+    }
+  } else {
+    client_write(c, "%s NO [UNAVAILABLE] Service temporarily unavailable, try again later.\r\n",
+                 tag);
+  }
+  preauth_resume(c);
+}
+
+void preauth_login_reply(struct client *c, int result, uint32_t delay_ms, const char *user,
+                         const char *backend, const char *backend_addr) {
+  if (c->state != CS_AUTH_WAIT) return;
+  if (result == PROTO_OK && backend && backend_addr && user) {
+    const struct config_backend *b = config_backend_find(c->w->cfg, backend);
+    struct netaddr addr;
+    c->registered = 1;   /* sessiond counts the session from now on */
+    if (b && netaddr_parse(backend_addr, &addr) == 0) {
+      free(c->user);
+      c->user = xstrdup(user);
+      free(c->backend_name);
+      c->backend_name = xstrdup(backend);
+      c->backend_cfg = b;
+      c->backend_addr = addr;
+      c->state = CS_BACKEND;
+      backend_start(c);
+      return;
+    }
+    log_event(LOG_LVL_ERROR, "route", "session=%s backend=%s error=\"unknown backend\"",
+              c->sid_hex, backend);
+    sessiond_link_session_end(c->w->link, c, "unknown_backend");
+    c->registered = 0;
+    result = PROTO_UNAVAILABLE;
+  }
+  c->auth_result = result == PROTO_OK ? PROTO_UNAVAILABLE : result;
+  c->state = CS_AUTH_DELAY;
+  client_timer(c, delay_ms ? delay_ms : 1);
+}
+
+void preauth_timer(struct client *c) {
+  switch (c->state) {
+  case CS_AUTH_WAIT:
+    log_event(LOG_LVL_WARN, "sessiond_timeout", "session=%s", c->sid_hex);
+    worker_req_del(c->w, c);
+    c->auth_result = PROTO_UNAVAILABLE;
+    login_failed_answer(c);
+    return;
+  case CS_AUTH_DELAY:
+    login_failed_answer(c);
+    return;
+  default:
+    if (now_ms() - c->accepted_ms >= c->w->cfg->preauth_budget_ms)
+      client_close(c, "* BYE Login time limit exceeded.\r\n", "preauth_budget");
+    else
+      client_close(c, "* BYE Autologout; idle for too long.\r\n", "preauth_timeout");
+    return;
+  }
+}

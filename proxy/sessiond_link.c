@@ -1,1 +1,218 @@
-/* placeholder: being written */
+/* The worker's side of the worker <-> sessiond protocol. */
+#include "proxy/sessiond_link.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "proxy/client.h"
+#include "proxy/worker.h"
+
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 2000
+
+struct sessiond_link {
+  struct worker *w;
+  struct bufferevent *bev;
+  int up;
+  uint64_t retry_ms;
+  struct event *retry;
+  uint8_t body[PROTO_MAX_BODY];   /* the frame being decoded */
+};
+
+static void link_connect(struct sessiond_link *l);
+
+static void link_schedule_retry(struct sessiond_link *l) {
+  l->retry_ms = l->retry_ms ? l->retry_ms * 2 : RETRY_MIN_MS;
+  if (l->retry_ms > RETRY_MAX_MS) l->retry_ms = RETRY_MAX_MS;
+  struct timeval tv;
+  ms_to_timeval(l->retry_ms, &tv);
+  evtimer_add(l->retry, &tv);
+}
+
+/* sessiond went away: pending logins are answered UNAVAILABLE now rather
+ * than at their timeout; established sessions go on relaying. */
+static void link_down(struct sessiond_link *l) {
+  struct worker *w = l->w;
+  if (l->up) log_event(LOG_LVL_WARN, "sessiond_down", "pending=fail");
+  l->up = 0;
+  if (l->bev) {
+    bufferevent_free(l->bev);
+    l->bev = NULL;
+  }
+  for (struct client *c = w->clients, *next; c; c = next) {
+    next = c->next;
+    if (c->state == CS_AUTH_WAIT && c->req) {
+      worker_req_del(w, c);
+      preauth_login_reply(c, PROTO_UNAVAILABLE, 0, NULL, NULL, NULL);
+    }
+  }
+  link_schedule_retry(l);
+}
+
+static void link_dispatch(struct sessiond_link *l, const struct proto_msg *m) {
+  struct worker *w = l->w;
+  if (m->type == PROTO_LOGIN_REPLY) {
+    struct client *c = worker_req_find(w, m->req);
+    if (!c) return;   /* the client went away meanwhile */
+    worker_req_del(w, c);
+    preauth_login_reply(c, (int)m->result, m->delay_ms, m->user, m->backend, m->backend_addr);
+  } else if (m->type == PROTO_KICK && m->session) {
+    struct client *c = worker_sid_find(w, strtoull(m->session, NULL, 16));
+    if (!c) return;
+    log_event(LOG_LVL_INFO, "kick", "session=%s reason=%s", c->sid_hex,
+              m->reason ? m->reason : "-");
+    client_close(c, "* BYE [UNAVAILABLE] Session closed by the administrator.\r\n", "kicked");
+  } else {
+    log_event(LOG_LVL_WARN, "sessiond_message", "type=%d note=unexpected", (int)m->type);
+  }
+}
+
+static void on_link_read(struct bufferevent *bev, void *arg) {
+  struct sessiond_link *l = arg;
+  struct evbuffer *in = bufferevent_get_input(bev);
+  uint8_t hdr[PROTO_HDR_LEN];
+  while (evbuffer_copyout(in, hdr, sizeof hdr) == (ssize_t)sizeof hdr) {
+    size_t len = proto_body_len(hdr);
+    if (len == 0) {
+      log_event(LOG_LVL_ERROR, "sessiond_protocol", "error=bad_frame_length");
+      link_down(l);
+      return;
+    }
+    if (evbuffer_get_length(in) < PROTO_HDR_LEN + len) return;
+    evbuffer_drain(in, PROTO_HDR_LEN);
+    evbuffer_remove(in, l->body, len);
+    struct proto_msg m;
+    if (proto_decode(l->body, len, &m) != 0) {
+      log_event(LOG_LVL_ERROR, "sessiond_protocol", "error=bad_frame");
+      link_down(l);
+      return;
+    }
+    link_dispatch(l, &m);
+    if (!l->bev) return;   /* dispatch may have taken the link down */
+  }
+}
+
+static void on_link_event(struct bufferevent *bev, short what, void *arg) {
+  (void)bev;
+  struct sessiond_link *l = arg;
+  if (what & BEV_EVENT_CONNECTED) {
+    struct worker *w = l->w;
+    l->up = 1;
+    l->retry_ms = 0;
+    log_event(LOG_LVL_INFO, "sessiond_up", "sessions=%u", w->n_clients);
+    struct proto_msg m = {.type = PROTO_HELLO, .worker_id = w->id, .pid = (uint32_t)getpid()};
+    sessiond_link_send(l, &m);
+    /* A restarted sessiond learns the sessions that outlived it. */
+    for (struct client *c = w->clients; c; c = c->next)
+      if (c->state == CS_RELAY && c->up) sessiond_link_session_up(l, c);
+    return;
+  }
+  link_down(l);
+}
+
+static void link_connect(struct sessiond_link *l) {
+  struct sockaddr_un sun = {.sun_family = AF_UNIX};
+  snprintf(sun.sun_path, sizeof sun.sun_path, "%s/sessiond.sock", l->w->cfg->runtime_dir);
+  l->bev = bufferevent_socket_new(l->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+  bufferevent_setcb(l->bev, on_link_read, NULL, on_link_event, l);
+  bufferevent_enable(l->bev, EV_READ | EV_WRITE);
+  if (bufferevent_socket_connect(l->bev, (struct sockaddr *)&sun, sizeof sun) != 0) {
+    bufferevent_free(l->bev);
+    l->bev = NULL;
+    link_schedule_retry(l);
+  }
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  struct sessiond_link *l = arg;
+  if (!l->bev) link_connect(l);
+}
+
+struct sessiond_link *sessiond_link_new(struct worker *w) {
+  struct sessiond_link *l = xcalloc(1, sizeof *l);
+  l->w = w;
+  l->retry = evtimer_new(w->base, on_retry, l);
+  link_connect(l);
+  return l;
+}
+
+void sessiond_link_free(struct sessiond_link *l) {
+  if (!l) return;
+  if (l->bev) bufferevent_free(l->bev);
+  event_free(l->retry);
+  wipe(l->body, sizeof l->body);
+  free(l);
+}
+
+int sessiond_link_up(const struct sessiond_link *l) {
+  return l->up;
+}
+
+int sessiond_link_send(struct sessiond_link *l, const struct proto_msg *m) {
+  if (!l->up || !l->bev) return -1;
+  uint8_t frame[PROTO_MAX_BODY + PROTO_HDR_LEN];
+  ssize_t n = proto_encode(m, frame, sizeof frame);
+  int rc = n > 0 ? bufferevent_write(l->bev, frame, (size_t)n) : -1;
+  if (m->password) wipe(frame, n > 0 ? (size_t)n : sizeof frame);
+  return rc;
+}
+
+static void fill_session(struct proto_msg *m, struct client *c, char *caddr, char *laddr) {
+  m->session = c->sid_hex;
+  m->user = c->user;
+  m->client_addr = netaddr_host(&c->peer, caddr, NETADDR_STRLEN);
+  m->client_port = (uint16_t)netaddr_port(&c->peer);
+  m->local_addr = netaddr_host(&c->local, laddr, NETADDR_STRLEN);
+  m->local_port = (uint16_t)netaddr_port(&c->local);
+  m->tls = c->is_tls;
+}
+
+int sessiond_link_login(struct sessiond_link *l, struct client *c) {
+  char caddr[NETADDR_STRLEN], laddr[NETADDR_STRLEN];
+  struct proto_msg m = {.type = PROTO_LOGIN, .password = c->password, .mech = c->mech};
+  fill_session(&m, c, caddr, laddr);
+  worker_req_add(l->w, c);
+  m.req = c->req;
+  if (sessiond_link_send(l, &m) != 0) {
+    worker_req_del(l->w, c);
+    return -1;
+  }
+  return 0;
+}
+
+int sessiond_link_backend_failed(struct sessiond_link *l, struct client *c, const char *why) {
+  struct proto_msg m = {.type = PROTO_BACKEND_FAILED, .session = c->sid_hex,
+                        .backend = c->backend_name, .reason = why};
+  worker_req_add(l->w, c);
+  m.req = c->req;
+  if (sessiond_link_send(l, &m) != 0) {
+    worker_req_del(l->w, c);
+    return -1;
+  }
+  return 0;
+}
+
+void sessiond_link_session_up(struct sessiond_link *l, struct client *c) {
+  char caddr[NETADDR_STRLEN], laddr[NETADDR_STRLEN];
+  struct proto_msg m = {.type = PROTO_SESSION_UP, .backend = c->backend_name};
+  fill_session(&m, c, caddr, laddr);
+  sessiond_link_send(l, &m);
+}
+
+void sessiond_link_session_end(struct sessiond_link *l, struct client *c, const char *why) {
+  struct proto_msg m = {.type = PROTO_SESSION_END, .session = c->sid_hex,
+                        .bytes_in = c->bytes_in, .bytes_out = c->bytes_out, .reason = why,
+                        .duration_ms = c->relay_start_ms ? now_ms() - c->relay_start_ms : 0};
+  sessiond_link_send(l, &m);
+}

@@ -1,0 +1,149 @@
+/* A client connection in a proxy worker, from accept to close.
+ *
+ * Lifecycle (client->state):
+ *   TLS_ACCEPT   implicit-TLS handshake (greeting already queued)
+ *   PREAUTH      reading pre-auth commands (preauth.c)
+ *   STARTTLS     "OK Begin TLS" is being flushed; then the TLS handshake
+ *   AUTH_WAIT    LOGIN sent to sessiond; client input paused
+ *   AUTH_DELAY   failed login: waiting out the delay before answering NO
+ *   BACKEND      connecting and logging in to the backend (backend.c)
+ *   RELAY        bytes flow both ways (relay.c)
+ *   CLOSING      the last words (BYE, NO) are being flushed; then freed
+ *
+ * The password lives in client->password from the client's LOGIN until the
+ * backend login has been written, and is wiped then (or on close). */
+#ifndef USHER_PROXY_CLIENT_H
+#define USHER_PROXY_CLIENT_H
+
+#include <stdint.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "common/config.h"
+#include "common/netaddr.h"
+
+struct worker;
+struct imap_parser;
+
+enum client_state {
+  CS_TLS_ACCEPT,
+  CS_PREAUTH,
+  CS_STARTTLS,
+  CS_AUTH_WAIT,
+  CS_AUTH_DELAY,
+  CS_BACKEND,
+  CS_RELAY,
+  CS_CLOSING,
+};
+
+/* The backend login dialogue's steps (backend.c). */
+enum backend_step {
+  BS_CONNECT,
+  BS_GREETING,
+  BS_STARTTLS,
+  BS_TLS,
+  BS_CAPABILITY,
+  BS_ID,
+  BS_AUTH_CONTINUE,
+  BS_AUTH,
+  BS_POST_CAPABILITY,
+};
+
+struct client {
+  struct worker *w;
+  struct client *prev, *next;       /* worker's list of all clients */
+  struct client *req_next;          /* worker's table of requests to sessiond */
+  struct client *sid_next;          /* worker's table of sessions by id */
+
+  uint64_t sid;                     /* session id, printed as 16 hex digits */
+  char sid_hex[17];
+  enum client_state state;
+  int fd;                           /* client socket (bufferevents never close it) */
+  struct bufferevent *cbev;         /* client side, socket or TLS */
+  struct event *timer;              /* pre-auth timeouts, delays; NULL in relay */
+  struct netaddr peer;              /* client address */
+  struct netaddr local;             /* address it connected to */
+  const struct config_listener *listener;
+  unsigned is_tls : 1;              /* client side runs TLS (now) */
+  unsigned plaintext_ok : 1;        /* LOGIN allowed without TLS */
+  unsigned counted : 1;             /* counted in the per-address limit */
+  unsigned registered : 1;          /* sessiond knows the session (LOGIN OK) */
+  unsigned up : 1;                  /* SESSION_UP sent */
+  unsigned backend_retried : 1;     /* one BACKEND_FAILED round used */
+
+  /* Pre-auth. */
+  struct imap_parser *parser;
+  unsigned bad_commands;
+  unsigned failed_logins;
+  uint64_t accepted_ms;
+  char *tag;                        /* tag of the LOGIN/AUTHENTICATE in progress */
+  char *user;                       /* as given, then canonical from sessiond */
+  char *password;
+  int auth_continue;                /* AUTHENTICATE waiting for the client's line */
+  uint32_t req;                     /* request id at sessiond, 0 = none */
+  int auth_result;                  /* proto_result waiting out its delay */
+  const char *mech;                 /* "LOGIN" or "PLAIN", for logs */
+
+  /* Backend. */
+  char *backend_name;
+  struct netaddr backend_addr;
+  const struct config_backend *backend_cfg;
+  int bfd;
+  struct bufferevent *bbev;
+  enum backend_step bstep;
+  unsigned bcaps;                   /* BCAP_* of the backend */
+  char *bcapability;                /* post-login CAPABILITY for the client */
+
+  /* Relay. */
+  uint64_t bytes_in;                /* client -> backend */
+  uint64_t bytes_out;               /* backend -> client */
+  uint64_t relay_start_ms;
+  unsigned client_eof : 1;
+  unsigned backend_eof : 1;
+};
+
+/* Backend capabilities that the login dialogue cares about. */
+#define BCAP_KNOWN    0x01   /* we have seen a CAPABILITY list */
+#define BCAP_STARTTLS 0x02
+#define BCAP_AUTHPLAIN 0x04
+#define BCAP_SASLIR   0x08
+#define BCAP_ID       0x10
+#define BCAP_LOGINDISABLED 0x20
+#define BCAP_LITERALPLUS 0x40
+
+/* client.c */
+void client_accept(struct worker *w, int fd, const struct config_listener *ls,
+                   const struct sockaddr *sa, int salen);
+/* Queues text for the client (it must end in CRLF). */
+void client_write(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Sends the last words (may be NULL) then closes once they are flushed. */
+void client_close(struct client *c, const char *last_words, const char *reason);
+/* Frees at once. */
+void client_free(struct client *c, const char *reason);
+/* (Re)arms the client timer; 0 disarms. */
+void client_timer(struct client *c, uint64_t ms);
+/* Starts the TLS handshake on the client's socket (implicit TLS or STARTTLS). */
+int client_start_tls(struct client *c);
+/* Wipes and frees the login's user/password/tag. */
+void client_forget_login(struct client *c);
+/* Sends SESSION_UP for this client to sessiond (now, or again after a reconnect). */
+void client_report_up(struct client *c);
+/* The sessiond link lost or answered: see sessiond_link.h */
+
+/* preauth.c */
+void preauth_greet(struct client *c);
+void preauth_read(struct client *c);
+/* sessiond's answer to our LOGIN. */
+void preauth_login_reply(struct client *c, int result, uint32_t delay_ms, const char *user,
+                         const char *backend, const char *backend_addr);
+void preauth_timer(struct client *c);
+
+/* backend.c */
+void backend_start(struct client *c);
+void backend_timer(struct client *c);
+void backend_free(struct client *c);
+
+/* relay.c */
+void relay_start(struct client *c);
+
+#endif

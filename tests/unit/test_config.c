@@ -1,0 +1,177 @@
+/* Unit tests of config_load: defaults, every section, and errors that name
+ * the file and the line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/log.h"
+
+static char path[64];
+
+static void write_conf(const char *text) {
+  snprintf(path, sizeof path, "/tmp/usher-test-config-%d.conf", (int)getpid());
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+#define MINIMAL                                                                            \
+  "[listener imap]\naddress = 127.0.0.1:1143\n"                                            \
+  "[backend b1]\naddress = 127.0.0.1:10143\n"                                              \
+  "[auth]\nusers_file = /etc/usher/users\n"
+
+static struct config *load_ok(const char *text) {
+  char err[512] = "";
+  write_conf(text);
+  struct config *c = config_load(path, err, sizeof err);
+  if (!c) fail_msg("unexpected error: %s", err);
+  return c;
+}
+
+/* Loads text expecting failure; the message must start "PATH:LINE:" and
+ * contain `needle`. */
+static void load_fails(const char *text, int line, const char *needle) {
+  char err[512] = "", prefix[96];
+  write_conf(text);
+  struct config *c = config_load(path, err, sizeof err);
+  assert_null(c);
+  snprintf(prefix, sizeof prefix, "%s:%d:", path, line);
+  if (strncmp(err, prefix, strlen(prefix)) != 0) fail_msg("'%s' does not start with '%s'", err, prefix);
+  if (!strstr(err, needle)) fail_msg("'%s' does not mention '%s'", err, needle);
+}
+
+static void test_defaults(void **state) {
+  (void)state;
+  struct config *c = load_ok(MINIMAL);
+  assert_int_equal(c->n_listeners, 1);
+  assert_int_equal(c->listeners[0].tls, TLS_NONE);
+  assert_int_equal(c->n_backends, 1);
+  assert_int_equal(c->backends[0].weight, 1);
+  assert_int_equal(c->backends[0].tls_verify, 1);
+  assert_true(c->workers >= 1);
+  assert_int_equal(c->max_line, 8192);
+  assert_int_equal(c->idle_timeout_ms, 30 * 60 * 1000);
+  assert_int_equal(c->seat_expire_ms, 15 * 60 * 1000);
+  assert_int_equal(c->failure_delay_ms, 2000);
+  assert_int_equal(c->plaintext_auth, 0);
+  assert_int_equal(c->n_trusted_nets, 2);
+  assert_string_equal(c->runtime_dir, "/run/usher");
+  assert_string_equal(c->users_file, "/etc/usher/users");
+  config_free(c);
+}
+
+static void test_full(void **state) {
+  (void)state;
+  struct config *c = load_ok(
+      "[usher]\nworkers = 3\nruntime_dir = /tmp/u\nname = p1\nlog_level = debug\n"
+      "[listener plain]\naddress = 127.0.0.1:143\ntls = starttls\n"
+      "[listener imaps]\naddress = [::1]:993\ntls = implicit\n"
+      "[tls]\ncert = /c.pem\nkey = /k.pem\nmin_version = TLSv1.3\n"
+      "[backend one]\naddress = 10.0.0.1:143\nweight = 3\ntls = starttls\n"
+      "tls_verify = no\nca_file = /ca.pem\nserver_name = imap.example\nsend_id = yes\n"
+      "[backend two]\naddress = 10.0.0.2:993\ntls = implicit\n"
+      "[auth]\nusers_file = /u\nfailure_delay = 250ms\nthreads = 4\nmax_attempts = 5\n"
+      "[routing]\nseat_expire = 2m\nbackend_retry = 10s\n"
+      "[limits]\nmax_line = 16k\nmax_literal = 1M\nmax_bad_commands = 3\n"
+      "preauth_timeout = 10s\npreauth_budget = 1m\nidle_timeout = 1h\n"
+      "connect_timeout = 2s\nlogin_timeout = 20s\nmax_connections = 500\n"
+      "max_connections_per_ip = 0\nplaintext_auth = yes\n"
+      "trusted_networks = 10.0.0.0/8, 192.168.1.1 fd00::/8\n");
+  assert_int_equal(c->workers, 3);
+  assert_string_equal(c->name, "p1");
+  assert_int_equal(c->log_level, LOG_LVL_DEBUG);
+  assert_int_equal(c->n_listeners, 2);
+  assert_int_equal(c->listeners[0].tls, TLS_STARTTLS);
+  assert_int_equal(c->listeners[1].tls, TLS_IMPLICIT);
+  assert_int_equal(netaddr_port(&c->listeners[1].addr), 993);
+  assert_string_equal(c->tls_min_version, "TLSv1.3");
+  const struct config_backend *b = config_backend_find(c, "one");
+  assert_non_null(b);
+  assert_int_equal(b->weight, 3);
+  assert_int_equal(b->tls, TLS_STARTTLS);
+  assert_int_equal(b->tls_verify, 0);
+  assert_string_equal(b->ca_file, "/ca.pem");
+  assert_string_equal(b->server_name, "imap.example");
+  assert_int_equal(b->send_id, 1);
+  assert_null(config_backend_find(c, "three"));
+  assert_int_equal(c->failure_delay_ms, 250);
+  assert_int_equal(c->auth_threads, 4);
+  assert_int_equal(c->seat_expire_ms, 120000);
+  assert_int_equal(c->max_line, 16384);
+  assert_int_equal(c->max_literal, 1 << 20);
+  assert_int_equal(c->idle_timeout_ms, 3600000);
+  assert_int_equal(c->max_connections_per_ip, 0);
+  assert_int_equal(c->plaintext_auth, 1);
+  assert_int_equal(c->n_trusted_nets, 3);   /* replaced the defaults */
+  config_free(c);
+}
+
+static void test_errors_name_the_line(void **state) {
+  (void)state;
+  load_fails(MINIMAL "[limits]\nmax_line = lots\n", 8, "max_line");
+  load_fails("[usher]\nworkers = 0\n" MINIMAL, 2, "workers");
+  load_fails("[usher]\nbogus = 1\n" MINIMAL, 2, "unknown key 'bogus'");
+  load_fails("[nonsense]\nx = 1\n", 2, "unknown section");
+  load_fails(MINIMAL "[backend b2]\naddress = imap.example.com:143\n", 8, "address");
+  load_fails(MINIMAL "[backend b2]\naddress = 127.0.0.1:0\n", 8, "address");
+  load_fails(MINIMAL "[listener x]\naddress = 127.0.0.1:1\ntls = maybe\n", 9, "tls");
+  load_fails(MINIMAL "[routing]\nseat_expire = -5s\n", 8, "seat_expire");
+  load_fails(MINIMAL "[limits]\ntrusted_networks = 10.0.0.0/33\n", 8, "trusted_networks");
+  load_fails(MINIMAL "[limits]\nplaintext_auth = perhaps\n", 8, "plaintext_auth");
+  load_fails("[backend bad name!]\naddress = 127.0.0.1:1\n", 2, "bad backend name");
+  load_fails("this is not ini\n", 1, "syntax");
+}
+
+static void test_whole_file_checks(void **state) {
+  (void)state;
+  load_fails("[backend b1]\naddress = 127.0.0.1:1\n[auth]\nusers_file = /u\n", 0, "listener");
+  load_fails("[listener a]\naddress = 127.0.0.1:1\n[auth]\nusers_file = /u\n", 0, "backend");
+  load_fails("[listener a]\naddress = 127.0.0.1:1\n[backend b]\naddress = 127.0.0.1:2\n", 0,
+             "users_file");
+  load_fails(MINIMAL "[listener s]\naddress = 127.0.0.1:993\ntls = implicit\n", 0, "cert");
+  load_fails(MINIMAL "[backend nob]\nweight = 2\n", 0, "no address");
+  load_fails(MINIMAL "[usher]\nruntime_dir = relative/dir\n", 0, "absolute");
+}
+
+static void test_missing_file(void **state) {
+  (void)state;
+  char err[256];
+  assert_null(config_load("/nonexistent/usher.conf", err, sizeof err));
+  assert_non_null(strstr(err, "/nonexistent/usher.conf:0:"));
+}
+
+static void test_example_config_is_valid(void **state) {
+  (void)state;
+  char err[512];
+  struct config *c = config_load(USHER_SOURCE_DIR "/configs/usher.conf", err, sizeof err);
+  if (!c) fail_msg("configs/usher.conf: %s", err);
+  assert_int_equal(c->n_backends, 2);
+  config_free(c);
+}
+
+static int teardown(void **state) {
+  (void)state;
+  unlink(path);
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_teardown(test_defaults, teardown),
+      cmocka_unit_test_teardown(test_full, teardown),
+      cmocka_unit_test_teardown(test_errors_name_the_line, teardown),
+      cmocka_unit_test_teardown(test_whole_file_checks, teardown),
+      cmocka_unit_test(test_missing_file),
+      cmocka_unit_test(test_example_config_is_valid),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
