@@ -93,6 +93,10 @@ void client_accept(struct worker *w, int fd, const struct config_listener *ls,
 
   c->timer = evtimer_new(w->base, on_timer, c);
   if (worker_ip_acquire(w, &c->peer) != 0) {
+    if (ls->tls == TLS_IMPLICIT) {   /* no plaintext words on a TLS port */
+      client_free(c, "max_connections_per_ip");
+      return;
+    }
     c->cbev = bufferevent_socket_new(w->base, fd, 0);
     set_client_callbacks(c);
     client_close(c, "* BYE [UNAVAILABLE] Too many connections from your address\r\n",
@@ -210,6 +214,7 @@ void client_free(struct client *c, const char *reason) {
 static void on_client_read(struct bufferevent *bev, void *arg) {
   (void)bev;
   struct client *c = arg;
+  if (c->state == CS_TLS_ACCEPT) c->state = CS_PREAUTH;   /* data right after the handshake */
   if (c->state == CS_PREAUTH) preauth_read(c);
 }
 
