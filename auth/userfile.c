@@ -1,1 +1,144 @@
-/* placeholder: being written */
+/* The users file: read once (and again on reload) into a hash table. */
+#include "auth/userfile.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+#define LINE_MAX_LEN 4096
+
+struct uf_node {
+  struct userfile_entry e;
+  char *line;               /* the entry's strings point into this copy */
+  size_t line_len;
+  struct uf_node *next;
+};
+
+struct userfile {
+  struct uf_node **buckets;
+  size_t nbuckets;
+  size_t count;
+};
+
+static uint64_t name_hash(const char *s) {
+  uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+  for (; *s; s++) {
+    h ^= (unsigned char)*s;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+static void table_grow(struct userfile *uf) {
+  size_t n = uf->nbuckets ? uf->nbuckets * 2 : 64;
+  struct uf_node **b = xcalloc(n, sizeof *b);
+  for (size_t i = 0; i < uf->nbuckets; i++)
+    for (struct uf_node *x = uf->buckets[i], *next; x; x = next) {
+      next = x->next;
+      size_t k = name_hash(x->e.user) % n;
+      x->next = b[k];
+      b[k] = x;
+    }
+  free(uf->buckets);
+  uf->buckets = b;
+  uf->nbuckets = n;
+}
+
+/* Parses "user:hash[:k=v...]" in place. Returns NULL or an error text. */
+static const char *parse_line(char *line, struct userfile_entry *e) {
+  char *save = NULL;
+  char *user = strtok_r(line, ":", &save);
+  char *hash = strtok_r(NULL, ":", &save);
+  if (!user || !*user) return "missing user name";
+  if (!hash || !*hash) return "missing password hash";
+  if (hash[0] == '{') {   /* optional {SCHEME} prefix, informative only */
+    char *end = strchr(hash, '}');
+    if (!end || !end[1]) return "bad {SCHEME} prefix";
+    hash = end + 1;
+  }
+  if (hash[0] != '$') return "password hash is not a crypt(3) string ($y$, $6$, $2b$...)";
+  *e = (struct userfile_entry){.user = user, .hash = hash, .canonical = user};
+  for (char *f; (f = strtok_r(NULL, ":", &save));) {
+    if (!strncmp(f, "backend=", 8) && f[8]) e->backend = f + 8;
+    else if (!strncmp(f, "user=", 5) && f[5]) e->canonical = f + 5;
+    else if (!*f) continue;
+    else return "unknown extra field (expected backend=NAME or user=NAME)";
+  }
+  return NULL;
+}
+
+static void node_free(struct uf_node *x) {
+  wipe(x->line, x->line_len);
+  free(x->line);
+  free(x);
+}
+
+struct userfile *userfile_load(const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "%s:0: cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
+  struct userfile *uf = xcalloc(1, sizeof *uf);
+  table_grow(uf);
+  char buf[LINE_MAX_LEN];
+  unsigned lineno = 0;
+  while (fgets(buf, sizeof buf, f)) {
+    lineno++;
+    size_t n = strlen(buf);
+    if (n && buf[n - 1] == '\n') buf[--n] = '\0';
+    else if (!feof(f)) {
+      snprintf(err, errlen, "%s:%u: line too long", path, lineno);
+      goto fail;
+    }
+    if (n && buf[n - 1] == '\r') buf[--n] = '\0';
+    if (n == 0 || buf[0] == '#') continue;
+    struct uf_node *x = xcalloc(1, sizeof *x);
+    x->line = xstrdup(buf);
+    x->line_len = n;
+    const char *problem = parse_line(x->line, &x->e);
+    if (!problem && userfile_lookup(uf, x->e.user)) problem = "duplicate user";
+    if (problem) {
+      snprintf(err, errlen, "%s:%u: %s", path, lineno, problem);
+      node_free(x);
+      goto fail;
+    }
+    if (uf->count >= uf->nbuckets) table_grow(uf);
+    size_t k = name_hash(x->e.user) % uf->nbuckets;
+    x->next = uf->buckets[k];
+    uf->buckets[k] = x;
+    uf->count++;
+  }
+  wipe(buf, sizeof buf);
+  fclose(f);
+  return uf;
+fail:
+  wipe(buf, sizeof buf);
+  fclose(f);
+  userfile_free(uf);
+  return NULL;
+}
+
+void userfile_free(struct userfile *uf) {
+  if (!uf) return;
+  for (size_t i = 0; i < uf->nbuckets; i++)
+    for (struct uf_node *x = uf->buckets[i], *next; x; x = next) {
+      next = x->next;
+      node_free(x);
+    }
+  free(uf->buckets);
+  free(uf);
+}
+
+const struct userfile_entry *userfile_lookup(const struct userfile *uf, const char *user) {
+  for (struct uf_node *x = uf->buckets[name_hash(user) % uf->nbuckets]; x; x = x->next)
+    if (!strcmp(x->e.user, user)) return &x->e;
+  return NULL;
+}
+
+size_t userfile_count(const struct userfile *uf) {
+  return uf->count;
+}

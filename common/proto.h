@@ -18,8 +18,10 @@
  *   HELLO          w->s  worker_id, pid
  *   LOGIN          w->s  req, session, user, password, client_addr,
  *                        client_port, local_addr, local_port, tls, mech
- *   LOGIN_REPLY    s->w  req, result, delay_ms, user (canonical), backend,
- *                        backend_addr (host:port), reason (log text)
+ *   LOGIN_REPLY    s->w  req, session, result, delay_ms, user (canonical),
+ *                        backend, backend_addr (host:port), reason (log
+ *                        text); a worker that gets an OK for a client that
+ *                        has gone answers SESSION_END for that session
  *   BACKEND_FAILED w->s  req, session, backend, reason; answered by a
  *                        LOGIN_REPLY with the same req: another seat, or not
  *   SESSION_UP     w->s  session, user, backend, client_addr, client_port;
@@ -121,5 +123,18 @@ size_t proto_body_len(const uint8_t hdr[PROTO_HDR_LEN]);
 int proto_decode(uint8_t *body, size_t len, struct proto_msg *m);
 
 const char *proto_type_name(enum proto_type t);
+
+/* Transport helpers over libevent, shared by both ends. */
+struct evbuffer;
+struct bufferevent;
+
+/* Takes one whole frame's body out of `in` into body (PROTO_MAX_BODY
+ * bytes). Returns 1 with *len set, 0 when the frame is not complete yet,
+ * -1 when the length is out of range (drop the connection). */
+int proto_frame_pop(struct evbuffer *in, uint8_t *body, size_t *len);
+
+/* Encodes m and queues it on bev. The encoding buffer is wiped when m
+ * carries a password. Returns 0 or -1. */
+int proto_send(struct bufferevent *bev, const struct proto_msg *m);
 
 #endif

@@ -16,8 +16,8 @@ ssize_t base64_decode(const char *in, size_t len, unsigned char *out, size_t cap
 ssize_t base64_encode(const unsigned char *in, size_t len, char *out, size_t cap);
 
 /* Splits a decoded PLAIN message "authzid NUL authcid NUL passwd".
- * msg is modified in place (the separators become string ends); the output
- * pointers point into it. Fails (-1) when there are not exactly two NULs,
+ * msg is modified in place and must have room for one byte past len (the
+ * password's terminating NUL); the output pointers point into it. Fails (-1) when there are not exactly two NULs,
  * authcid or passwd is empty, or any part exceeds 255 bytes. */
 int sasl_plain_split(char *msg, size_t len, const char **authzid,
                      const char **authcid, const char **passwd);

@@ -308,6 +308,10 @@ void preauth_login_reply(struct client *c, int result, uint32_t delay_ms, const 
     c->registered = 0;
     result = PROTO_UNAVAILABLE;
   }
+  if (c->registered) {   /* routed once, then refused (backend failover) */
+    sessiond_link_session_end(c->w->link, c, "login_failed");
+    c->registered = 0;
+  }
   c->auth_result = result == PROTO_OK ? PROTO_UNAVAILABLE : result;
   c->state = CS_AUTH_DELAY;
   client_timer(c, delay_ms ? delay_ms : 1);

@@ -63,7 +63,15 @@ static void link_dispatch(struct sessiond_link *l, const struct proto_msg *m) {
   struct worker *w = l->w;
   if (m->type == PROTO_LOGIN_REPLY) {
     struct client *c = worker_req_find(w, m->req);
-    if (!c) return;   /* the client went away meanwhile */
+    if (!c) {
+      /* The client went away meanwhile: sessiond must not keep its seat. */
+      if (m->result == PROTO_OK && m->session) {
+        struct proto_msg end = {.type = PROTO_SESSION_END, .session = m->session,
+                                .reason = "client_gone"};
+        sessiond_link_send(l, &end);
+      }
+      return;
+    }
     worker_req_del(w, c);
     preauth_login_reply(c, (int)m->result, m->delay_ms, m->user, m->backend, m->backend_addr);
   } else if (m->type == PROTO_KICK && m->session) {
@@ -80,25 +88,20 @@ static void link_dispatch(struct sessiond_link *l, const struct proto_msg *m) {
 static void on_link_read(struct bufferevent *bev, void *arg) {
   struct sessiond_link *l = arg;
   struct evbuffer *in = bufferevent_get_input(bev);
-  uint8_t hdr[PROTO_HDR_LEN];
-  while (evbuffer_copyout(in, hdr, sizeof hdr) == (ssize_t)sizeof hdr) {
-    size_t len = proto_body_len(hdr);
-    if (len == 0) {
-      log_event(LOG_LVL_ERROR, "sessiond_protocol", "error=bad_frame_length");
-      link_down(l);
-      return;
-    }
-    if (evbuffer_get_length(in) < PROTO_HDR_LEN + len) return;
-    evbuffer_drain(in, PROTO_HDR_LEN);
-    evbuffer_remove(in, l->body, len);
+  size_t len;
+  int r;
+  while ((r = proto_frame_pop(in, l->body, &len)) == 1) {
     struct proto_msg m;
     if (proto_decode(l->body, len, &m) != 0) {
-      log_event(LOG_LVL_ERROR, "sessiond_protocol", "error=bad_frame");
-      link_down(l);
-      return;
+      r = -1;
+      break;
     }
     link_dispatch(l, &m);
     if (!l->bev) return;   /* dispatch may have taken the link down */
+  }
+  if (r < 0) {
+    log_event(LOG_LVL_ERROR, "sessiond_protocol", "error=bad_frame");
+    link_down(l);
   }
 }
 
@@ -161,11 +164,7 @@ int sessiond_link_up(const struct sessiond_link *l) {
 
 int sessiond_link_send(struct sessiond_link *l, const struct proto_msg *m) {
   if (!l->up || !l->bev) return -1;
-  uint8_t frame[PROTO_MAX_BODY + PROTO_HDR_LEN];
-  ssize_t n = proto_encode(m, frame, sizeof frame);
-  int rc = n > 0 ? bufferevent_write(l->bev, frame, (size_t)n) : -1;
-  if (m->password) wipe(frame, n > 0 ? (size_t)n : sizeof frame);
-  return rc;
+  return proto_send(l->bev, m);
 }
 
 static void fill_session(struct proto_msg *m, struct client *c, char *caddr, char *laddr) {

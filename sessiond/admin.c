@@ -1,1 +1,175 @@
-/* placeholder: being written */
+/* The admin socket (runtime_dir/admin.sock, mode 0600): one command per
+ * line, one line of JSON per answer.
+ *
+ *   status            version, uptime, workers, sessions, seats, counters, backends
+ *   sessions          every session on this proxy
+ *   who USER          the user's seat and sessions
+ *   kick USER         close all of the user's sessions (* BYE), {"kicked":N}
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "sessiond/state.h"
+
+#define ADMIN_MAX_LINE 4096
+#define ADMIN_MAX_CONNS 64
+
+static unsigned admin_conns;
+
+/* Appends s as a JSON string. */
+static void json_str(struct evbuffer *out, const char *s) {
+  evbuffer_add(out, "\"", 1);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') evbuffer_add_printf(out, "\\%c", c);
+    else if (c < 0x20 || c == 0x7f) evbuffer_add_printf(out, "\\u%04x", c);
+    else evbuffer_add(out, s, 1);
+  }
+  evbuffer_add(out, "\"", 1);
+}
+
+static void json_session(struct evbuffer *out, const struct session *s, uint64_t now) {
+  evbuffer_add_printf(out, "{\"session\":\"%s\",\"user\":", s->id);
+  json_str(out, s->user);
+  evbuffer_add_printf(out, ",\"backend\":");
+  json_str(out, s->backend);
+  evbuffer_add_printf(out, ",\"client\":");
+  json_str(out, s->client);
+  evbuffer_add_printf(out, ",\"state\":\"%s\",\"age_s\":%llu}", s->up ? "up" : "pending",
+                      (unsigned long long)((now - s->start_ms) / 1000));
+}
+
+struct listing {
+  struct evbuffer *out;
+  const char *user;       /* NULL: every session */
+  const char *backend;    /* count sessions of this backend */
+  unsigned n;
+  uint64_t now;
+};
+
+static void list_one(struct session *s, void *arg) {
+  struct listing *l = arg;
+  if (l->user && strcmp(s->user, l->user) != 0) return;
+  if (l->n++) evbuffer_add(l->out, ",", 1);
+  json_session(l->out, s, l->now);
+}
+
+static void count_backend(struct session *s, void *arg) {
+  struct listing *l = arg;
+  if (!strcmp(s->backend, l->backend)) l->n++;
+}
+
+static void cmd_status(struct sessiond *sd, struct evbuffer *out) {
+  uint64_t now = now_ms();
+  const struct sessiond_counters *n = &sd->n;
+  evbuffer_add_printf(out,
+                      "{\"version\":\"0.1.0\",\"name\":");
+  json_str(out, sd->cfg->name);
+  evbuffer_add_printf(out,
+                      ",\"uptime_s\":%llu,\"workers\":%u,\"sessions\":%zu,\"seats\":%zu,"
+                      "\"auth_queue\":%u,\"logins_ok\":%llu,\"logins_failed\":%llu,"
+                      "\"logins_unavailable\":%llu,\"seats_created\":%llu,\"seats_reused\":%llu,"
+                      "\"seats_moved\":%llu,\"backend_failures\":%llu,\"kicks\":%llu,\"backends\":[",
+                      (unsigned long long)((now - sd->start_ms) / 1000), sd->n_wconns,
+                      sessions_count(sd->seats), seats_count(sd->seats), authpool_queued(sd->pool),
+                      (unsigned long long)n->logins_ok, (unsigned long long)n->logins_failed,
+                      (unsigned long long)n->logins_unavailable,
+                      (unsigned long long)n->seats_created, (unsigned long long)n->seats_reused,
+                      (unsigned long long)n->seats_moved, (unsigned long long)n->backend_failures,
+                      (unsigned long long)n->kicks);
+  for (unsigned i = 0; i < sd->cfg->n_backends; i++) {
+    struct listing l = {.backend = sd->cfg->backends[i].name};
+    sessions_foreach(sd->seats, count_backend, &l);
+    evbuffer_add_printf(out, "%s{\"name\":", i ? "," : "");
+    json_str(out, sd->cfg->backends[i].name);
+    evbuffer_add_printf(out, ",\"state\":\"%s\",\"weight\":%u,\"sessions\":%u}",
+                        sd->down_until[i] > now ? "down" : "up", sd->cfg->backends[i].weight, l.n);
+  }
+  evbuffer_add_printf(out, "]}");
+}
+
+static void cmd_sessions(struct sessiond *sd, struct evbuffer *out, const char *user) {
+  struct listing l = {.out = out, .user = user, .now = now_ms()};
+  if (user) {
+    struct seat *seat = seat_find(sd->seats, user, l.now);
+    evbuffer_add_printf(out, "{\"user\":");
+    json_str(out, user);
+    evbuffer_add_printf(out, ",\"seat\":");
+    if (seat) json_str(out, seat->backend);
+    else evbuffer_add_printf(out, "null");
+    evbuffer_add_printf(out, ",\"sessions\":[");
+  } else {
+    evbuffer_add_printf(out, "{\"sessions\":[");
+  }
+  sessions_foreach(sd->seats, list_one, &l);
+  evbuffer_add_printf(out, "]}");
+}
+
+struct kick { struct sessiond *sd; const char *user; unsigned n; };
+
+static void kick_one(struct session *s, void *arg) {
+  struct kick *k = arg;
+  if (strcmp(s->user, k->user) != 0) return;
+  workers_kick(k->sd, s, "admin");
+  k->n++;
+}
+
+static void admin_command(struct sessiond *sd, char *line, struct evbuffer *out) {
+  char *save = NULL;
+  char *cmd = strtok_r(line, " \t", &save);
+  char *arg = strtok_r(NULL, " \t", &save);
+  if (!cmd) evbuffer_add_printf(out, "{\"error\":\"empty command\"}");
+  else if (!strcmp(cmd, "status")) cmd_status(sd, out);
+  else if (!strcmp(cmd, "sessions")) cmd_sessions(sd, out, NULL);
+  else if (!strcmp(cmd, "who") && arg) cmd_sessions(sd, out, arg);
+  else if (!strcmp(cmd, "kick") && arg) {
+    struct kick k = {sd, arg, 0};
+    sessions_foreach(sd->seats, kick_one, &k);
+    log_event(LOG_LVL_INFO, "admin_kick", "sessions=%u", k.n);
+    evbuffer_add_printf(out, "{\"kicked\":%u}", k.n);
+  } else {
+    evbuffer_add_printf(out, "{\"error\":\"unknown command or missing argument\"}");
+  }
+  evbuffer_add(out, "\n", 1);
+}
+
+static void admin_close(struct bufferevent *bev) {
+  bufferevent_free(bev);
+  admin_conns--;
+}
+
+static void on_admin_read(struct bufferevent *bev, void *arg) {
+  struct sessiond *sd = arg;
+  struct evbuffer *in = bufferevent_get_input(bev);
+  char *line;
+  size_t n;
+  while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
+    admin_command(sd, line, bufferevent_get_output(bev));
+    free(line);
+  }
+  if (evbuffer_get_length(in) > ADMIN_MAX_LINE) admin_close(bev);
+}
+
+static void on_admin_event(struct bufferevent *bev, short what, void *arg) {
+  (void)arg;
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) admin_close(bev);
+}
+
+void admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                  void *arg) {
+  (void)l; (void)sa; (void)salen;
+  struct sessiond *sd = arg;
+  struct bufferevent *bev = bufferevent_socket_new(sd->base, fd, BEV_OPT_CLOSE_ON_FREE);
+  if (admin_conns >= ADMIN_MAX_CONNS) {
+    bufferevent_free(bev);
+    return;
+  }
+  admin_conns++;
+  bufferevent_setcb(bev, on_admin_read, NULL, on_admin_event, sd);
+  bufferevent_enable(bev, EV_READ | EV_WRITE);
+}

@@ -1,0 +1,67 @@
+/* The seat table and the session table, in sessiond's memory.
+ *
+ * A seat answers "which backend serves this user now". It exists while the
+ * user has sessions (pending: routed but not yet logged in at the backend;
+ * or up) and for seat_expire after the last one ends; then it may be
+ * re-chosen. Sessions are keyed by the worker's session id.
+ * All operations on the login path are O(1) on average. */
+#ifndef USHER_SESSIOND_SEATS_H
+#define USHER_SESSIOND_SEATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+
+struct seat {
+  char *user;                 /* canonical user name */
+  char *backend;
+  uint64_t created_ms;
+  unsigned sessions;          /* pending + up, on this proxy */
+  uint64_t expires_ms;        /* when sessions == 0 */
+  struct seat *next;
+};
+
+struct session {
+  char id[17];
+  char *user;
+  char *backend;
+  void *owner;                /* the worker connection that holds it */
+  int up;
+  char client[64];            /* "addr:port" */
+  uint64_t start_ms;
+  struct session *next;
+};
+
+struct seats;
+
+struct seats *seats_new(void);
+void seats_free(struct seats *t);
+
+/* The live seat of user, or NULL (an expired seat is dropped here). */
+struct seat *seat_find(struct seats *t, const char *user, uint64_t now);
+struct seat *seat_create(struct seats *t, const char *user, const char *backend, uint64_t now);
+/* Re-seats a user on another backend (the caller keeps the seat rule). */
+void seat_move(struct seat *s, const char *backend);
+/* Frees seats whose expiry has passed. Returns how many. */
+size_t seats_sweep(struct seats *t, uint64_t now);
+size_t seats_count(const struct seats *t);
+
+/* Adds a session of user on backend; the user's seat must exist. */
+struct session *session_add(struct seats *t, const char *id, const char *user,
+                            const char *backend, void *owner, uint64_t now);
+struct session *session_find(struct seats *t, const char *id);
+/* Removes and frees; starts the seat's expiry when it was the user's last. */
+void session_remove(struct seats *t, struct session *s, uint64_t now, uint64_t seat_expire_ms);
+size_t sessions_count(const struct seats *t);
+/* Calls fn for every session; fn may not add or remove sessions. */
+void sessions_foreach(struct seats *t, void (*fn)(struct session *, void *), void *arg);
+
+/* Which backend a user without a seat gets: the pinned one if it exists in
+ * the configuration and is not down, else the weighted rendezvous choice
+ * among backends with weight > 0 that are not down (down_until[i] > now).
+ * Returns the backend's index in cfg, or -1. */
+int seat_choose(const struct config *cfg, const uint64_t *down_until, uint64_t now,
+                const char *user, const char *pinned);
+
+#endif

@@ -1,0 +1,62 @@
+/* sessiond's state, shared by its files: the worker connections
+ * (workers.c), the admin socket (admin.c) and the process (sessiond.c). */
+#ifndef USHER_SESSIOND_STATE_H
+#define USHER_SESSIOND_STATE_H
+
+#include <stdint.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "auth/userfile.h"
+#include "common/config.h"
+#include "common/proto.h"
+#include "sessiond/authpool.h"
+#include "sessiond/seats.h"
+
+struct wconn {
+  struct sessiond *sd;
+  struct bufferevent *bev;
+  unsigned worker_id;
+  int pid;
+  int refs;              /* pending logins hold references */
+  int closed;
+  struct wconn *prev, *next;
+  uint8_t body[PROTO_MAX_BODY];
+};
+
+struct sessiond_counters {
+  uint64_t logins_ok, logins_failed, logins_unavailable;
+  uint64_t seats_created, seats_reused, seats_moved;
+  uint64_t backend_failures, kicks;
+};
+
+struct sessiond {
+  struct config *cfg;
+  struct userfile *uf;
+  struct event_base *base;
+  struct seats *seats;
+  struct authpool *pool;
+  uint64_t down_until[CONFIG_MAX_BACKENDS];   /* by backend index in cfg */
+  struct wconn *wconns;
+  unsigned n_wconns;
+  struct evconnlistener *worker_listener, *admin_listener;
+  uint64_t start_ms;
+  struct sessiond_counters n;
+};
+
+/* workers.c */
+void workers_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                    void *arg);
+void workers_close_all(struct sessiond *sd);
+/* Sends KICK for one session to the worker that holds it. */
+void workers_kick(struct sessiond *sd, struct session *s, const char *reason);
+
+/* sessiond.c */
+int sessiond_backend_index(const struct sessiond *sd, const char *name);
+void sessiond_backend_mark_down(struct sessiond *sd, int idx, const char *why);
+
+/* admin.c */
+void admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                  void *arg);
+
+#endif

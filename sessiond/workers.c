@@ -1,0 +1,309 @@
+/* sessiond's side of the worker protocol: logins (authenticate, then seat),
+ * backend failures, sessions coming up and ending. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "sessiond/state.h"
+
+#define AUTH_QUEUE_MAX 4096
+
+/* A login waiting for its password check. */
+struct pending {
+  struct wconn *wc;
+  uint32_t req;
+  char session[17];
+  char *user;            /* as the client gave it */
+  char *canonical;       /* copies: the users file may be reloaded meanwhile */
+  char *pinned;
+  char client[64];
+};
+
+static void wconn_unref(struct wconn *wc) {
+  if (--wc->refs > 0) return;
+  wipe(wc->body, sizeof wc->body);
+  free(wc);
+}
+
+static void reply(struct wconn *wc, const struct proto_msg *m) {
+  if (!wc->closed) proto_send(wc->bev, m);
+}
+
+static void reply_failure(struct wconn *wc, uint32_t req, const char *session,
+                          enum proto_result result, uint32_t delay_ms) {
+  struct proto_msg m = {.type = PROTO_LOGIN_REPLY, .req = req, .session = session,
+                        .result = result, .delay_ms = delay_ms};
+  reply(wc, &m);
+}
+
+static void reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const char *session,
+                     const char *user, int idx) {
+  char addr[NETADDR_STRLEN];
+  struct proto_msg m = {.type = PROTO_LOGIN_REPLY, .req = req, .session = session,
+                        .result = PROTO_OK, .user = user,
+                        .backend = sd->cfg->backends[idx].name,
+                        .backend_addr = netaddr_str(&sd->cfg->backends[idx].addr, addr, sizeof addr)};
+  reply(wc, &m);
+}
+
+static int backend_usable(const struct sessiond *sd, int idx, uint64_t now) {
+  return idx >= 0 && sd->down_until[idx] <= now;
+}
+
+/* Seats the user (the rule: one backend per user, while any session of
+ * theirs lives) and adds the session. Returns the backend index or -1. */
+static int route(struct sessiond *sd, struct wconn *wc, const char *session, const char *user,
+                 const char *pinned) {
+  uint64_t now = now_ms();
+  struct seat *seat = seat_find(sd->seats, user, now);
+  int idx;
+  if (seat) {
+    idx = sessiond_backend_index(sd, seat->backend);
+    if (!backend_usable(sd, idx, now)) {
+      if (seat->sessions > 0) return -1;   /* live sessions there: no second backend */
+      idx = seat_choose(sd->cfg, sd->down_until, now, user, pinned);
+      if (idx < 0) return -1;
+      seat_move(seat, sd->cfg->backends[idx].name);
+      sd->n.seats_moved++;
+    } else {
+      sd->n.seats_reused++;
+    }
+  } else {
+    idx = seat_choose(sd->cfg, sd->down_until, now, user, pinned);
+    if (idx < 0) return -1;
+    seat_create(sd->seats, user, sd->cfg->backends[idx].name, now);
+    sd->n.seats_created++;
+  }
+  struct session *old = session_find(sd->seats, session);
+  if (old) session_remove(sd->seats, old, now, sd->cfg->seat_expire_ms);
+  session_add(sd->seats, session, user, sd->cfg->backends[idx].name, wc, now);
+  return idx;
+}
+
+static void pending_free(struct pending *p) {
+  free(p->user);
+  free(p->canonical);
+  free(p->pinned);
+  wconn_unref(p->wc);
+  free(p);
+}
+
+static void on_verified(void *cookie, enum passwd_result r) {
+  struct pending *p = cookie;
+  struct sessiond *sd = p->wc->sd;
+  char user[LOG_QUOTE_MAX];
+  log_quote(user, sizeof user, p->user, strlen(p->user));
+  if (p->wc->closed) {
+    pending_free(p);
+    return;
+  }
+  if (r != PASSWD_MATCH) {
+    if (r == PASSWD_BAD_HASH)
+      log_event(LOG_LVL_ERROR, "users_file", "user=%s error=\"unusable password hash\"", user);
+    sd->n.logins_failed++;
+    log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=failed", p->session,
+              p->client, user);
+    reply_failure(p->wc, p->req, p->session, PROTO_AUTH_FAILED,
+                  (uint32_t)sd->cfg->failure_delay_ms);
+    pending_free(p);
+    return;
+  }
+  int idx = route(sd, p->wc, p->session, p->canonical, p->pinned);
+  if (idx < 0) {
+    sd->n.logins_unavailable++;
+    log_event(LOG_LVL_WARN, "auth", "session=%s client=%s user=%s result=ok route=none",
+              p->session, p->client, user);
+    reply_failure(p->wc, p->req, p->session, PROTO_UNAVAILABLE, 0);
+  } else {
+    sd->n.logins_ok++;
+    log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=ok backend=%s",
+              p->session, p->client, user, sd->cfg->backends[idx].name);
+    reply_ok(sd, p->wc, p->req, p->session, p->canonical, idx);
+  }
+  pending_free(p);
+}
+
+static void on_login(struct wconn *wc, const struct proto_msg *m) {
+  struct sessiond *sd = wc->sd;
+  if (!m->session || !m->user || !m->password || strlen(m->session) != 16) {
+    reply_failure(wc, m->req, m->session, PROTO_AUTH_FAILED, (uint32_t)sd->cfg->failure_delay_ms);
+    return;
+  }
+  const struct userfile_entry *e = userfile_lookup(sd->uf, m->user);
+  /* Unknown users cost a hash check too: the answer's timing must not
+   * tell whether the user exists. */
+  const char *hash = e ? e->hash : passwd_dummy_hash(NULL);
+  struct pending *p = xcalloc(1, sizeof *p);
+  p->wc = wc;
+  wc->refs++;
+  p->req = m->req;
+  snprintf(p->session, sizeof p->session, "%s", m->session);
+  p->user = xstrdup(m->user);
+  p->canonical = xstrdup(e ? e->canonical : m->user);
+  p->pinned = e && e->backend ? xstrdup(e->backend) : NULL;
+  snprintf(p->client, sizeof p->client, "%s:%u", m->client_addr ? m->client_addr : "?",
+           m->client_port);
+  if (authpool_submit(sd->pool, m->password, hash, on_verified, p) != 0) {
+    sd->n.logins_unavailable++;
+    log_event(LOG_LVL_WARN, "auth", "session=%s result=shed reason=queue_full", p->session);
+    reply_failure(wc, m->req, m->session, PROTO_UNAVAILABLE, 0);
+    pending_free(p);
+  }
+}
+
+/* The worker could not log in at the backend it was given. */
+static void on_backend_failed(struct wconn *wc, const struct proto_msg *m) {
+  struct sessiond *sd = wc->sd;
+  uint64_t now = now_ms();
+  sd->n.backend_failures++;
+  int failed = m->backend ? sessiond_backend_index(sd, m->backend) : -1;
+  if (failed >= 0) sessiond_backend_mark_down(sd, failed, m->reason ? m->reason : "?");
+  struct session *s = m->session ? session_find(sd->seats, m->session) : NULL;
+  struct seat *seat = s ? seat_find(sd->seats, s->user, now) : NULL;
+  /* Another seat only if this is the user's one session: otherwise the
+   * user is on that backend with live sessions and must stay there. */
+  if (!s || !seat || seat->sessions != 1) {
+    reply_failure(wc, m->req, m->session, PROTO_UNAVAILABLE, 0);
+    return;
+  }
+  int idx = seat_choose(sd->cfg, sd->down_until, now, s->user, NULL);
+  if (idx < 0) {
+    reply_failure(wc, m->req, m->session, PROTO_UNAVAILABLE, 0);
+    return;
+  }
+  seat_move(seat, sd->cfg->backends[idx].name);
+  free(s->backend);
+  s->backend = xstrdup(seat->backend);
+  sd->n.seats_moved++;
+  log_event(LOG_LVL_INFO, "reseat", "session=%s backend=%s", s->id, seat->backend);
+  reply_ok(sd, wc, m->req, m->session, s->user, idx);
+}
+
+/* Also how a worker re-registers its sessions after sessiond restarted. */
+static void on_session_up(struct wconn *wc, const struct proto_msg *m) {
+  struct sessiond *sd = wc->sd;
+  if (!m->session || !m->user || !m->backend) return;
+  uint64_t now = now_ms();
+  struct session *s = session_find(sd->seats, m->session);
+  if (!s) {
+    struct seat *seat = seat_find(sd->seats, m->user, now);
+    if (!seat) seat = seat_create(sd->seats, m->user, m->backend, now);
+    s = session_add(sd->seats, m->session, m->user, m->backend, wc, now);
+    if (strcmp(seat->backend, m->backend) != 0) {
+      workers_kick(sd, s, "seated_elsewhere");   /* the rule wins */
+      return;
+    }
+  }
+  s->up = 1;
+  s->owner = wc;
+  snprintf(s->client, sizeof s->client, "%s:%u", m->client_addr ? m->client_addr : "?",
+           m->client_port);
+}
+
+static void on_session_end(struct wconn *wc, const struct proto_msg *m) {
+  struct sessiond *sd = wc->sd;
+  struct session *s = m->session ? session_find(sd->seats, m->session) : NULL;
+  if (s) session_remove(sd->seats, s, now_ms(), sd->cfg->seat_expire_ms);
+}
+
+static void dispatch(struct wconn *wc, const struct proto_msg *m) {
+  switch (m->type) {
+  case PROTO_HELLO:
+    wc->worker_id = m->worker_id;
+    wc->pid = (int)m->pid;
+    log_event(LOG_LVL_INFO, "worker_hello", "worker=%u pid=%d", wc->worker_id, wc->pid);
+    break;
+  case PROTO_LOGIN: on_login(wc, m); break;
+  case PROTO_BACKEND_FAILED: on_backend_failed(wc, m); break;
+  case PROTO_SESSION_UP: on_session_up(wc, m); break;
+  case PROTO_SESSION_END: on_session_end(wc, m); break;
+  default:
+    log_event(LOG_LVL_WARN, "worker_message", "worker=%u type=%d note=unexpected", wc->worker_id,
+              (int)m->type);
+  }
+}
+
+struct owned { struct wconn *wc; struct session **list; size_t n, cap; };
+
+static void collect_owned(struct session *s, void *arg) {
+  struct owned *o = arg;
+  if (s->owner != o->wc) return;
+  if (o->n == o->cap) {
+    o->cap = o->cap ? o->cap * 2 : 64;
+    o->list = xrealloc(o->list, o->cap * sizeof *o->list);
+  }
+  o->list[o->n++] = s;
+}
+
+/* A worker is gone (crash, restart): so are its clients and sessions. */
+static void wconn_close(struct wconn *wc) {
+  struct sessiond *sd = wc->sd;
+  struct owned o = {.wc = wc};
+  sessions_foreach(sd->seats, collect_owned, &o);
+  for (size_t i = 0; i < o.n; i++) session_remove(sd->seats, o.list[i], now_ms(), sd->cfg->seat_expire_ms);
+  free(o.list);
+  log_event(LOG_LVL_INFO, "worker_gone", "worker=%u sessions=%zu", wc->worker_id, o.n);
+  if (wc->prev) wc->prev->next = wc->next;
+  else sd->wconns = wc->next;
+  if (wc->next) wc->next->prev = wc->prev;
+  sd->n_wconns--;
+  bufferevent_free(wc->bev);
+  wc->bev = NULL;
+  wc->closed = 1;
+  wconn_unref(wc);
+}
+
+static void on_wconn_read(struct bufferevent *bev, void *arg) {
+  struct wconn *wc = arg;
+  size_t len;
+  int r;
+  while ((r = proto_frame_pop(bufferevent_get_input(bev), wc->body, &len)) == 1) {
+    struct proto_msg m;
+    if (proto_decode(wc->body, len, &m) != 0) {
+      r = -1;
+      break;
+    }
+    dispatch(wc, &m);
+    if (m.password) wipe(wc->body, len);   /* the only copy left is the job's */
+  }
+  if (r < 0) {
+    log_event(LOG_LVL_ERROR, "worker_protocol", "worker=%u error=bad_frame", wc->worker_id);
+    wconn_close(wc);
+  }
+}
+
+static void on_wconn_event(struct bufferevent *bev, short what, void *arg) {
+  (void)bev;
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) wconn_close(arg);
+}
+
+void workers_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                    void *arg) {
+  (void)l; (void)sa; (void)salen;
+  struct sessiond *sd = arg;
+  struct wconn *wc = xcalloc(1, sizeof *wc);
+  wc->sd = sd;
+  wc->refs = 1;
+  wc->bev = bufferevent_socket_new(sd->base, fd, BEV_OPT_CLOSE_ON_FREE);
+  bufferevent_setcb(wc->bev, on_wconn_read, NULL, on_wconn_event, wc);
+  bufferevent_enable(wc->bev, EV_READ | EV_WRITE);
+  wc->next = sd->wconns;
+  if (sd->wconns) sd->wconns->prev = wc;
+  sd->wconns = wc;
+  sd->n_wconns++;
+}
+
+void workers_close_all(struct sessiond *sd) {
+  while (sd->wconns) wconn_close(sd->wconns);
+}
+
+void workers_kick(struct sessiond *sd, struct session *s, const char *reason) {
+  struct wconn *wc = s->owner;
+  struct proto_msg m = {.type = PROTO_KICK, .session = s->id, .reason = reason};
+  sd->n.kicks++;
+  if (wc) reply(wc, &m);
+}
