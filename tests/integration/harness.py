@@ -1,0 +1,367 @@
+"""Test harness: real Dovecot backends and a real usher, on 127.0.0.1 and
+free ports, in a temporary directory that is removed afterwards.
+
+Only the Python standard library is used. Everything started here is
+stopped here, also when a test fails.
+
+    env = Env()                         # temp dir, TLS certificate, users
+    b1 = env.dovecot('backend1')        # a real Dovecot, shared mail store
+    u = env.usher(backends=[b1, b2])    # usher in front, started and ready
+    ...
+    env.close()                         # stops everything, checks usher's log
+"""
+import hashlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+USHER_BIN = os.environ.get('USHER_BIN', os.path.join(ROOT, 'build', 'usher'))
+
+SANITIZER_MARKS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:',
+                   'WARNING: ThreadSanitizer')
+
+# Demo and test users: name -> password. user01..user40 spread over backends.
+USERS = {'alice': 'alice-pw', 'bob': 'bob-pw', 'carol': 'carol-pw'}
+USERS.update({'user%02d' % i: 'pw-%02d' % i for i in range(1, 41)})
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError('process exited with %s while starting' % proc.returncode)
+        try:
+            with socket.create_connection(('127.0.0.1', port), timeout=1) as s:
+                s.settimeout(2)
+                if s.recv(200).startswith(b'* OK'):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError('nothing answers on port %d' % port)
+
+
+def crypt_sha512(password):
+    """A sha512-crypt hash made by openssl (no PyPI, no deprecated crypt)."""
+    return subprocess.run(['openssl', 'passwd', '-6', password], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class Dovecot:
+    """One real Dovecot instance. All instances of an Env share the mail store."""
+
+    def __init__(self, env, name, tls=False):
+        self.env, self.name = env, name
+        self.dir = os.path.join(env.dir, name)
+        os.makedirs(self.dir)
+        self.port = free_port()
+        self.tls_port = free_port() if tls else 0
+        self.conf = os.path.join(self.dir, 'dovecot.conf')
+        self.log = os.path.join(self.dir, 'dovecot.log')
+        self.proc = None
+        with open(self.conf, 'w') as f:
+            f.write(self._config())
+        self.start()
+
+    def _config(self):
+        e = self.env
+        ssl_part = 'ssl = no\n'
+        if self.tls_port:
+            ssl_part = 'ssl = yes\nssl_cert = <%s\nssl_key = <%s\n' % (e.cert, e.key)
+        return f"""# Written by the usher test harness.
+base_dir = {self.dir}/run
+state_dir = {self.dir}/state
+log_path = {self.log}
+instance_name = usher-{os.path.basename(e.dir)}-{self.name}
+protocols = imap
+listen = 127.0.0.1
+{ssl_part}disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:{e.mail}/%u
+first_valid_uid = 1
+passdb {{
+  driver = passwd-file
+  args = {e.users_file}
+}}
+userdb {{
+  driver = static
+  args = uid=mail gid=mail home={e.mail}/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = {self.tls_port}
+  }}
+}}
+login_trusted_networks = 127.0.0.0/8
+imap_id_send = name {self.name}
+imap_idle_notify_interval = 1 secs
+"""
+
+    def start(self):
+        self.proc = subprocess.Popen(['dovecot', '-F', '-c', self.conf],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_port(self.port, proc=self.proc)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def who(self):
+        """Users connected to this backend, from Dovecot itself."""
+        out = subprocess.run(['doveadm', '-c', self.conf, 'who', '-1'], capture_output=True,
+                             text=True).stdout
+        return {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
+
+
+class Usher:
+    """usher, started from USHER_BIN with a generated configuration."""
+
+    def __init__(self, env, backends, workers=2, extra=None, users_file=None):
+        self.env = env
+        self.dir = tempfile.mkdtemp(prefix='usher-', dir=env.dir)
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.workers = workers
+        self.conf = os.path.join(self.dir, 'usher.conf')
+        self.log_path = os.path.join(self.dir, 'usher.log')
+        self.admin_path = os.path.join(self.dir, 'run', 'admin.sock')
+        sections = {
+            'usher': {'workers': workers, 'runtime_dir': os.path.join(self.dir, 'run'),
+                      'log_level': 'info', 'name': 'test'},
+            'listener plain': {'address': '127.0.0.1:%d' % self.port, 'tls': 'starttls'},
+            'listener tls': {'address': '127.0.0.1:%d' % self.tls_port, 'tls': 'implicit'},
+            'tls': {'cert': env.cert, 'key': env.key},
+            'auth': {'users_file': users_file or env.users_file, 'failure_delay': '200ms'},
+            'routing': {'backend_retry': '30s'},
+            'limits': {'max_connections_per_ip': 0},
+        }
+        for b in backends:
+            sections['backend ' + b.name] = {'address': '127.0.0.1:%d' % b.port,
+                                             'send_id': 'yes'}
+        for section, keys in (extra or {}).items():
+            sections.setdefault(section, {}).update(keys)
+        with open(self.conf, 'w') as f:
+            for section, keys in sections.items():
+                f.write('[%s]\n' % section)
+                for k, v in keys.items():
+                    f.write('%s = %s\n' % (k, v))
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.logf = open(self.log_path, 'ab')
+        self.proc = subprocess.Popen([USHER_BIN, '-c', self.conf], stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
+        wait_port(self.port, proc=self.proc)
+        # Ready when every worker has its link to sessiond.
+        deadline = time.time() + 15
+        while self.log().count('event=sessiond_up') < self.workers:
+            if time.time() > deadline:
+                raise RuntimeError('usher workers did not reach sessiond:\n' + self.log())
+            time.sleep(0.05)
+
+    def log(self):
+        with open(self.log_path, errors='replace') as f:
+            return f.read()
+
+    def stop(self):
+        """SIGTERM; usher must exit 0 within a few seconds."""
+        if not self.proc:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            rc = 'timeout'
+        self.proc = None
+        self.logf.close()
+        return rc
+
+    def admin(self, command):
+        """One admin-socket command; the JSON answer as text."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(self.admin_path)
+            s.sendall(command.encode() + b'\n')
+            buf = b''
+            while not buf.endswith(b'\n'):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        return buf.decode()
+
+    def sanitizer_reports(self):
+        return [line for line in self.log().splitlines()
+                if any(mark in line for mark in SANITIZER_MARKS)]
+
+
+class Env:
+    """A temporary world: directory, certificate, users file, mail store."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix='usher-test-')
+        os.chmod(self.dir, 0o755)   # Dovecot's mail processes run as 'mail'
+        self.mail = os.path.join(self.dir, 'mail')
+        os.makedirs(self.mail)
+        shutil.chown(self.mail, 'mail', 'mail')
+        self.cert, self.key = self._make_cert()
+        self.users_file = os.path.join(self.dir, 'users')
+        self.write_users(USERS)
+        self.backends, self.ushers = [], []
+
+    def _make_cert(self):
+        cert, key = os.path.join(self.dir, 'cert.pem'), os.path.join(self.dir, 'key.pem')
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                        'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert,
+                        '-days', '30', '-subj', '/CN=localhost', '-addext',
+                        'subjectAltName=DNS:localhost,IP:127.0.0.1'],
+                       check=True, capture_output=True)
+        os.chmod(key, 0o644)   # Dovecot reads it after dropping privileges
+        return cert, key
+
+    def write_users(self, users, extra=None):
+        """users file in the format usher and Dovecot's passwd-file share."""
+        extra = extra or {}
+        hashes = _hash_cache()
+        with open(self.users_file + '.new', 'w') as f:
+            for name, pw in users.items():
+                if pw not in hashes:
+                    hashes[pw] = crypt_sha512(pw)
+                line = '%s:{SHA512-CRYPT}%s' % (name, hashes[pw])
+                if name in extra:
+                    line += ':' + extra[name]
+                f.write(line + '\n')
+        os.replace(self.users_file + '.new', self.users_file)
+
+    def dovecot(self, name, tls=False):
+        b = Dovecot(self, name, tls=tls)
+        self.backends.append(b)
+        return b
+
+    def usher(self, backends=None, **kw):
+        u = Usher(self, backends if backends is not None else self.backends, **kw)
+        self.ushers.append(u)
+        return u
+
+    def tls_context(self):
+        return ssl.create_default_context(cafile=self.cert)
+
+    def close(self):
+        """Stops everything; returns the sanitizer reports found in usher logs."""
+        reports = []
+        for u in self.ushers:
+            u.stop()
+            reports += u.sanitizer_reports()
+        for b in self.backends:
+            b.stop()
+        if os.environ.get('USHER_KEEP_TEST_DIR'):
+            print('kept', self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return reports
+
+
+_HASHES = {}
+
+
+def _hash_cache():
+    return _HASHES
+
+
+def backend_name(imap):
+    """Which backend serves an imaplib session: its ID name."""
+    import imaplib
+    imaplib.Commands.setdefault('ID', ('NONAUTH', 'AUTH', 'SELECTED', 'LOGOUT'))
+    typ, _ = imap._simple_command('ID', 'NIL')
+    assert typ == 'OK', typ
+    data = imap.untagged_responses.pop('ID', [b''])[0]
+    m = re.search(rb'"name" "([^"]+)"', data)
+    return m.group(1).decode() if m else None
+
+
+class RawClient:
+    """A byte-level IMAP client for tests of malformed input."""
+
+    def __init__(self, port, tls_ctx=None, timeout=10):
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+        if tls_ctx:
+            self.sock = tls_ctx.wrap_socket(self.sock, server_hostname='localhost')
+        self.buf = b''
+        self.greeting = self.line()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def line(self):
+        while b'\r\n' not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError('connection closed; have %r' % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b'\r\n', 1)
+        return line
+
+    def until_tagged(self, tag):
+        """Lines up to and including the one tagged `tag`."""
+        lines = []
+        while True:
+            line = self.line()
+            lines.append(line)
+            if line.startswith(tag + b' '):
+                return lines
+
+    def closed(self, timeout=5):
+        """True once the server has closed the connection."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def random_bytes(n, seed=1):
+    rnd = random.Random(seed)
+    return bytes(rnd.getrandbits(8) for _ in range(n))
