@@ -22,7 +22,10 @@ def maildir_bodies(path):
         if os.path.basename(top) in ('cur', 'new'):
             for name in files:
                 with open(os.path.join(top, name), 'rb') as fh:
-                    out.append(sha256(fh.read()))
+                    data = fh.read().replace(b'\r\n', b'\n')
+                # mbsync adds an X-TUID header of its own to what it stores.
+                data = b''.join(l for l in data.splitlines(True) if not l.startswith(b'X-TUID: '))
+                out.append(sha256(data))
     return sorted(out)
 
 
