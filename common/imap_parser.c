@@ -269,12 +269,19 @@ static void build_command(struct imap_parser *p) {
   }
 }
 
-/* The tag at the start of a segment that never ended (for "tag BAD"). */
-static void error_tag_from_segment(struct imap_parser *p) {
+/* The tag at the start of a line that never ended (for "tag BAD"): the
+ * segment collected so far followed by the chunk that overflowed it. */
+static void error_tag_from_line(struct imap_parser *p, const char *chunk, size_t chunk_len) {
   if (p->have_tag || p->has_err_tag) return;
-  size_t k = span(p->seg.p ? p->seg.p : "", 0, p->seg.len, is_tag_char);
-  if (k == 0 || k > IMAP_MAX_TAG || k >= p->seg.len || p->seg.p[k] != ' ') return;
-  memcpy(p->err_tag, p->seg.p, k);
+  char head[IMAP_MAX_TAG + 2];
+  size_t n = p->seg.len < sizeof head ? p->seg.len : sizeof head;
+  if (n) memcpy(head, p->seg.p, n);
+  size_t more = sizeof head - n < chunk_len ? sizeof head - n : chunk_len;
+  memcpy(head + n, chunk, more);
+  n += more;
+  size_t k = span(head, 0, n, is_tag_char);
+  if (k == 0 || k > IMAP_MAX_TAG || k >= n || head[k] != ' ') return;
+  memcpy(p->err_tag, head, k);
   p->err_tag[k] = '\0';
   p->has_err_tag = 1;
 }
@@ -344,7 +351,7 @@ enum imap_status imap_parser_feed(struct imap_parser *p, const char *data, size_
       continue;
     }
     if (p->seg.len + chunk > p->lim.max_line) {
-      error_tag_from_segment(p);
+      error_tag_from_line(p, data + i, chunk);
       fail(p, IMAP_ERR_LINE_TOO_LONG, 0);
       buf_clear(&p->seg);
       if (!lf) p->mode = M_SKIP;
