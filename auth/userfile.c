@@ -49,9 +49,10 @@ static void table_grow(struct userfile *uf) {
 
 /* Parses "user:hash[:k=v...]" in place. Returns NULL or an error text. */
 static const char *parse_line(char *line, struct userfile_entry *e) {
-  char *save = NULL;
-  char *user = strtok_r(line, ":", &save);
-  char *hash = strtok_r(NULL, ":", &save);
+  /* strsep, not strtok: an empty field is an error, not skipped. */
+  char *rest = line;
+  char *user = strsep(&rest, ":");
+  char *hash = strsep(&rest, ":");
   if (!user || !*user) return "missing user name";
   if (!hash || !*hash) return "missing password hash";
   if (hash[0] == '{') {   /* optional {SCHEME} prefix, informative only */
@@ -61,7 +62,7 @@ static const char *parse_line(char *line, struct userfile_entry *e) {
   }
   if (hash[0] != '$') return "password hash is not a crypt(3) string ($y$, $6$, $2b$...)";
   *e = (struct userfile_entry){.user = user, .hash = hash, .canonical = user};
-  for (char *f; (f = strtok_r(NULL, ":", &save));) {
+  for (char *f; (f = strsep(&rest, ":"));) {
     if (!strncmp(f, "backend=", 8) && f[8]) e->backend = f + 8;
     else if (!strncmp(f, "user=", 5) && f[5]) e->canonical = f + 5;
     else if (!*f) continue;
@@ -95,7 +96,8 @@ struct userfile *userfile_load(const char *path, char *err, size_t errlen) {
       goto fail;
     }
     if (n && buf[n - 1] == '\r') buf[--n] = '\0';
-    if (n == 0 || buf[0] == '#') continue;
+    size_t lead = strspn(buf, " \t");
+    if (lead == n || buf[lead] == '#') continue;   /* blank or comment */
     struct uf_node *x = xcalloc(1, sizeof *x);
     x->line = xstrdup(buf);
     x->line_len = n;

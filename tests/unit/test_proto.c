@@ -1,1 +1,219 @@
-/* placeholder: being written */ int main(void) { return 0; }
+/* Unit tests of the worker <-> sessiond codec, and of the small common
+ * helpers it travels with (durations, sizes, addresses, log quoting). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "common/log.h"
+#include "common/netaddr.h"
+#include "common/proto.h"
+#include "common/util.h"
+
+static uint8_t frame[PROTO_MAX_BODY + PROTO_HDR_LEN + 16];
+
+/* Encodes, checks the header, decodes in place. */
+static void roundtrip(const struct proto_msg *in, struct proto_msg *out) {
+  ssize_t n = proto_encode(in, frame, sizeof frame);
+  assert_true(n > PROTO_HDR_LEN);
+  assert_int_equal(proto_body_len(frame), (size_t)n - PROTO_HDR_LEN);
+  assert_int_equal(proto_decode(frame + PROTO_HDR_LEN, (size_t)n - PROTO_HDR_LEN, out), 0);
+}
+
+static void test_every_field_roundtrips(void **state) {
+  (void)state;
+  struct proto_msg in = {
+      .type = PROTO_LOGIN, .req = 0xdeadbeef, .result = 2, .delay_ms = 2000, .worker_id = 3,
+      .pid = 4242, .bytes_in = 1ULL << 40, .bytes_out = 77, .duration_ms = 123456789012ULL,
+      .client_port = 65535, .local_port = 143, .tls = 1, .session = "0123456789abcdef",
+      .user = "alice@example.org", .password = "p\"w d", .client_addr = "2001:db8::1",
+      .local_addr = "127.0.0.1", .mech = "PLAIN", .backend = "b1", .backend_addr = "[::1]:143",
+      .reason = "connect_timeout"};
+  struct proto_msg out;
+  roundtrip(&in, &out);
+  assert_int_equal(out.type, PROTO_LOGIN);
+  assert_int_equal(out.req, in.req);
+  assert_int_equal(out.result, in.result);
+  assert_int_equal(out.delay_ms, in.delay_ms);
+  assert_int_equal(out.worker_id, in.worker_id);
+  assert_int_equal(out.pid, in.pid);
+  assert_true(out.bytes_in == in.bytes_in && out.bytes_out == in.bytes_out);
+  assert_true(out.duration_ms == in.duration_ms);
+  assert_int_equal(out.client_port, 65535);
+  assert_int_equal(out.local_port, 143);
+  assert_int_equal(out.tls, 1);
+  const char *const *a = &in.session, *const *b = &out.session;
+  for (int i = 0; i < 9; i++) assert_string_equal(a[i], b[i]);   /* the string fields */
+}
+
+static void test_each_type_and_absent_fields(void **state) {
+  (void)state;
+  for (int t = PROTO_HELLO; t <= PROTO_KICK; t++) {
+    struct proto_msg in = {.type = (enum proto_type)t, .session = "s"}, out;
+    roundtrip(&in, &out);
+    assert_int_equal(out.type, t);
+    assert_null(out.user);
+    assert_int_equal(out.req, 0);
+    assert_string_not_equal(proto_type_name((enum proto_type)t), "UNKNOWN");
+  }
+  struct proto_msg in = {.type = PROTO_KICK, .reason = ""}, out;
+  roundtrip(&in, &out);
+  assert_string_equal(out.reason, "");
+}
+
+static void test_big_body(void **state) {
+  (void)state;
+  static char big[PROTO_MAX_BODY];
+  memset(big, 'u', sizeof big);
+  big[65000] = '\0';
+  struct proto_msg in = {.type = PROTO_LOGIN, .user = big}, out;
+  roundtrip(&in, &out);
+  assert_int_equal(strlen(out.user), 65000);
+  big[65000] = 'u';
+  big[65535] = '\0';   /* over the body limit */
+  assert_int_equal(proto_encode(&in, frame, sizeof frame), -1);
+  struct proto_msg small = {.type = PROTO_HELLO, .user = "x"};
+  assert_int_equal(proto_encode(&small, frame, 6), -1);   /* buffer too small */
+}
+
+static size_t body_of(const struct proto_msg *m) {
+  ssize_t n = proto_encode(m, frame, sizeof frame);
+  assert_true(n > 0);
+  return (size_t)n - PROTO_HDR_LEN;
+}
+
+static void test_rejects_malformed(void **state) {
+  (void)state;
+  struct proto_msg m = {.type = PROTO_LOGIN, .user = "ab", .req = 5}, out;
+  uint8_t *body = frame + PROTO_HDR_LEN;
+  size_t n = body_of(&m);
+  assert_int_equal(proto_decode(body, n - 1, &out), -1);      /* truncated */
+  assert_int_equal(proto_decode(body, 0, &out), -1);
+
+  /* The string field: type, then req (tag 1, 4 bytes), then user (tag 33). */
+  n = body_of(&m);
+  assert_int_equal(body[8], PT_USER);
+  body[n - 1] = 'x';                                           /* no final NUL */
+  assert_int_equal(proto_decode(body, n, &out), -1);
+  n = body_of(&m);
+  body[n - 2] = '\0';                                          /* interior NUL */
+  assert_int_equal(proto_decode(body, n, &out), -1);
+
+  n = body_of(&m);
+  memcpy(body + n, body + 1, 7);                               /* req twice */
+  assert_int_equal(proto_decode(body, n + 7, &out), -1);
+
+  uint8_t wrong_width[] = {PROTO_HELLO, PT_REQ, 0, 2, 0, 1};
+  assert_int_equal(proto_decode(wrong_width, sizeof wrong_width, &out), -1);
+  uint8_t unknown[] = {PROTO_HELLO, 200, 0, 3, 'a', 'b', 'c', PT_PID, 0, 4, 0, 0, 0, 9};
+  assert_int_equal(proto_decode(unknown, sizeof unknown, &out), 0);   /* skipped */
+  assert_int_equal(out.pid, 9);
+
+  uint8_t hdr_zero[4] = {0, 0, 0, 0}, hdr_big[4] = {0, 1, 0, 1}, hdr_ok[4] = {0, 1, 0, 0};
+  assert_int_equal(proto_body_len(hdr_zero), 0);
+  assert_int_equal(proto_body_len(hdr_big), 0);
+  assert_int_equal(proto_body_len(hdr_ok), PROTO_MAX_BODY);
+}
+
+static void test_util_parsers(void **state) {
+  (void)state;
+  uint64_t v;
+  assert_int_equal(parse_duration_ms("250ms", &v), 0);
+  assert_int_equal(v, 250);
+  assert_int_equal(parse_duration_ms("30", &v), 0);
+  assert_int_equal(v, 30000);
+  assert_int_equal(parse_duration_ms("15m", &v), 0);
+  assert_int_equal(v, 900000);
+  assert_int_equal(parse_duration_ms("1d", &v), 0);
+  assert_int_equal(v, 86400000);
+  assert_int_equal(parse_duration_ms("-1s", &v), -1);
+  assert_int_equal(parse_duration_ms("5 s", &v), -1);
+  assert_int_equal(parse_duration_ms("5x", &v), -1);
+  assert_int_equal(parse_duration_ms("", &v), -1);
+  assert_int_equal(parse_duration_ms("99999999999999999999d", &v), -1);
+  assert_int_equal(parse_size("64k", &v), 0);
+  assert_int_equal(v, 65536);
+  assert_int_equal(parse_size("1M", &v), 0);
+  assert_int_equal(v, 1 << 20);
+  assert_int_equal(parse_size("12", &v), 0);
+  assert_int_equal(v, 12);
+  assert_int_equal(parse_size("1T", &v), -1);
+  int b;
+  assert_int_equal(parse_bool("Yes", &b), 0);
+  assert_int_equal(b, 1);
+  assert_int_equal(parse_bool("off", &b), 0);
+  assert_int_equal(b, 0);
+  assert_int_equal(parse_bool("maybe", &b), -1);
+  char a[17], c[17];
+  session_id_new(a);
+  session_id_new(c);
+  assert_int_equal(strlen(a), 16);
+  assert_int_equal(strspn(a, "0123456789abcdef"), 16);
+  assert_string_not_equal(a, c);
+  assert_int_equal(ascii_casecmp("LoGiN", "login"), 0);
+  assert_true(ascii_ncasecmp("LOGINX", "login", 5) == 0);
+}
+
+static void test_netaddr(void **state) {
+  (void)state;
+  struct netaddr a;
+  char buf[NETADDR_STRLEN];
+  assert_int_equal(netaddr_parse("127.0.0.1:143", &a), 0);
+  assert_string_equal(netaddr_str(&a, buf, sizeof buf), "127.0.0.1:143");
+  assert_int_equal(netaddr_parse("[::1]:993", &a), 0);
+  assert_string_equal(netaddr_str(&a, buf, sizeof buf), "[::1]:993");
+  assert_int_equal(netaddr_port(&a), 993);
+  assert_int_equal(netaddr_parse("*:143", &a), 0);
+  assert_string_equal(netaddr_host(&a, buf, sizeof buf), "0.0.0.0");
+  assert_int_equal(netaddr_parse("::1:143", &a), -1);
+  assert_int_equal(netaddr_parse("host.example:143", &a), -1);
+  assert_int_equal(netaddr_parse("1.2.3.4:70000", &a), -1);
+  assert_int_equal(netaddr_parse("1.2.3.4", &a), -1);
+
+  struct netmask m;
+  assert_int_equal(netmask_parse("10.0.0.0/8", &m), 0);
+  netaddr_parse("10.200.1.1:1", &a);
+  assert_true(netmask_contains(&m, &a));
+  netaddr_parse("11.0.0.1:1", &a);
+  assert_false(netmask_contains(&m, &a));
+  netaddr_parse("[::ffff:10.1.2.3]:1", &a);   /* IPv4-mapped counts as IPv4 */
+  assert_true(netmask_contains(&m, &a));
+  assert_int_equal(netmask_parse("2001:db8::/33", &m), 0);
+  netaddr_parse("[2001:db8:7fff::1]:1", &a);
+  assert_true(netmask_contains(&m, &a));
+  netaddr_parse("[2001:db8:8000::1]:1", &a);
+  assert_false(netmask_contains(&m, &a));
+  assert_int_equal(netmask_parse("10.0.0.0/33", &m), -1);
+  assert_int_equal(netmask_parse("bogus/8", &m), -1);
+}
+
+static void test_log_quote(void **state) {
+  (void)state;
+  char out[LOG_QUOTE_MAX];
+  assert_string_equal(log_quote(out, sizeof out, "alice", 5), "\"alice\"");
+  assert_string_equal(log_quote(out, sizeof out, "a\"b\\c d", 7), "\"a\\\"b\\\\c d\"");
+  assert_string_equal(log_quote(out, sizeof out, "x\ny=1\x80", 6), "\"x\\x0ay=1\\x80\"");
+  char big[300];
+  memset(big, 'A', sizeof big);
+  log_quote(out, sizeof out, big, sizeof big);
+  assert_int_equal(strlen(out), 128 + 5);   /* 128 shown, "...", two quotes */
+  memset(big, '\x01', sizeof big);          /* the worst case still fits */
+  log_quote(out, sizeof out, big, sizeof big);
+  assert_true(strlen(out) < sizeof out);
+  char tiny[10];
+  log_quote(tiny, sizeof tiny, "abcdefghijkl", 12);
+  assert_true(strlen(tiny) < sizeof tiny);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_every_field_roundtrips), cmocka_unit_test(test_each_type_and_absent_fields),
+      cmocka_unit_test(test_big_body),               cmocka_unit_test(test_rejects_malformed),
+      cmocka_unit_test(test_util_parsers),           cmocka_unit_test(test_netaddr),
+      cmocka_unit_test(test_log_quote),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
