@@ -144,11 +144,12 @@ imap_idle_notify_interval = 1 secs
 class Usher:
     """usher, started from USHER_BIN with a generated configuration."""
 
-    def __init__(self, env, backends, workers=2, extra=None, users_file=None):
+    def __init__(self, env, backends, workers=2, extra=None, users_file=None, port=0,
+                 tls_port=0):
         self.env = env
         self.dir = tempfile.mkdtemp(prefix='usher-', dir=env.dir)
-        self.port = free_port()
-        self.tls_port = free_port()
+        self.port = port or free_port()
+        self.tls_port = tls_port or free_port()
         self.workers = workers
         self.conf = os.path.join(self.dir, 'usher.conf')
         self.log_path = os.path.join(self.dir, 'usher.log')
