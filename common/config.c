@@ -144,6 +144,70 @@ static int on_auth(struct loader *l, const char *k, const char *v) {
   return fail(l, "unknown key '%s' in [auth]", k);
 }
 
+static int on_ldap(struct loader *l, const char *k, const char *v) {
+  struct config *c = l->c;
+  if (!strcmp(k, "uri")) {
+    if (strncmp(v, "ldap://", 7) && strncmp(v, "ldaps://", 8))
+      return fail(l, "uri: expected ldap://HOST:PORT or ldaps://HOST:PORT, got '%s'", v);
+    set_str(&c->ldap_uri, v);
+    return 1;
+  }
+  if (!strcmp(k, "starttls")) return get_bool(l, k, v, &c->ldap_starttls);
+  if (!strcmp(k, "ca_file")) { set_str(&c->ldap_ca_file, v); return 1; }
+  if (!strcmp(k, "bind_dn")) { set_str(&c->ldap_bind_dn, v); return 1; }
+  if (!strcmp(k, "bind_password_file")) { set_str(&c->ldap_bind_password_file, v); return 1; }
+  if (!strcmp(k, "base")) { set_str(&c->ldap_base, v); return 1; }
+  if (!strcmp(k, "filter") || !strcmp(k, "dn_template")) {
+    if (!strstr(v, "%u")) return fail(l, "%s: must contain %%u (the login name)", k);
+    set_str(!strcmp(k, "filter") ? &c->ldap_filter : &c->ldap_dn_template, v);
+    return 1;
+  }
+  if (!strcmp(k, "login_attribute")) { set_str(&c->ldap_login_attribute, v); return 1; }
+  if (!strcmp(k, "backend_attribute")) { set_str(&c->ldap_backend_attribute, v); return 1; }
+  if (!strcmp(k, "pool_size")) return get_uint(l, k, v, 1, 256, &c->ldap_pool_size);
+  if (!strcmp(k, "timeout")) return get_duration(l, k, v, &c->ldap_timeout_ms);
+  if (!strcmp(k, "max_inflight")) return get_uint(l, k, v, 1, 4096, &c->ldap_max_inflight);
+  if (!strcmp(k, "queue_max")) return get_uint(l, k, v, 0, 1000000, &c->ldap_queue_max);
+  if (!strcmp(k, "reconnect_max")) return get_duration(l, k, v, &c->ldap_reconnect_max_ms);
+  return fail(l, "unknown key '%s' in [ldap]", k);
+}
+
+static int on_redis(struct loader *l, const char *k, const char *v) {
+  struct config *c = l->c;
+  if (!strcmp(k, "address")) {
+    struct netaddr a;
+    if (v[0] != '/' && netaddr_parse(v, &a) != 0)
+      return fail(l, "address: expected HOST:PORT (numeric) or a unix socket path, got '%s'", v);
+    set_str(&c->redis_address, v);
+    return 1;
+  }
+  if (!strcmp(k, "password_file")) { set_str(&c->redis_password_file, v); return 1; }
+  if (!strcmp(k, "timeout")) return get_duration(l, k, v, &c->redis_timeout_ms);
+  return fail(l, "unknown key '%s' in [redis]", k);
+}
+
+static int on_cache(struct loader *l, const char *k, const char *v) {
+  struct config *c = l->c;
+  if (!strcmp(k, "secret_file")) { set_str(&c->cache_secret_file, v); return 1; }
+  if (!strcmp(k, "positive_ttl")) return get_duration(l, k, v, &c->cache_positive_ttl_ms);
+  if (!strcmp(k, "negative_ttl")) return get_duration(l, k, v, &c->cache_negative_ttl_ms);
+  if (!strcmp(k, "stale_max")) return get_duration(l, k, v, &c->cache_stale_max_ms);
+  if (!strcmp(k, "memory_entries"))
+    return get_uint(l, k, v, 0, 10000000, &c->cache_memory_entries);
+  return fail(l, "unknown key '%s' in [cache]", k);
+}
+
+static int on_throttle(struct loader *l, const char *k, const char *v) {
+  struct config *c = l->c;
+  if (!strcmp(k, "window")) return get_duration(l, k, v, &c->throttle_window_ms);
+  if (!strcmp(k, "ip_failures")) return get_uint(l, k, v, 0, 1000000, &c->throttle_ip_failures);
+  if (!strcmp(k, "user_failures"))
+    return get_uint(l, k, v, 0, 1000000, &c->throttle_user_failures);
+  if (!strcmp(k, "ban_time")) return get_duration(l, k, v, &c->throttle_ban_ms);
+  if (!strcmp(k, "max_delay")) return get_duration(l, k, v, &c->throttle_max_delay_ms);
+  return fail(l, "unknown key '%s' in [throttle]", k);
+}
+
 static int on_routing(struct loader *l, const char *k, const char *v) {
   struct config *c = l->c;
   if (!strcmp(k, "seat_expire")) return get_duration(l, k, v, &c->seat_expire_ms);
@@ -239,6 +303,10 @@ static int config_on_key(void *user, const char *section, const char *k, const c
   if (!strcmp(section, "tls")) return on_tls(l, k, v);
   if (!strcmp(section, "auth")) return on_auth(l, k, v);
   if (!strcmp(section, "routing")) return on_routing(l, k, v);
+  if (!strcmp(section, "ldap")) return on_ldap(l, k, v);
+  if (!strcmp(section, "redis")) return on_redis(l, k, v);
+  if (!strcmp(section, "cache")) return on_cache(l, k, v);
+  if (!strcmp(section, "throttle")) return on_throttle(l, k, v);
   if (!strcmp(section, "limits")) return on_limits(l, k, v);
   if ((name = section_name(section, "listener")) != NULL) {
     if (!valid_name(name)) return fail(l, "bad listener name '%s' (letters, digits, - _ .)", name);
@@ -268,6 +336,20 @@ static void config_defaults(struct config *c) {
   c->failure_delay_ms = 2000;
   c->auth_threads = 2;
   c->max_auth_attempts = 3;
+  c->ldap_pool_size = 4;
+  c->ldap_timeout_ms = 5000;
+  c->ldap_queue_max = 256;
+  c->ldap_reconnect_max_ms = 10 * 1000;
+  c->redis_timeout_ms = 250;
+  c->cache_positive_ttl_ms = 15 * 60 * 1000;
+  c->cache_negative_ttl_ms = 60 * 1000;
+  c->cache_stale_max_ms = 60 * 60 * 1000;
+  c->cache_memory_entries = 100000;
+  c->throttle_window_ms = 15 * 60 * 1000;
+  c->throttle_ip_failures = 50;
+  c->throttle_user_failures = 10;
+  c->throttle_ban_ms = 15 * 60 * 1000;
+  c->throttle_max_delay_ms = 15 * 1000;
   c->seat_expire_ms = 15 * 60 * 1000;
   c->backend_retry_ms = 30 * 1000;
   c->max_line = 8192;
@@ -301,7 +383,19 @@ static int config_check(struct loader *l) {
   for (unsigned i = 0; i < c->n_backends; i++)
     if (c->backends[i].addr.len == 0)
       return fail(l, "[backend %s] has no address", c->backends[i].name);
-  if (!c->users_file) return fail(l, "[auth] users_file is not set");
+  if (!c->users_file && !c->ldap_uri)
+    return fail(l, "no password database: set [auth] users_file or [ldap] uri");
+  if (c->ldap_uri) {
+    if (!c->ldap_dn_template && !c->ldap_base)
+      return fail(l, "[ldap] needs base (search-then-bind) or dn_template (DN-template bind)");
+    if (c->ldap_bind_dn && !c->ldap_bind_password_file)
+      return fail(l, "[ldap] bind_dn is set but bind_password_file is not");
+    if (!c->ldap_filter) c->ldap_filter = xstrdup("(uid=%u)");
+    if (c->ldap_max_inflight == 0 || c->ldap_max_inflight > c->ldap_pool_size)
+      c->ldap_max_inflight = c->ldap_pool_size;
+  }
+  if (c->redis_address && !c->cache_secret_file)
+    return fail(l, "[redis] is set but [cache] secret_file is not (keys in Redis are keyed hashes)");
   if (c->runtime_dir[0] != '/') return fail(l, "runtime_dir must be an absolute path");
   if (strlen(c->runtime_dir) > 80) return fail(l, "runtime_dir is too long for unix socket paths");
   return 1;
@@ -343,6 +437,11 @@ void config_free(struct config *c) {
   free(c->tls_min_version);
   free(c->tls_ciphers);
   free(c->users_file);
+  char **strs[] = {&c->ldap_uri, &c->ldap_ca_file, &c->ldap_bind_dn, &c->ldap_bind_password_file,
+                   &c->ldap_base, &c->ldap_filter, &c->ldap_dn_template,
+                   &c->ldap_login_attribute, &c->ldap_backend_attribute, &c->redis_address,
+                   &c->redis_password_file, &c->cache_secret_file};
+  for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) free(*strs[i]);
   free(c);
 }
 

@@ -9,6 +9,14 @@
  *   [backend NAME]     address, weight, tls = none|starttls|implicit,
  *                      tls_verify, ca_file, server_name, send_id
  *   [auth]             users_file, failure_delay, threads, max_attempts
+ *   [ldap]             uri, starttls, ca_file, bind_dn, bind_password_file,
+ *                      base, filter, dn_template, login_attribute,
+ *                      backend_attribute, pool_size, timeout, max_inflight,
+ *                      queue_max, reconnect_max
+ *   [redis]            address, password_file, timeout
+ *   [cache]            secret_file, positive_ttl, negative_ttl, stale_max,
+ *                      memory_entries
+ *   [throttle]         window, ip_failures, user_failures, ban_time, max_delay
  *   [routing]          seat_expire, backend_retry
  *   [limits]           max_line, max_literal, max_bad_commands,
  *                      preauth_timeout, idle_timeout, connect_timeout,
@@ -76,6 +84,43 @@ struct config {
   uint64_t failure_delay_ms;    /* default 2s */
   unsigned auth_threads;        /* password hashing threads; default 2 */
   unsigned max_auth_attempts;   /* failed logins per connection; default 3 */
+
+  /* [ldap]: the password database when uri is set (else the users file) */
+  char *ldap_uri;               /* ldap://host:port or ldaps://host:port */
+  int ldap_starttls;            /* StartTLS on ldap://; default no */
+  char *ldap_ca_file;           /* CA for ldaps/StartTLS; NULL: system store */
+  char *ldap_bind_dn;           /* service account for search-then-bind */
+  char *ldap_bind_password_file;/* its password; read by sessiond only */
+  char *ldap_base;              /* search base */
+  char *ldap_filter;            /* with %u (escaped per RFC 4515); default (uid=%u) */
+  char *ldap_dn_template;       /* set: DN-template bind, %u escaped per RFC 4514 */
+  char *ldap_login_attribute;   /* canonical login name attribute; NULL: none */
+  char *ldap_backend_attribute; /* pinned backend attribute; NULL: none */
+  unsigned ldap_pool_size;      /* connections; default 4 */
+  uint64_t ldap_timeout_ms;     /* every operation; default 5s */
+  unsigned ldap_max_inflight;   /* LDAP logins at once; default = pool_size */
+  unsigned ldap_queue_max;      /* logins waiting for a slot; default 256 */
+  uint64_t ldap_reconnect_max_ms; /* back-off ceiling; default 10s */
+
+  /* [redis]: shared auth cache, throttling counters; optional */
+  char *redis_address;          /* host:port or /path/to/socket; NULL: no Redis */
+  char *redis_password_file;
+  uint64_t redis_timeout_ms;    /* every command; default 250ms */
+
+  /* [cache] */
+  char *cache_secret_file;      /* cluster secret for keyed hashes; needed with Redis */
+  uint64_t cache_positive_ttl_ms; /* default 15m */
+  uint64_t cache_negative_ttl_ms; /* default 1m */
+  uint64_t cache_stale_max_ms;  /* positive entries serve this long past TTL while
+                                   the database is down; default 1h */
+  unsigned cache_memory_entries;/* in-memory LRU size; default 100000; 0: off */
+
+  /* [throttle] */
+  uint64_t throttle_window_ms;  /* failures counted over this; default 15m */
+  unsigned throttle_ip_failures;   /* per address (IPv6 /64) before refusal; default 50 */
+  unsigned throttle_user_failures; /* per user before refusal; default 10 */
+  uint64_t throttle_ban_ms;     /* refusal lasts; default 15m */
+  uint64_t throttle_max_delay_ms; /* growing delay ceiling; default 15s */
 
   /* [routing] */
   uint64_t seat_expire_ms;      /* default 15m */

@@ -22,6 +22,9 @@ void wipe_free_str(char *s);
 
 /* Monotonic clock in milliseconds. */
 uint64_t now_ms(void);
+/* Wall clock in milliseconds since the epoch: for expiries shared with other
+ * proxies (through Redis), which only agree on wall time. */
+uint64_t wall_ms(void);
 void ms_to_timeval(uint64_t ms, struct timeval *tv);
 
 /* Random bytes from the kernel (getrandom); aborts if unavailable. */

@@ -270,13 +270,16 @@ static void login_failed_answer(struct client *c) {
   log_event(LOG_LVL_INFO, "login", "session=%s client=%s user=%s mech=%s result=%s", c->sid_hex,
             netaddr_str(&c->peer, peer, sizeof peer),
             log_quote(user, sizeof user, c->user ? c->user : "", c->user ? strlen(c->user) : 0),
-            c->mech ? c->mech : "-", auth ? "auth_failed" : "unavailable");
+            c->mech ? c->mech : "-",
+            auth ? "auth_failed" : c->auth_result == PROTO_THROTTLED ? "throttled" : "unavailable");
   if (auth) {
     client_write(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag);
     if (++c->failed_logins >= c->w->cfg->max_auth_attempts) {
       client_close(c, "* BYE Too many failed logins.\r\n", "auth_attempts");
       return;
     }
+  } else if (c->auth_result == PROTO_THROTTLED) {
+    client_write(c, "%s NO [UNAVAILABLE] Too many failed logins, try again later.\r\n", tag);
   } else {
     client_write(c, "%s NO [UNAVAILABLE] Service temporarily unavailable, try again later.\r\n",
                  tag);

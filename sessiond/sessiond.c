@@ -14,6 +14,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "common/log.h"
 #include "common/util.h"
 #include "sessiond/state.h"
@@ -75,8 +77,8 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg) {
     log_event(LOG_LVL_ERROR, "reload_refused", "error=\"%s\"", err);
     return;
   }
-  struct userfile *uf = userfile_load(cfg->users_file, err, sizeof err);
-  if (!uf) {
+  struct userfile *uf = cfg->users_file ? userfile_load(cfg->users_file, err, sizeof err) : NULL;
+  if (cfg->users_file && !uf) {
     log_event(LOG_LVL_ERROR, "reload_refused", "error=\"%s\"", err);
     config_free(cfg);
     return;
@@ -91,13 +93,82 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg) {
   userfile_free(sd->uf);
   sd->cfg = cfg;
   sd->uf = uf;
+  throttle_set_config(sd->throttle, cfg);
   log_set_level(cfg->log_level);
-  log_event(LOG_LVL_INFO, "reload", "backends=%u users=%zu", cfg->n_backends, userfile_count(uf));
+  /* Passwords in the users file may have changed: forget what was verified. */
+  authcache_clear(sd->cache);
+  log_event(LOG_LVL_INFO, "reload", "backends=%u users=%zu", cfg->n_backends,
+            uf ? userfile_count(uf) : 0);
 }
 
 static void on_sigterm(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what;
   event_base_loopbreak(((struct sessiond *)arg)->base);
+}
+
+/* Reads a secret from a file that only this process's user may read; the
+ * trailing newline is not part of it. Returns a malloc'ed string or NULL. */
+static char *secret_read(const char *what, const char *path) {
+  struct stat st;
+  FILE *f = fopen(path, "r");
+  if (!f || fstat(fileno(f), &st) != 0) {
+    log_event(LOG_LVL_ERROR, "secret_file", "what=%s path=%s error=\"%s\"", what, path,
+              strerror(errno));
+    if (f) fclose(f);
+    return NULL;
+  }
+  if (st.st_mode & 077) {
+    log_event(LOG_LVL_ERROR, "secret_file",
+              "what=%s path=%s error=\"readable by group or others; chmod 600\"", what, path);
+    fclose(f);
+    return NULL;
+  }
+  char buf[1024];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+  buf[n] = '\0';
+  char *s = xstrdup(buf);
+  wipe(buf, sizeof buf);
+  return s;
+}
+
+/* The auth cache, Redis, LDAP and throttling, as the configuration asks. */
+static int sessiond_open_auth(struct sessiond *sd) {
+  const struct config *cfg = sd->cfg;
+  uint8_t key[SHA256_DIGEST_LENGTH];
+  if (cfg->cache_secret_file) {
+    char *secret = secret_read("cache secret", cfg->cache_secret_file);
+    if (!secret) return -1;
+    if (strlen(secret) < 16) {
+      log_event(LOG_LVL_ERROR, "secret_file", "what=\"cache secret\" error=\"shorter than 16 bytes\"");
+      wipe_free_str(secret);
+      return -1;
+    }
+    SHA256((const unsigned char *)secret, strlen(secret), key);
+    wipe_free_str(secret);
+  } else {
+    random_bytes(key, sizeof key);   /* this process's memory cache only */
+  }
+  sd->cache = authcache_new(key, sizeof key, cfg->cache_memory_entries);
+  wipe(key, sizeof key);
+  if (cfg->redis_address) {
+    char *pw = cfg->redis_password_file ? secret_read("redis password", cfg->redis_password_file)
+                                        : NULL;
+    if (cfg->redis_password_file && !pw) return -1;
+    sd->redis = rds_new(sd->base, cfg, pw, "usher:events", login_on_event, login_on_resync, sd);
+    if (pw) wipe_free_str(pw);
+  }
+  sd->throttle = throttle_new(cfg, sd->redis);
+  if (cfg->ldap_uri) {
+    char *pw = cfg->ldap_bind_password_file
+                   ? secret_read("ldap bind password", cfg->ldap_bind_password_file) : NULL;
+    if (cfg->ldap_bind_password_file && !pw) return -1;
+    sd->ldap = ldapdb_new(sd->base, cfg, pw);
+    if (pw) wipe_free_str(pw);
+    if (!sd->ldap) return -1;
+  }
+  return 0;
 }
 
 static int sessiond_open(struct sessiond *sd, const char *config_path) {
@@ -108,10 +179,12 @@ static int sessiond_open(struct sessiond *sd, const char *config_path) {
     return -1;
   }
   log_init("sessiond", sd->cfg->log_level, sd->cfg->syslog);
-  sd->uf = userfile_load(sd->cfg->users_file, err, sizeof err);
-  if (!sd->uf) {
-    log_event(LOG_LVL_ERROR, "users_file", "error=\"%s\"", err);
-    return -1;
+  if (sd->cfg->users_file) {
+    sd->uf = userfile_load(sd->cfg->users_file, err, sizeof err);
+    if (!sd->uf) {
+      log_event(LOG_LVL_ERROR, "users_file", "error=\"%s\"", err);
+      return -1;
+    }
   }
   if (mkdir(sd->cfg->runtime_dir, 0700) != 0 && errno != EEXIST) {
     log_event(LOG_LVL_ERROR, "runtime_dir", "path=%s error=\"%s\"", sd->cfg->runtime_dir,
@@ -123,6 +196,7 @@ static int sessiond_open(struct sessiond *sd, const char *config_path) {
   sd->seats = seats_new();
   sd->pool = authpool_new(sd->base, sd->cfg->auth_threads, 4096);
   sd->start_ms = now_ms();
+  if (sessiond_open_auth(sd) != 0) return -1;
   sd->worker_listener = listen_unix(sd, "sessiond.sock", workers_accept);
   sd->admin_listener = listen_unix(sd, "admin.sock", admin_accept);
   return sd->pool && sd->worker_listener && sd->admin_listener ? 0 : -1;
@@ -145,8 +219,9 @@ int sessiond_main(const char *config_path) {
     event_add(ev_int, NULL);
     event_add(ev_hup, NULL);
     event_add(sweep, &tv);
-    log_event(LOG_LVL_INFO, "sessiond_start", "users=%zu backends=%u", userfile_count(sd.uf),
-              sd.cfg->n_backends);
+    log_event(LOG_LVL_INFO, "sessiond_start", "database=%s users=%zu backends=%u redis=%s",
+              sd.ldap ? "ldap" : "users_file", sd.uf ? userfile_count(sd.uf) : 0,
+              sd.cfg->n_backends, sd.redis ? "yes" : "no");
     event_base_dispatch(sd.base);
     event_free(ev_term);
     event_free(ev_int);
@@ -158,6 +233,10 @@ int sessiond_main(const char *config_path) {
   if (sd.admin_listener) evconnlistener_free(sd.admin_listener);
   if (sd.base) workers_close_all(&sd);
   authpool_free(sd.pool);
+  ldapdb_free(sd.ldap);
+  throttle_free(sd.throttle);
+  rds_free(sd.redis);
+  authcache_free(sd.cache);
   seats_free(sd.seats);
   userfile_free(sd.uf);
   if (sd.base) event_base_free(sd.base);

@@ -7,11 +7,15 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include "auth/authcache.h"
+#include "auth/ldapdb.h"
 #include "auth/userfile.h"
 #include "common/config.h"
 #include "common/proto.h"
 #include "sessiond/authpool.h"
+#include "sessiond/redis.h"
 #include "sessiond/seats.h"
+#include "sessiond/throttle.h"
 
 struct wconn {
   struct sessiond *sd;
@@ -28,6 +32,9 @@ struct sessiond_counters {
   uint64_t logins_ok, logins_failed, logins_unavailable;
   uint64_t seats_created, seats_reused, seats_moved;
   uint64_t backend_failures, kicks;
+  /* the auth cache, by layer and verdict */
+  uint64_t cache_memory_hits, cache_redis_hits, cache_stale_hits, cache_negative_hits;
+  uint64_t cache_misses, db_requests, throttled, shed;
 };
 
 struct sessiond {
@@ -36,6 +43,10 @@ struct sessiond {
   struct event_base *base;
   struct seats *seats;
   struct authpool *pool;
+  struct authcache *cache;      /* memory layer of the auth cache */
+  struct rds *redis;            /* NULL without [redis] */
+  struct ldapdb *ldap;          /* NULL: the users file is the database */
+  struct throttle *throttle;
   uint64_t down_until[CONFIG_MAX_BACKENDS];   /* by backend index in cfg */
   struct wconn *wconns;
   unsigned n_wconns;
@@ -50,6 +61,22 @@ void workers_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
 void workers_close_all(struct sessiond *sd);
 /* Sends KICK for one session to the worker that holds it. */
 void workers_kick(struct sessiond *sd, struct session *s, const char *reason);
+
+/* login.c: a LOGIN from a worker, through throttling, the auth cache and
+ * the password database, to a seat. */
+void login_start(struct wconn *wc, const struct proto_msg *m);
+/* Seats the user and adds the session; the backend index or -1. */
+int login_route(struct sessiond *sd, struct wconn *wc, const char *session, const char *user,
+                const char *pinned);
+/* "auth flush USER" / NULL for every user: on this proxy and, through Redis,
+ * on every proxy. */
+void login_auth_flush(struct sessiond *sd, const char *user);
+/* A message on the cluster's event channel. */
+void login_on_event(void *sd, const char *payload, size_t len);
+void login_on_resync(void *sd);
+void wconn_ref(struct wconn *wc);
+void wconn_unref(struct wconn *wc);
+void workers_reply(struct wconn *wc, const struct proto_msg *m);
 
 /* sessiond.c */
 int sessiond_backend_index(const struct sessiond *sd, const char *name);

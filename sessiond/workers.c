@@ -1,5 +1,5 @@
-/* sessiond's side of the worker protocol: logins (authenticate, then seat),
- * backend failures, sessions coming up and ending. */
+/* sessiond's side of the worker protocol: the connections, backend
+ * failures, sessions coming up and ending (logins are in login.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,26 +10,15 @@
 #include "common/util.h"
 #include "sessiond/state.h"
 
-#define AUTH_QUEUE_MAX 4096
+void wconn_ref(struct wconn *wc) { wc->refs++; }
 
-/* A login waiting for its password check. */
-struct pending {
-  struct wconn *wc;
-  uint32_t req;
-  char session[17];
-  char *user;            /* as the client gave it */
-  char *canonical;       /* copies: the users file may be reloaded meanwhile */
-  char *pinned;
-  char client[64];
-};
-
-static void wconn_unref(struct wconn *wc) {
+void wconn_unref(struct wconn *wc) {
   if (--wc->refs > 0) return;
   wipe(wc->body, sizeof wc->body);
   free(wc);
 }
 
-static void reply(struct wconn *wc, const struct proto_msg *m) {
+void workers_reply(struct wconn *wc, const struct proto_msg *m) {
   if (!wc->closed) proto_send(wc->bev, m);
 }
 
@@ -37,7 +26,7 @@ static void reply_failure(struct wconn *wc, uint32_t req, const char *session,
                           enum proto_result result, uint32_t delay_ms) {
   struct proto_msg m = {.type = PROTO_LOGIN_REPLY, .req = req, .session = session,
                         .result = result, .delay_ms = delay_ms};
-  reply(wc, &m);
+  workers_reply(wc, &m);
 }
 
 static void reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const char *session,
@@ -47,112 +36,7 @@ static void reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const 
                         .result = PROTO_OK, .user = user,
                         .backend = sd->cfg->backends[idx].name,
                         .backend_addr = netaddr_str(&sd->cfg->backends[idx].addr, addr, sizeof addr)};
-  reply(wc, &m);
-}
-
-static int backend_usable(const struct sessiond *sd, int idx, uint64_t now) {
-  return idx >= 0 && sd->down_until[idx] <= now;
-}
-
-/* Seats the user (the rule: one backend per user, while any session of
- * theirs lives) and adds the session. Returns the backend index or -1. */
-static int route(struct sessiond *sd, struct wconn *wc, const char *session, const char *user,
-                 const char *pinned) {
-  uint64_t now = now_ms();
-  struct seat *seat = seat_find(sd->seats, user, now);
-  int idx;
-  if (seat) {
-    idx = sessiond_backend_index(sd, seat->backend);
-    if (!backend_usable(sd, idx, now)) {
-      if (seat->sessions > 0) return -1;   /* live sessions there: no second backend */
-      idx = seat_choose(sd->cfg, sd->down_until, now, user, pinned);
-      if (idx < 0) return -1;
-      seat_move(seat, sd->cfg->backends[idx].name);
-      sd->n.seats_moved++;
-    } else {
-      sd->n.seats_reused++;
-    }
-  } else {
-    idx = seat_choose(sd->cfg, sd->down_until, now, user, pinned);
-    if (idx < 0) return -1;
-    seat_create(sd->seats, user, sd->cfg->backends[idx].name, now);
-    sd->n.seats_created++;
-  }
-  struct session *old = session_find(sd->seats, session);
-  if (old) session_remove(sd->seats, old, now, sd->cfg->seat_expire_ms);
-  session_add(sd->seats, session, user, sd->cfg->backends[idx].name, wc, now);
-  return idx;
-}
-
-static void pending_free(struct pending *p) {
-  free(p->user);
-  free(p->canonical);
-  free(p->pinned);
-  wconn_unref(p->wc);
-  free(p);
-}
-
-static void on_verified(void *cookie, enum passwd_result r) {
-  struct pending *p = cookie;
-  struct sessiond *sd = p->wc->sd;
-  char user[LOG_QUOTE_MAX];
-  log_quote(user, sizeof user, p->user, strlen(p->user));
-  if (p->wc->closed) {
-    pending_free(p);
-    return;
-  }
-  if (r != PASSWD_MATCH) {
-    if (r == PASSWD_BAD_HASH)
-      log_event(LOG_LVL_ERROR, "users_file", "user=%s error=\"unusable password hash\"", user);
-    sd->n.logins_failed++;
-    log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=failed", p->session,
-              p->client, user);
-    reply_failure(p->wc, p->req, p->session, PROTO_AUTH_FAILED,
-                  (uint32_t)sd->cfg->failure_delay_ms);
-    pending_free(p);
-    return;
-  }
-  int idx = route(sd, p->wc, p->session, p->canonical, p->pinned);
-  if (idx < 0) {
-    sd->n.logins_unavailable++;
-    log_event(LOG_LVL_WARN, "auth", "session=%s client=%s user=%s result=ok route=none",
-              p->session, p->client, user);
-    reply_failure(p->wc, p->req, p->session, PROTO_UNAVAILABLE, 0);
-  } else {
-    sd->n.logins_ok++;
-    log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=ok backend=%s",
-              p->session, p->client, user, sd->cfg->backends[idx].name);
-    reply_ok(sd, p->wc, p->req, p->session, p->canonical, idx);
-  }
-  pending_free(p);
-}
-
-static void on_login(struct wconn *wc, const struct proto_msg *m) {
-  struct sessiond *sd = wc->sd;
-  if (!m->session || !m->user || !m->password || strlen(m->session) != 16) {
-    reply_failure(wc, m->req, m->session, PROTO_AUTH_FAILED, (uint32_t)sd->cfg->failure_delay_ms);
-    return;
-  }
-  const struct userfile_entry *e = userfile_lookup(sd->uf, m->user);
-  /* Unknown users cost a hash check too: the answer's timing must not
-   * tell whether the user exists. */
-  const char *hash = e ? e->hash : passwd_dummy_hash(NULL);
-  struct pending *p = xcalloc(1, sizeof *p);
-  p->wc = wc;
-  wc->refs++;
-  p->req = m->req;
-  snprintf(p->session, sizeof p->session, "%s", m->session);
-  p->user = xstrdup(m->user);
-  p->canonical = xstrdup(e ? e->canonical : m->user);
-  p->pinned = e && e->backend ? xstrdup(e->backend) : NULL;
-  snprintf(p->client, sizeof p->client, "%s:%u", m->client_addr ? m->client_addr : "?",
-           m->client_port);
-  if (authpool_submit(sd->pool, m->password, hash, on_verified, p) != 0) {
-    sd->n.logins_unavailable++;
-    log_event(LOG_LVL_WARN, "auth", "session=%s result=shed reason=queue_full", p->session);
-    reply_failure(wc, m->req, m->session, PROTO_UNAVAILABLE, 0);
-    pending_free(p);
-  }
+  workers_reply(wc, &m);
 }
 
 /* The worker could not log in at the backend it was given. */
@@ -217,7 +101,7 @@ static void dispatch(struct wconn *wc, const struct proto_msg *m) {
     wc->pid = (int)m->pid;
     log_event(LOG_LVL_INFO, "worker_hello", "worker=%u pid=%d", wc->worker_id, wc->pid);
     break;
-  case PROTO_LOGIN: on_login(wc, m); break;
+  case PROTO_LOGIN: login_start(wc, m); break;
   case PROTO_BACKEND_FAILED: on_backend_failed(wc, m); break;
   case PROTO_SESSION_UP: on_session_up(wc, m); break;
   case PROTO_SESSION_END: on_session_end(wc, m); break;
@@ -305,5 +189,5 @@ void workers_kick(struct sessiond *sd, struct session *s, const char *reason) {
   struct wconn *wc = s->owner;
   struct proto_msg m = {.type = PROTO_KICK, .session = s->id, .reason = reason};
   sd->n.kicks++;
-  if (wc) reply(wc, &m);
+  if (wc) workers_reply(wc, &m);
 }

@@ -131,12 +131,51 @@ static void test_errors_name_the_line(void **state) {
   load_fails("this is not ini\n", 1, "syntax");
 }
 
+static void test_ldap_redis_cache_throttle(void **state) {
+  (void)state;
+  struct config *c = load_ok(
+      "[listener imap]\naddress = 127.0.0.1:1143\n[backend b1]\naddress = 127.0.0.1:10143\n"
+      "[ldap]\nuri = ldaps://10.0.0.5:636\nbase = ou=people,dc=example,dc=org\n"
+      "bind_dn = cn=usher,dc=example,dc=org\nbind_password_file = /etc/usher/ldap.pw\n"
+      "login_attribute = uid\nbackend_attribute = mailHost\npool_size = 8\ntimeout = 3s\n"
+      "[redis]\naddress = /run/redis/redis.sock\ntimeout = 100ms\n"
+      "[cache]\nsecret_file = /etc/usher/secret\npositive_ttl = 1h\nnegative_ttl = 30s\n"
+      "memory_entries = 5000\n"
+      "[throttle]\nip_failures = 7\nuser_failures = 3\nban_time = 1m\n");
+  assert_null(c->users_file);
+  assert_string_equal(c->ldap_uri, "ldaps://10.0.0.5:636");
+  assert_string_equal(c->ldap_filter, "(uid=%u)");   /* the default */
+  assert_null(c->ldap_dn_template);
+  assert_int_equal(c->ldap_pool_size, 8);
+  assert_int_equal(c->ldap_max_inflight, 8);            /* defaults to pool_size */
+  assert_int_equal(c->ldap_timeout_ms, 3000);
+  assert_string_equal(c->redis_address, "/run/redis/redis.sock");
+  assert_int_equal(c->redis_timeout_ms, 100);
+  assert_int_equal(c->cache_positive_ttl_ms, 3600000);
+  assert_int_equal(c->cache_negative_ttl_ms, 30000);
+  assert_int_equal(c->cache_memory_entries, 5000);
+  assert_int_equal(c->throttle_ip_failures, 7);
+  assert_int_equal(c->throttle_user_failures, 3);
+  assert_int_equal(c->throttle_ban_ms, 60000);
+  config_free(c);
+
+  load_fails(MINIMAL "[ldap]\nuri = http://x\n", 8, "uri");
+  load_fails(MINIMAL "[ldap]\ndn_template = uid=x,dc=y\n", 8, "%u");
+  load_fails(MINIMAL "[redis]\naddress = localhost\n", 8, "address");
+  load_fails(MINIMAL "[cache]\nnegative_ttl = soon\n", 8, "negative_ttl");
+  load_fails(MINIMAL "[throttle]\nuser_failures = -1\n", 8, "user_failures");
+}
+
 static void test_whole_file_checks(void **state) {
   (void)state;
   load_fails("[backend b1]\naddress = 127.0.0.1:1\n[auth]\nusers_file = /u\n", 0, "listener");
   load_fails("[listener a]\naddress = 127.0.0.1:1\n[auth]\nusers_file = /u\n", 0, "backend");
   load_fails("[listener a]\naddress = 127.0.0.1:1\n[backend b]\naddress = 127.0.0.1:2\n", 0,
              "users_file");
+  load_fails(MINIMAL "[ldap]\nuri = ldap://127.0.0.1:389\n", 0, "needs base");
+  load_fails(MINIMAL "[ldap]\nuri = ldap://127.0.0.1:389\nbase = dc=x\nbind_dn = cn=a\n", 0,
+             "bind_password_file");
+  load_fails(MINIMAL "[redis]\naddress = 127.0.0.1:6379\n", 0, "secret_file");
   load_fails(MINIMAL "[listener s]\naddress = 127.0.0.1:993\ntls = implicit\n", 0, "cert");
   load_fails(MINIMAL "[backend nob]\nweight = 2\n", 0, "no address");
   load_fails(MINIMAL "[usher]\nruntime_dir = relative/dir\n", 0, "absolute");
@@ -170,6 +209,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_full, teardown),
       cmocka_unit_test_teardown(test_errors_name_the_line, teardown),
       cmocka_unit_test_teardown(test_whole_file_checks, teardown),
+      cmocka_unit_test_teardown(test_ldap_redis_cache_throttle, teardown),
       cmocka_unit_test(test_missing_file),
       cmocka_unit_test(test_example_config_is_valid),
   };

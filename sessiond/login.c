@@ -1,0 +1,415 @@
+/* A login, from the worker's LOGIN to its LOGIN_REPLY:
+ *
+ *   throttle (bans, in memory)  -> refused: THROTTLED
+ *   auth cache, memory          -> fresh hit: seat   | negative: failed
+ *   auth cache, Redis (MGET)    -> fresh hit: seat   | negative: failed
+ *   password database (users file threads, or LDAP)
+ *       ok: cache it, seat      | invalid: cache it, count the failure
+ *       unavailable: a stale cache hit may still seat; else UNAVAILABLE
+ *
+ * The password is held only by the pending login and wiped when it ends.
+ * Redis entries (all under keys made of keyed hashes, never names):
+ *   usher:{K}:authp  "GEN FP FRESH_UNTIL STALE_UNTIL BACKEND CANONICAL"
+ *   usher:{K}:authn  "GEN FP"  (expires after negative_ttl)
+ *   usher:authgen    bumped by "auth flush --all": older entries are ignored */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/passwd.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "sessiond/state.h"
+
+enum source { SRC_MEMORY, SRC_REDIS, SRC_STALE, SRC_USERS_FILE, SRC_LDAP };
+static const char *const source_names[] = {"cache_memory", "cache_redis", "cache_stale",
+                                           "users_file", "ldap"};
+
+struct pending {
+  struct wconn *wc;
+  uint32_t req;
+  char session[17];
+  char client[64];
+  char ip_key[THROTTLE_KEY_MAX];
+  char *login;             /* as the client gave it */
+  char *password;          /* wiped on free */
+  char *canonical, *pinned;
+  uint8_t key[AUTHCACHE_HASH_LEN], fp[AUTHCACHE_HASH_LEN];
+  char key_hex[AUTHCACHE_HEX_LEN + 1], fp_hex[AUTHCACHE_HEX_LEN + 1];
+  int have_stale;          /* a stale positive entry, used only if the database is down */
+  char *stale_canonical, *stale_pinned;
+  long long gen;           /* usher:authgen as read; -1: not read (no Redis) */
+};
+
+static void pending_free(struct pending *p) {
+  free(p->login);
+  if (p->password) wipe_free_str(p->password);
+  free(p->canonical);
+  free(p->pinned);
+  free(p->stale_canonical);
+  free(p->stale_pinned);
+  wconn_unref(p->wc);
+  free(p);
+}
+
+/* canonical and pinned may point into p's own fields: copy, then free. */
+static void set_identity(struct pending *p, const char *canonical, const char *pinned) {
+  char *c = xstrdup(canonical ? canonical : p->login);
+  char *b = pinned && *pinned ? xstrdup(pinned) : NULL;
+  free(p->canonical);
+  free(p->pinned);
+  p->canonical = c;
+  p->pinned = b;
+}
+
+static void reply_failure(struct wconn *wc, uint32_t req, const char *session,
+                          enum proto_result result, uint32_t delay_ms) {
+  struct proto_msg m = {.type = PROTO_LOGIN_REPLY, .req = req, .session = session,
+                        .result = result, .delay_ms = delay_ms};
+  workers_reply(wc, &m);
+}
+
+/* ---- the end of a login ------------------------------------------------------ */
+
+static void finish_ok(struct pending *p, enum source src) {
+  struct sessiond *sd = p->wc->sd;
+  char user[LOG_QUOTE_MAX];
+  log_quote(user, sizeof user, p->login, strlen(p->login));
+  if (p->wc->closed) {
+    pending_free(p);
+    return;
+  }
+  throttle_success(sd->throttle, p->key_hex);
+  int idx = login_route(sd, p->wc, p->session, p->canonical, p->pinned);
+  if (idx < 0) {
+    sd->n.logins_unavailable++;
+    log_event(LOG_LVL_WARN, "auth", "session=%s client=%s user=%s result=ok source=%s route=none",
+              p->session, p->client, user, source_names[src]);
+    reply_failure(p->wc, p->req, p->session, PROTO_UNAVAILABLE, 0);
+  } else {
+    sd->n.logins_ok++;
+    log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=ok source=%s backend=%s",
+              p->session, p->client, user, source_names[src], sd->cfg->backends[idx].name);
+    char addr[NETADDR_STRLEN];
+    struct proto_msg m = {.type = PROTO_LOGIN_REPLY, .req = p->req, .session = p->session,
+                          .result = PROTO_OK, .user = p->canonical,
+                          .backend = sd->cfg->backends[idx].name,
+                          .backend_addr = netaddr_str(&sd->cfg->backends[idx].addr, addr,
+                                                      sizeof addr)};
+    workers_reply(p->wc, &m);
+  }
+  pending_free(p);
+}
+
+static void on_failure_counted(void *cookie, uint32_t delay_ms) {
+  struct pending *p = cookie;
+  reply_failure(p->wc, p->req, p->session, PROTO_AUTH_FAILED, delay_ms);
+  pending_free(p);
+}
+
+static void finish_failed(struct pending *p, const char *why) {
+  struct sessiond *sd = p->wc->sd;
+  char user[LOG_QUOTE_MAX];
+  sd->n.logins_failed++;
+  log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=failed source=%s",
+            p->session, p->client, log_quote(user, sizeof user, p->login, strlen(p->login)), why);
+  throttle_failure(sd->throttle, p->ip_key, p->key_hex, p->fp_hex, on_failure_counted, p);
+}
+
+static void finish_unavailable(struct pending *p, const char *why) {
+  struct sessiond *sd = p->wc->sd;
+  char user[LOG_QUOTE_MAX];
+  sd->n.logins_unavailable++;
+  log_event(LOG_LVL_WARN, "auth", "session=%s client=%s user=%s result=unavailable reason=%s",
+            p->session, p->client, log_quote(user, sizeof user, p->login, strlen(p->login)), why);
+  reply_failure(p->wc, p->req, p->session, PROTO_UNAVAILABLE, 0);
+  pending_free(p);
+}
+
+/* ---- writing the cache -------------------------------------------------------- */
+
+static void cache_store_positive(struct pending *p) {
+  struct sessiond *sd = p->wc->sd;
+  const struct config *cfg = sd->cfg;
+  uint64_t now = wall_ms();
+  uint64_t fresh = now + cfg->cache_positive_ttl_ms, stale = fresh + cfg->cache_stale_max_ms;
+  authcache_put_positive(sd->cache, p->key, p->fp, p->canonical, p->pinned, fresh, stale);
+  if (p->gen < 0 || strpbrk(p->canonical, " \t\r\n") || (p->pinned && strpbrk(p->pinned, " \t\r\n")))
+    return;
+  rds_command(sd->redis, NULL, NULL, "SET usher:{%s}:authp %lld\t%s\t%llu\t%llu\t%s\t%s PX %llu",
+              p->key_hex, p->gen, p->fp_hex, (unsigned long long)fresh,
+              (unsigned long long)stale, p->pinned ? p->pinned : "-", p->canonical,
+              (unsigned long long)(stale - now));
+  rds_command(sd->redis, NULL, NULL, "DEL usher:{%s}:authn", p->key_hex);
+}
+
+static void cache_store_negative(struct pending *p) {
+  struct sessiond *sd = p->wc->sd;
+  uint64_t ttl = sd->cfg->cache_negative_ttl_ms;
+  authcache_put_negative(sd->cache, p->key, p->fp, wall_ms() + ttl);
+  if (p->gen >= 0)
+    rds_command(sd->redis, NULL, NULL, "SET usher:{%s}:authn %lld\t%s PX %llu", p->key_hex, p->gen,
+                p->fp_hex, (unsigned long long)ttl);
+}
+
+/* ---- the password database ------------------------------------------------------- */
+
+static void db_answer(struct pending *p, enum ldapdb_result r, const char *canonical,
+                      const char *pinned, enum source src) {
+  struct sessiond *sd = p->wc->sd;
+  wipe_free_str(p->password);
+  p->password = NULL;
+  switch (r) {
+  case LDAPDB_OK:
+    set_identity(p, canonical, pinned);
+    cache_store_positive(p);
+    finish_ok(p, src);
+    return;
+  case LDAPDB_INVALID:
+    cache_store_negative(p);
+    finish_failed(p, source_names[src]);
+    return;
+  case LDAPDB_UNAVAILABLE:
+  case LDAPDB_BUSY:
+    if (p->have_stale) {   /* the database is down: a known password still works */
+      sd->n.cache_stale_hits++;
+      set_identity(p, p->stale_canonical, p->stale_pinned);
+      finish_ok(p, SRC_STALE);
+      return;
+    }
+    if (r == LDAPDB_BUSY) sd->n.shed++;
+    finish_unavailable(p, r == LDAPDB_BUSY ? "overloaded" : "database_down");
+    return;
+  }
+}
+
+static void on_ldap_done(void *cookie, enum ldapdb_result r, const char *canonical,
+                         const char *backend) {
+  db_answer(cookie, r, canonical, backend, SRC_LDAP);
+}
+
+static void on_hash_checked(void *cookie, enum passwd_result r) {
+  struct pending *p = cookie;
+  if (r == PASSWD_BAD_HASH) {
+    char user[LOG_QUOTE_MAX];
+    log_event(LOG_LVL_ERROR, "users_file", "user=%s error=\"unusable password hash\"",
+              log_quote(user, sizeof user, p->login, strlen(p->login)));
+  }
+  /* canonical and pinned were taken from the entry when the job started. */
+  db_answer(p, r == PASSWD_MATCH ? LDAPDB_OK : LDAPDB_INVALID, p->canonical, p->pinned,
+            SRC_USERS_FILE);
+}
+
+static void ask_database(struct pending *p) {
+  struct sessiond *sd = p->wc->sd;
+  sd->n.cache_misses++;
+  sd->n.db_requests++;
+  if (sd->ldap) {
+    /* Users who hold a seat (their other sessions are live) go first. */
+    int first = seat_find(sd->seats, p->login, now_ms()) != NULL;
+    ldapdb_verify(sd->ldap, p->login, p->password, first, on_ldap_done, p);
+    return;
+  }
+  const struct userfile_entry *e = userfile_lookup(sd->uf, p->login);
+  /* Unknown users cost a hash check too: the answer's timing must not
+   * tell whether the user exists. */
+  const char *hash = e ? e->hash : passwd_dummy_hash(NULL);
+  set_identity(p, e ? e->canonical : p->login, e ? e->backend : NULL);
+  if (authpool_submit(sd->pool, p->password, hash, on_hash_checked, p) != 0) {
+    sd->n.shed++;
+    finish_unavailable(p, "overloaded");
+  }
+}
+
+/* ---- the Redis layer of the cache -------------------------------------------------- */
+
+/* Splits s at tabs into at most n fields; returns how many. */
+static int split_tabs(char *s, char **f, int n) {
+  int k = 0;
+  for (char *save = NULL, *t = strtok_r(s, "\t", &save); t && k < n; t = strtok_r(NULL, "\t", &save))
+    f[k++] = t;
+  return k;
+}
+
+/* The reply of MGET usher:authgen authp authn. */
+static void on_redis_entry(void *cookie, const redisReply *r) {
+  struct pending *p = cookie;
+  struct sessiond *sd = p->wc->sd;
+  if (p->wc->closed) {
+    pending_free(p);
+    return;
+  }
+  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+    p->gen = -1;   /* no Redis answer: do not write there either */
+    ask_database(p);
+    return;
+  }
+  const redisReply *gen = r->element[0], *pos = r->element[1], *neg = r->element[2];
+  p->gen = gen->type == REDIS_REPLY_STRING ? atoll(gen->str) : 0;
+  uint64_t now = wall_ms();
+  char buf[600], *f[6];
+  if (pos->type == REDIS_REPLY_STRING && pos->len < sizeof buf) {
+    memcpy(buf, pos->str, pos->len + 1);
+    if (split_tabs(buf, f, 6) == 6 && atoll(f[0]) == p->gen && !strcmp(f[1], p->fp_hex)) {
+      uint64_t fresh = strtoull(f[2], NULL, 10), stale = strtoull(f[3], NULL, 10);
+      const char *pinned = strcmp(f[4], "-") ? f[4] : NULL;
+      if (stale > now) authcache_put_positive(sd->cache, p->key, p->fp, f[5], pinned, fresh, stale);
+      if (fresh > now) {
+        sd->n.cache_redis_hits++;
+        set_identity(p, f[5], pinned);
+        finish_ok(p, SRC_REDIS);
+        return;
+      }
+      if (stale > now) {
+        p->have_stale = 1;
+        p->stale_canonical = xstrdup(f[5]);
+        p->stale_pinned = pinned ? xstrdup(pinned) : NULL;
+      }
+    }
+  }
+  if (neg->type == REDIS_REPLY_STRING && neg->len < sizeof buf) {
+    memcpy(buf, neg->str, neg->len + 1);
+    if (split_tabs(buf, f, 2) == 2 && atoll(f[0]) == p->gen && !strcmp(f[1], p->fp_hex)) {
+      sd->n.cache_negative_hits++;
+      authcache_put_negative(sd->cache, p->key, p->fp, now + sd->cfg->cache_negative_ttl_ms);
+      finish_failed(p, "cache_redis");
+      return;
+    }
+  }
+  ask_database(p);
+}
+
+/* ---- the start -------------------------------------------------------------------- */
+
+static struct pending *pending_new(struct wconn *wc, const struct proto_msg *m) {
+  struct sessiond *sd = wc->sd;
+  struct pending *p = xcalloc(1, sizeof *p);
+  p->wc = wc;
+  wconn_ref(wc);
+  p->req = m->req;
+  p->gen = -1;
+  snprintf(p->session, sizeof p->session, "%s", m->session);
+  snprintf(p->client, sizeof p->client, "%s:%u", m->client_addr ? m->client_addr : "?",
+           m->client_port);
+  throttle_ip_key(m->client_addr ? m->client_addr : "?", p->ip_key);
+  p->login = xstrdup(m->user);
+  p->password = xstrdup(m->password);
+  authcache_key(sd->cache, p->login, p->key);
+  authcache_fingerprint(sd->cache, p->login, p->password, p->fp);
+  authcache_hex(p->key, p->key_hex);
+  authcache_hex(p->fp, p->fp_hex);
+  return p;
+}
+
+void login_start(struct wconn *wc, const struct proto_msg *m) {
+  struct sessiond *sd = wc->sd;
+  if (!m->session || !m->user || !m->password || strlen(m->session) != 16) {
+    reply_failure(wc, m->req, m->session, PROTO_AUTH_FAILED, (uint32_t)sd->cfg->failure_delay_ms);
+    return;
+  }
+  struct pending *p = pending_new(wc, m);
+  uint64_t now = wall_ms();
+  if (throttle_banned(sd->throttle, p->ip_key, p->key_hex, now)) {
+    sd->n.throttled++;
+    log_event(LOG_LVL_INFO, "auth", "session=%s client=%s result=throttled", p->session, p->client);
+    reply_failure(wc, m->req, m->session, PROTO_THROTTLED, (uint32_t)sd->cfg->failure_delay_ms);
+    pending_free(p);
+    return;
+  }
+  struct authcache_hit hit;
+  switch (authcache_lookup(sd->cache, p->key, p->fp, now, &hit)) {
+  case AC_POSITIVE:
+    sd->n.cache_memory_hits++;
+    set_identity(p, hit.canonical, hit.backend);
+    finish_ok(p, SRC_MEMORY);
+    return;
+  case AC_NEGATIVE:
+    sd->n.cache_negative_hits++;
+    finish_failed(p, "cache_memory");
+    return;
+  case AC_STALE:
+    p->have_stale = 1;
+    p->stale_canonical = xstrdup(hit.canonical);
+    p->stale_pinned = hit.backend ? xstrdup(hit.backend) : NULL;
+    break;
+  case AC_MISS:
+    break;
+  }
+  if (rds_command(sd->redis, on_redis_entry, p, "MGET usher:authgen usher:{%s}:authp usher:{%s}:authn",
+                  p->key_hex, p->key_hex) != 0)
+    ask_database(p);   /* no Redis (down or not configured): straight on */
+}
+
+/* ---- flushes and events -------------------------------------------------------------- */
+
+void login_auth_flush(struct sessiond *sd, const char *user) {
+  if (!user) {
+    authcache_clear(sd->cache);
+    rds_command(sd->redis, NULL, NULL, "INCR usher:authgen");
+    rds_command(sd->redis, NULL, NULL, "PUBLISH usher:events flushall");
+    log_event(LOG_LVL_INFO, "auth_flush", "scope=all");
+    return;
+  }
+  uint8_t key[AUTHCACHE_HASH_LEN];
+  char hex[AUTHCACHE_HEX_LEN + 1], msg[AUTHCACHE_HEX_LEN + 8];
+  authcache_key(sd->cache, user, key);
+  authcache_hex(key, hex);
+  authcache_forget(sd->cache, key);
+  rds_command(sd->redis, NULL, NULL, "DEL usher:{%s}:authp usher:{%s}:authn", hex, hex);
+  snprintf(msg, sizeof msg, "flush %s", hex);
+  rds_command(sd->redis, NULL, NULL, "PUBLISH usher:events %s", msg);
+  log_event(LOG_LVL_INFO, "auth_flush", "scope=user user_key=%.16s", hex);
+}
+
+void login_on_event(void *arg, const char *payload, size_t len) {
+  struct sessiond *sd = arg;
+  uint8_t key[AUTHCACHE_HASH_LEN];
+  if (len == 8 && !memcmp(payload, "flushall", 8)) {
+    authcache_clear(sd->cache);
+  } else if (len == 6 + AUTHCACHE_HEX_LEN && !memcmp(payload, "flush ", 6)) {
+    if (authcache_unhex(payload + 6, AUTHCACHE_HEX_LEN, key) == 0) authcache_forget(sd->cache, key);
+  } else if (len > 4 && !memcmp(payload, "ban ", 4)) {
+    throttle_on_event(sd->throttle, payload, len);
+  }
+}
+
+/* Events may have been missed while the subscription was down: whatever
+ * the memory layer holds may have been flushed elsewhere meanwhile. */
+void login_on_resync(void *arg) {
+  struct sessiond *sd = arg;
+  authcache_clear(sd->cache);
+}
+
+/* ---- seats ----------------------------------------------------------------------------- */
+
+static int backend_usable(const struct sessiond *sd, int idx, uint64_t now) {
+  return idx >= 0 && sd->down_until[idx] <= now;
+}
+
+int login_route(struct sessiond *sd, struct wconn *wc, const char *session, const char *user,
+                const char *pinned) {
+  uint64_t now = now_ms();
+  struct seat *seat = seat_find(sd->seats, user, now);
+  int idx;
+  if (seat) {
+    idx = sessiond_backend_index(sd, seat->backend);
+    if (!backend_usable(sd, idx, now)) {
+      if (seat->sessions > 0) return -1;   /* live sessions there: no second backend */
+      idx = seat_choose(sd->cfg, sd->down_until, now, user, pinned);
+      if (idx < 0) return -1;
+      seat_move(seat, sd->cfg->backends[idx].name);
+      sd->n.seats_moved++;
+    } else {
+      sd->n.seats_reused++;
+    }
+  } else {
+    idx = seat_choose(sd->cfg, sd->down_until, now, user, pinned);
+    if (idx < 0) return -1;
+    seat_create(sd->seats, user, sd->cfg->backends[idx].name, now);
+    sd->n.seats_created++;
+  }
+  struct session *old = session_find(sd->seats, session);
+  if (old) session_remove(sd->seats, old, now, sd->cfg->seat_expire_ms);
+  session_add(sd->seats, session, user, sd->cfg->backends[idx].name, wc, now);
+  return idx;
+}
