@@ -5,6 +5,9 @@
  *   sessions          every session on this proxy
  *   who USER          the user's seat and sessions
  *   kick USER         close all of the user's sessions (* BYE), {"kicked":N}
+ *   auth flush USER   forget USER in the auth cache on every proxy
+ *   auth flush --all  forget everybody
+ *   auth stats        the auth cache, LDAP, Redis and throttling counters
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,14 +122,70 @@ static void kick_one(struct session *s, void *arg) {
   k->n++;
 }
 
+static void cmd_auth_stats(struct sessiond *sd, struct evbuffer *out) {
+  const struct sessiond_counters *n = &sd->n;
+  evbuffer_add_printf(out,
+                      "{\"cache\":{\"entries\":%zu,\"memory_hits\":%llu,\"redis_hits\":%llu,"
+                      "\"stale_hits\":%llu,\"negative_hits\":%llu,\"misses\":%llu},"
+                      "\"db_requests\":%llu,\"throttled\":%llu,\"shed\":%llu",
+                      authcache_count(sd->cache), (unsigned long long)n->cache_memory_hits,
+                      (unsigned long long)n->cache_redis_hits, (unsigned long long)n->cache_stale_hits,
+                      (unsigned long long)n->cache_negative_hits, (unsigned long long)n->cache_misses,
+                      (unsigned long long)n->db_requests, (unsigned long long)n->throttled,
+                      (unsigned long long)n->shed);
+  if (sd->ldap) {
+    const struct ldapdb_stats *l = ldapdb_stats(sd->ldap);
+    evbuffer_add_printf(out,
+                        ",\"ldap\":{\"up\":%s,\"conns_ready\":%u,\"requests\":%llu,\"ok\":%llu,"
+                        "\"invalid\":%llu,\"unavailable\":%llu,\"busy\":%llu,\"timeouts\":%llu,"
+                        "\"inflight\":%u,\"queued\":%u,\"latency_us_sum\":%llu}",
+                        ldapdb_up(sd->ldap) ? "true" : "false", l->conns_ready,
+                        (unsigned long long)l->requests, (unsigned long long)l->ok,
+                        (unsigned long long)l->invalid, (unsigned long long)l->unavailable,
+                        (unsigned long long)l->busy, (unsigned long long)l->timeouts, l->inflight,
+                        l->queued, (unsigned long long)l->latency_us_sum);
+  }
+  if (sd->redis) {
+    const struct rds_stats *r = rds_stats(sd->redis);
+    evbuffer_add_printf(out,
+                        ",\"redis\":{\"up\":%s,\"commands\":%llu,\"timeouts\":%llu,"
+                        "\"refused\":%llu,\"outages\":%llu,\"messages\":%llu}",
+                        rds_is_up(sd->redis) ? "true" : "false", (unsigned long long)r->commands,
+                        (unsigned long long)r->timeouts, (unsigned long long)r->refused,
+                        (unsigned long long)r->outages, (unsigned long long)r->messages);
+  }
+  const struct throttle_stats *t = throttle_stats(sd->throttle);
+  evbuffer_add_printf(out,
+                      ",\"throttle\":{\"failures_counted\":%llu,\"failures_repeated\":%llu,"
+                      "\"refused\":%llu,\"bans\":%llu}}",
+                      (unsigned long long)t->failures_counted,
+                      (unsigned long long)t->failures_repeated, (unsigned long long)t->refused,
+                      (unsigned long long)t->bans);
+}
+
+static void cmd_auth(struct sessiond *sd, struct evbuffer *out, const char *sub, const char *arg) {
+  if (sub && !strcmp(sub, "stats")) {
+    cmd_auth_stats(sd, out);
+  } else if (sub && !strcmp(sub, "flush") && arg) {
+    login_auth_flush(sd, strcmp(arg, "--all") ? arg : NULL);
+    evbuffer_add_printf(out, "{\"flushed\":");
+    json_str(out, arg);
+    evbuffer_add_printf(out, ",\"cluster\":%s}", rds_is_up(sd->redis) ? "true" : "false");
+  } else {
+    evbuffer_add_printf(out, "{\"error\":\"usage: auth flush USER|--all, auth stats\"}");
+  }
+}
+
 static void admin_command(struct sessiond *sd, char *line, struct evbuffer *out) {
   char *save = NULL;
   char *cmd = strtok_r(line, " \t", &save);
   char *arg = strtok_r(NULL, " \t", &save);
+  char *arg2 = strtok_r(NULL, " \t", &save);
   if (!cmd) evbuffer_add_printf(out, "{\"error\":\"empty command\"}");
   else if (!strcmp(cmd, "status")) cmd_status(sd, out);
   else if (!strcmp(cmd, "sessions")) cmd_sessions(sd, out, NULL);
   else if (!strcmp(cmd, "who") && arg) cmd_sessions(sd, out, arg);
+  else if (!strcmp(cmd, "auth")) cmd_auth(sd, out, arg, arg2);
   else if (!strcmp(cmd, "kick") && arg) {
     struct kick k = {sd, arg, 0};
     sessions_foreach(sd->seats, kick_one, &k);

@@ -10,6 +10,8 @@
  * The password is held only by the pending login and wiped when it ends.
  * Redis entries (all under keys made of keyed hashes, never names):
  *   usher:{K}:authp  "GEN FP FRESH_UNTIL STALE_UNTIL BACKEND CANONICAL"
+ *                    (CANONICAL is "=" when it is the login itself: Redis
+ *                    then holds no user name at all, only aliases' targets)
  *   usher:{K}:authn  "GEN FP"  (expires after negative_ttl)
  *   usher:authgen    bumped by "auth flush --all": older entries are ignored */
 #include <stdio.h>
@@ -138,7 +140,8 @@ static void cache_store_positive(struct pending *p) {
     return;
   rds_command(sd->redis, NULL, NULL, "SET usher:{%s}:authp %lld\t%s\t%llu\t%llu\t%s\t%s PX %llu",
               p->key_hex, p->gen, p->fp_hex, (unsigned long long)fresh,
-              (unsigned long long)stale, p->pinned ? p->pinned : "-", p->canonical,
+              (unsigned long long)stale, p->pinned ? p->pinned : "-",
+              strcmp(p->canonical, p->login) ? p->canonical : "=",
               (unsigned long long)(stale - now));
   rds_command(sd->redis, NULL, NULL, "DEL usher:{%s}:authn", p->key_hex);
 }
@@ -253,6 +256,7 @@ static void on_redis_entry(void *cookie, const redisReply *r) {
     if (split_tabs(buf, f, 6) == 6 && atoll(f[0]) == p->gen && !strcmp(f[1], p->fp_hex)) {
       uint64_t fresh = strtoull(f[2], NULL, 10), stale = strtoull(f[3], NULL, 10);
       const char *pinned = strcmp(f[4], "-") ? f[4] : NULL;
+      if (!strcmp(f[5], "=")) f[5] = p->login;
       if (stale > now) authcache_put_positive(sd->cache, p->key, p->fp, f[5], pinned, fresh, stale);
       if (fresh > now) {
         sd->n.cache_redis_hits++;

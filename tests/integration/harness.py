@@ -69,8 +69,11 @@ def sha256(data):
 class Dovecot:
     """One real Dovecot instance. All instances of an Env share the mail store."""
 
-    def __init__(self, env, name, tls=False):
+    def __init__(self, env, name, tls=False, trust_proxy=False):
         self.env, self.name = env, name
+        # trust_proxy: accept any password (the backend trusts usher, which
+        # authenticated the user): for users who live in LDAP only.
+        self.trust_proxy = trust_proxy
         self.dir = os.path.join(env.dir, name)
         os.makedirs(self.dir)
         self.port = free_port()
@@ -98,10 +101,7 @@ listen = 127.0.0.1
 auth_mechanisms = plain login
 mail_location = maildir:{e.mail}/%u
 first_valid_uid = 1
-passdb {{
-  driver = passwd-file
-  args = {e.users_file}
-}}
+{self._passdb()}
 userdb {{
   driver = static
   args = uid=mail gid=mail home={e.mail}/%u
@@ -118,6 +118,11 @@ login_trusted_networks = 127.0.0.0/8
 imap_id_send = name {self.name}
 imap_idle_notify_interval = 1 secs
 """
+
+    def _passdb(self):
+        if self.trust_proxy:
+            return 'passdb {\n  driver = static\n  args = nopassword=y\n}'
+        return 'passdb {\n  driver = passwd-file\n  args = %s\n}' % self.env.users_file
 
     def start(self):
         self.proc = subprocess.Popen(['dovecot', '-F', '-c', self.conf],
@@ -160,10 +165,12 @@ class Usher:
             'listener plain': {'address': '127.0.0.1:%d' % self.port, 'tls': 'starttls'},
             'listener tls': {'address': '127.0.0.1:%d' % self.tls_port, 'tls': 'implicit'},
             'tls': {'cert': env.cert, 'key': env.key},
-            'auth': {'users_file': users_file or env.users_file, 'failure_delay': '200ms'},
+            'auth': {'failure_delay': '200ms'},
             'routing': {'backend_retry': '30s'},
             'limits': {'max_connections_per_ip': 0},
         }
+        if users_file != '':   # '': no users file (LDAP is the database)
+            sections['auth']['users_file'] = users_file or env.users_file
         for b in backends:
             sections['backend ' + b.name] = {'address': '127.0.0.1:%d' % b.port,
                                              'send_id': 'yes'}
@@ -239,7 +246,7 @@ class Env:
         self.cert, self.key = self._make_cert()
         self.users_file = os.path.join(self.dir, 'users')
         self.write_users(USERS)
-        self.backends, self.ushers = [], []
+        self.backends, self.ushers, self.others = [], [], []
 
     def _make_cert(self):
         cert, key = os.path.join(self.dir, 'cert.pem'), os.path.join(self.dir, 'key.pem')
@@ -265,10 +272,28 @@ class Env:
                 f.write(line + '\n')
         os.replace(self.users_file + '.new', self.users_file)
 
-    def dovecot(self, name, tls=False):
-        b = Dovecot(self, name, tls=tls)
+    def dovecot(self, name, tls=False, trust_proxy=False):
+        b = Dovecot(self, name, tls=tls, trust_proxy=trust_proxy)
         self.backends.append(b)
         return b
+
+    def slapd(self):
+        s = Slapd(self)
+        self.others.append(s)
+        return s
+
+    def redis(self):
+        r = Redis(self)
+        self.others.append(r)
+        return r
+
+    def secret_file(self, name, content):
+        """A file only its owner may read, as usher wants for secrets."""
+        path = os.path.join(self.dir, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as f:
+            f.write(content + '\n')
+        return path
 
     def usher(self, backends=None, **kw):
         u = Usher(self, backends if backends is not None else self.backends, **kw)
@@ -284,13 +309,189 @@ class Env:
         for u in self.ushers:
             u.stop()
             reports += u.sanitizer_reports()
-        for b in self.backends:
+        for b in self.backends + self.others:
             b.stop()
         if os.environ.get('USHER_KEEP_TEST_DIR'):
             print('kept', self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
         return reports
+
+
+class Slapd:
+    """A real OpenLDAP server with its own configuration and database.
+
+    Directory: dc=example,dc=org; people under ou=people with uid, mail
+    (aliases), mailHost (a pinned backend) and userPassword; a service
+    account cn=usher,dc=example,dc=org. The stats log (-d 256) records every
+    operation, so tests can count binds at the server."""
+
+    SUFFIX = 'dc=example,dc=org'
+    ADMIN = 'cn=admin,dc=example,dc=org'
+    ADMIN_PW = 'admin-secret'
+    SERVICE = 'cn=usher,dc=example,dc=org'
+    SERVICE_PW = 'service-secret'
+
+    def __init__(self, env):
+        self.env = env
+        self.dir = os.path.join(env.dir, 'slapd-%d' % len(env.others))
+        os.makedirs(os.path.join(self.dir, 'db'))
+        self.port = free_port()
+        self.uri = 'ldap://127.0.0.1:%d' % self.port
+        self.conf = os.path.join(self.dir, 'slapd.conf')
+        self.log = os.path.join(self.dir, 'slapd.log')
+        with open(self.conf, 'w') as f:
+            f.write(f"""include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/misc.schema
+pidfile {self.dir}/slapd.pid
+modulepath /usr/lib/ldap
+moduleload back_mdb
+database mdb
+maxsize 104857600
+suffix "{self.SUFFIX}"
+rootdn "{self.ADMIN}"
+rootpw {self.ADMIN_PW}
+directory {self.dir}/db
+access to attrs=userPassword by self write by anonymous auth by * none
+access to * by * read
+""")
+        self.proc = None
+        self.start()
+        self.add(f"""dn: {self.SUFFIX}
+objectClass: dcObject
+objectClass: organization
+o: Example
+dc: example
+
+dn: ou=people,{self.SUFFIX}
+objectClass: organizationalUnit
+ou: people
+
+dn: {self.SERVICE}
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: usher
+userPassword: {self.SERVICE_PW}
+""")
+
+    def start(self):
+        self.logf = open(self.log, 'ab')
+        self.proc = subprocess.Popen(['slapd', '-f', self.conf, '-h', self.uri + '/', '-d', '256'],
+                                     stdout=self.logf, stderr=subprocess.STDOUT)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError('slapd exited: ' + open(self.log).read()[-2000:])
+            r = subprocess.run(['ldapsearch', '-x', '-H', self.uri, '-b', '', '-s', 'base',
+                                '-LLL', '1.1'], capture_output=True)
+            if r.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError('slapd did not start')
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.logf.close()
+        self.proc = None
+
+    def _ldap(self, tool, ldif):
+        r = subprocess.run([tool, '-x', '-H', self.uri, '-D', self.ADMIN, '-w', self.ADMIN_PW],
+                           input=ldif, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError('%s failed: %s' % (tool, r.stderr))
+
+    def add(self, ldif):
+        self._ldap('ldapadd', ldif)
+
+    def add_user(self, uid, password, mail=None, pinned=None):
+        extra = ''
+        if mail:
+            extra += 'mail: %s\n' % mail
+        if pinned:
+            extra += 'objectClass: inetLocalMailRecipient\nmailHost: %s\n' % pinned
+        self.add(f"""dn: uid={uid},ou=people,{self.SUFFIX}
+objectClass: inetOrgPerson
+uid: {uid}
+cn: {uid}
+sn: {uid}
+userPassword: {password}
+{extra}""")
+
+    def set_password(self, uid, password):
+        self._ldap('ldapmodify', f"""dn: uid={uid},ou=people,{self.SUFFIX}
+changetype: modify
+replace: userPassword
+userPassword: {password}
+""")
+
+    def binds(self, dn_part=''):
+        """BIND operations slapd logged, optionally only those naming dn_part."""
+        with open(self.log, errors='replace') as f:
+            return [line for line in f
+                    if ' BIND dn="' in line and ' method=' in line and dn_part in line]
+
+    def log_text(self):
+        with open(self.log, errors='replace') as f:
+            return f.read()
+
+
+class Redis:
+    """A real redis-server on a free port, without persistence."""
+
+    def __init__(self, env):
+        self.env = env
+        self.dir = os.path.join(env.dir, 'redis-%d' % len(env.others))
+        os.makedirs(self.dir)
+        self.port = free_port()
+        self.proc = None
+        self.start()
+
+    def start(self):
+        with open(os.path.join(self.dir, 'redis.log'), 'ab') as log:
+            self.proc = subprocess.Popen(['redis-server', '--port', str(self.port), '--bind',
+                                          '127.0.0.1', '--save', '', '--appendonly', 'no',
+                                          '--dir', self.dir, '--daemonize', 'no'],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if self.command('PING') == 'PONG':
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError('redis-server did not start')
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def command(self, *args):
+        """One command through redis-cli; its output as text."""
+        r = subprocess.run(['redis-cli', '-p', str(self.port), '--raw'] + list(args),
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise OSError(r.stderr)
+        return r.stdout.strip()
+
+    def dump(self):
+        """Every key and its value (strings only) as one text."""
+        out = []
+        for key in self.command('KEYS', '*').splitlines():
+            out.append(key)
+            if self.command('TYPE', key) == 'string':
+                out.append(self.command('GET', key))
+        return '\n'.join(out)
 
 
 _HASHES = {}
