@@ -337,7 +337,9 @@ class Slapd:
         self.dir = os.path.join(env.dir, 'slapd-%d' % len(env.others))
         os.makedirs(os.path.join(self.dir, 'db'))
         self.port = free_port()
+        self.tls_port = free_port()
         self.uri = 'ldap://127.0.0.1:%d' % self.port
+        self.tls_uri = 'ldaps://127.0.0.1:%d' % self.tls_port
         self.conf = os.path.join(self.dir, 'slapd.conf')
         self.log = os.path.join(self.dir, 'slapd.log')
         with open(self.conf, 'w') as f:
@@ -346,6 +348,8 @@ include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/misc.schema
 pidfile {self.dir}/slapd.pid
+TLSCertificateFile {env.cert}
+TLSCertificateKeyFile {env.key}
 modulepath /usr/lib/ldap
 moduleload back_mdb
 database mdb
@@ -378,7 +382,8 @@ userPassword: {self.SERVICE_PW}
 
     def start(self):
         self.logf = open(self.log, 'ab')
-        self.proc = subprocess.Popen(['slapd', '-f', self.conf, '-h', self.uri + '/', '-d', '256'],
+        self.proc = subprocess.Popen(['slapd', '-f', self.conf, '-h',
+                                      '%s/ %s/' % (self.uri, self.tls_uri), '-d', '256'],
                                      stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.time() + 15
         while time.time() < deadline:

@@ -124,6 +124,24 @@ class LdapCacheTest(unittest.TestCase):
         finally:
             self.assertEqual(u.stop(), 0)
 
+    def test_ldaps_and_starttls_verify_the_server(self):
+        cases = ((self.slapd.tls_uri, 'no', self.env.cert, True),
+                 (self.slapd.uri, 'yes', self.env.cert, True),
+                 (self.slapd.tls_uri, 'no', '/etc/ssl/certs/ca-certificates.crt', False))
+        for uri, starttls, ca, works in cases:
+            sections = ldap_sections(self.slapd, None, self.secret, uri=uri, starttls=starttls,
+                                     ca_file=ca)
+            u = self.env.usher(users_file='', extra=sections, workers=1)
+            try:
+                if works:
+                    self.assert_ok(u, 'grace', LDAP_USERS['grace']).logout()
+                else:   # a certificate from an unknown CA: no LDAP, no login
+                    self.assert_no(u, 'grace', LDAP_USERS['grace'], 'UNAVAILABLE')
+            finally:
+                self.assertEqual(u.stop(), 0)
+        log = self.slapd.log_text()
+        self.assertTrue(' ssf=128' in log or ' ssf=256' in log, 'slapd saw no TLS bind')
+
     def test_filter_syntax_in_user_names(self):
         for name in ('*', 'a*', '*)(uid=*', 'alice)(|(uid=*', 'bob\\\\', '(', ')'):
             c = RawClient(self.u1.port)
