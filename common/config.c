@@ -183,6 +183,17 @@ static int on_redis(struct loader *l, const char *k, const char *v) {
   }
   if (!strcmp(k, "password_file")) { set_str(&c->redis_password_file, v); return 1; }
   if (!strcmp(k, "timeout")) return get_duration(l, k, v, &c->redis_timeout_ms);
+  if (!strcmp(k, "sentinels")) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save = NULL, *t = strtok_r(buf, " ,", &save); t; t = strtok_r(NULL, " ,", &save)) {
+      struct netaddr a;
+      if (netaddr_parse(t, &a) != 0) return fail(l, "sentinels: not HOST:PORT: '%s'", t);
+    }
+    set_str(&c->redis_sentinels, v);
+    return 1;
+  }
+  if (!strcmp(k, "master_name")) { set_str(&c->redis_master_name, v); return 1; }
   return fail(l, "unknown key '%s' in [redis]", k);
 }
 
@@ -212,6 +223,17 @@ static int on_routing(struct loader *l, const char *k, const char *v) {
   struct config *c = l->c;
   if (!strcmp(k, "seat_expire")) return get_duration(l, k, v, &c->seat_expire_ms);
   if (!strcmp(k, "backend_retry")) return get_duration(l, k, v, &c->backend_retry_ms);
+  if (!strcmp(k, "seat_lease")) return get_duration(l, k, v, &c->seat_lease_ms);
+  if (!strcmp(k, "health_interval")) return get_duration(l, k, v, &c->health_interval_ms);
+  if (!strcmp(k, "health_timeout")) return get_duration(l, k, v, &c->health_timeout_ms);
+  if (!strcmp(k, "health_rise")) return get_uint(l, k, v, 1, 100, &c->health_rise);
+  if (!strcmp(k, "health_fall")) return get_uint(l, k, v, 1, 100, &c->health_fall);
+  if (!strcmp(k, "on_redis_down")) {
+    if (strcmp(v, "fallback") && strcmp(v, "refuse"))
+      return fail(l, "on_redis_down: expected fallback or refuse, got '%s'", v);
+    c->on_redis_down_refuse = !strcmp(v, "refuse");
+    return 1;
+  }
   return fail(l, "unknown key '%s' in [routing]", k);
 }
 
@@ -352,6 +374,11 @@ static void config_defaults(struct config *c) {
   c->throttle_max_delay_ms = 15 * 1000;
   c->seat_expire_ms = 15 * 60 * 1000;
   c->backend_retry_ms = 30 * 1000;
+  c->seat_lease_ms = 60 * 1000;
+  c->health_interval_ms = 5000;
+  c->health_timeout_ms = 2000;
+  c->health_rise = 2;
+  c->health_fall = 2;
   c->max_line = 8192;
   c->max_literal = 8192;
   c->max_bad_commands = 10;
@@ -394,6 +421,8 @@ static int config_check(struct loader *l) {
     if (c->ldap_max_inflight == 0 || c->ldap_max_inflight > c->ldap_pool_size)
       c->ldap_max_inflight = c->ldap_pool_size;
   }
+  if (c->redis_sentinels && !c->redis_master_name) c->redis_master_name = xstrdup("usher");
+  if (c->redis_sentinels && !c->redis_address) c->redis_address = xstrdup("sentinel");
   if (c->redis_address && !c->cache_secret_file)
     return fail(l, "[redis] is set but [cache] secret_file is not (keys in Redis are keyed hashes)");
   if (c->runtime_dir[0] != '/') return fail(l, "runtime_dir must be an absolute path");
@@ -440,7 +469,8 @@ void config_free(struct config *c) {
   char **strs[] = {&c->ldap_uri, &c->ldap_ca_file, &c->ldap_bind_dn, &c->ldap_bind_password_file,
                    &c->ldap_base, &c->ldap_filter, &c->ldap_dn_template,
                    &c->ldap_login_attribute, &c->ldap_backend_attribute, &c->redis_address,
-                   &c->redis_password_file, &c->cache_secret_file};
+                   &c->redis_password_file, &c->cache_secret_file, &c->redis_sentinels,
+                   &c->redis_master_name};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) free(*strs[i]);
   free(c);
 }

@@ -17,7 +17,9 @@
  *   [cache]            secret_file, positive_ttl, negative_ttl, stale_max,
  *                      memory_entries
  *   [throttle]         window, ip_failures, user_failures, ban_time, max_delay
- *   [routing]          seat_expire, backend_retry
+ *   [routing]          seat_expire, backend_retry, seat_lease, on_redis_down,
+ *                      health_interval, health_timeout, health_rise, health_fall
+ *   [redis]            (also) sentinels, master_name
  *   [limits]           max_line, max_literal, max_bad_commands,
  *                      preauth_timeout, idle_timeout, connect_timeout,
  *                      login_timeout, max_connections, max_connections_per_ip,
@@ -106,6 +108,8 @@ struct config {
   char *redis_address;          /* host:port or /path/to/socket; NULL: no Redis */
   char *redis_password_file;
   uint64_t redis_timeout_ms;    /* every command; default 250ms */
+  char *redis_sentinels;        /* "host:port host:port ..."; set: ask them for the master */
+  char *redis_master_name;      /* the Sentinel master name; default "usher" */
 
   /* [cache] */
   char *cache_secret_file;      /* cluster secret for keyed hashes; needed with Redis */
@@ -125,6 +129,11 @@ struct config {
   /* [routing] */
   uint64_t seat_expire_ms;      /* default 15m */
   uint64_t backend_retry_ms;    /* a backend marked down is retried after; default 30s */
+  uint64_t seat_lease_ms;       /* a proxy's lease on a user's seat in Redis; default 60s */
+  int on_redis_down_refuse;     /* on_redis_down = refuse (else fallback, the default) */
+  uint64_t health_interval_ms;  /* active backend checks; default 5s; 0: off */
+  uint64_t health_timeout_ms;   /* connect + greeting; default 2s */
+  unsigned health_rise, health_fall; /* checks in a row to change verdict; default 2, 2 */
 
   /* [limits] */
   size_t max_line;              /* default 8192 */

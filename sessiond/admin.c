@@ -4,7 +4,11 @@
  *   status            version, uptime, workers, sessions, seats, counters, backends
  *   sessions          every session on this proxy
  *   who USER          the user's seat and sessions
- *   kick USER         close all of the user's sessions (* BYE), {"kicked":N}
+ *   kick USER         close all of the user's sessions (* BYE) on every proxy;
+ *                     {"kicked":N} counts this proxy's
+ *   backend NAME up|drain|down   the operator's state, on every proxy
+ *   backend NAME weight N        share of new users, on every proxy
+ *   move USER BACKEND  re-seat the user (every proxy), closing their sessions
  *   auth flush USER   forget USER in the auth cache on every proxy
  *   auth flush --all  forget everybody
  *   auth stats        the auth cache, LDAP, Redis and throttling counters
@@ -91,9 +95,18 @@ static void cmd_status(struct sessiond *sd, struct evbuffer *out) {
     evbuffer_add_printf(out, "%s{\"name\":", i ? "," : "");
     json_str(out, sd->cfg->backends[i].name);
     evbuffer_add_printf(out, ",\"state\":\"%s\",\"weight\":%u,\"sessions\":%u}",
-                        sd->down_until[i] > now ? "down" : "up", sd->cfg->backends[i].weight, l.n);
+                        backend_state_name(sd, (int)i, now), sd->bstate[i].weight, l.n);
   }
-  evbuffer_add_printf(out, "]}");
+  const struct seatstore_stats *ss = seatstore_stats();
+  evbuffer_add_printf(out,
+                      "],\"redis\":%s,\"cluster_seats\":{\"attaches\":%llu,\"claims_won\":%llu,"
+                      "\"replaces\":%llu,\"heartbeats\":%llu,\"conflicts_kicked\":%llu,"
+                      "\"fallback_routes\":%llu}}",
+                      sd->redis ? (rds_is_up(sd->redis) ? "\"up\"" : "\"down\"") : "null",
+                      (unsigned long long)ss->attaches, (unsigned long long)ss->claims_won,
+                      (unsigned long long)ss->replaces, (unsigned long long)ss->heartbeats,
+                      (unsigned long long)ss->conflicts_kicked,
+                      (unsigned long long)ss->fallback_routes);
 }
 
 static void cmd_sessions(struct sessiond *sd, struct evbuffer *out, const char *user) {
@@ -113,13 +126,41 @@ static void cmd_sessions(struct sessiond *sd, struct evbuffer *out, const char *
   evbuffer_add_printf(out, "]}");
 }
 
-struct kick { struct sessiond *sd; const char *user; unsigned n; };
+static void cmd_backend(struct sessiond *sd, struct evbuffer *out, const char *name,
+                        const char *what, const char *value) {
+  char err[160];
+  int rc;
+  if (!name || !what) rc = (snprintf(err, sizeof err, "usage: backend NAME up|drain|down|weight N"), -1);
+  else if (!strcmp(what, "weight"))
+    rc = value ? backends_admin(sd, name, NULL, atoi(value), err, sizeof err)
+               : (snprintf(err, sizeof err, "weight needs a number"), -1);
+  else rc = backends_admin(sd, name, what, -1, err, sizeof err);
+  if (rc != 0) {
+    evbuffer_add_printf(out, "{\"error\":");
+    json_str(out, err);
+    evbuffer_add_printf(out, "}");
+    return;
+  }
+  int i = sessiond_backend_index(sd, name);
+  evbuffer_add_printf(out, "{\"backend\":");
+  json_str(out, name);
+  evbuffer_add_printf(out, ",\"state\":\"%s\",\"weight\":%u}", backend_state_name(sd, i, now_ms()),
+                      sd->bstate[i].weight);
+}
 
-static void kick_one(struct session *s, void *arg) {
-  struct kick *k = arg;
-  if (strcmp(s->user, k->user) != 0) return;
-  workers_kick(k->sd, s, "admin");
-  k->n++;
+static void cmd_move_or_kick(struct sessiond *sd, struct evbuffer *out, const char *user,
+                             const char *backend) {
+  char err[160];
+  int n = backend ? seatstore_move(sd, user, backend, err, sizeof err)
+                  : seatstore_kick(sd, user, err, sizeof err);
+  if (n < 0) {
+    evbuffer_add_printf(out, "{\"error\":");
+    json_str(out, err);
+    evbuffer_add_printf(out, "}");
+  } else {
+    evbuffer_add_printf(out, "{\"kicked\":%d,\"cluster\":%s}", n,
+                        rds_is_up(sd->redis) ? "true" : "false");
+  }
 }
 
 static void cmd_auth_stats(struct sessiond *sd, struct evbuffer *out) {
@@ -181,17 +222,16 @@ static void admin_command(struct sessiond *sd, char *line, struct evbuffer *out)
   char *cmd = strtok_r(line, " \t", &save);
   char *arg = strtok_r(NULL, " \t", &save);
   char *arg2 = strtok_r(NULL, " \t", &save);
+  char *arg3 = strtok_r(NULL, " \t", &save);
   if (!cmd) evbuffer_add_printf(out, "{\"error\":\"empty command\"}");
   else if (!strcmp(cmd, "status")) cmd_status(sd, out);
   else if (!strcmp(cmd, "sessions")) cmd_sessions(sd, out, NULL);
   else if (!strcmp(cmd, "who") && arg) cmd_sessions(sd, out, arg);
   else if (!strcmp(cmd, "auth")) cmd_auth(sd, out, arg, arg2);
-  else if (!strcmp(cmd, "kick") && arg) {
-    struct kick k = {sd, arg, 0};
-    sessions_foreach(sd->seats, kick_one, &k);
-    log_event(LOG_LVL_INFO, "admin_kick", "sessions=%u", k.n);
-    evbuffer_add_printf(out, "{\"kicked\":%u}", k.n);
-  } else {
+  else if (!strcmp(cmd, "kick") && arg) cmd_move_or_kick(sd, out, arg, NULL);
+  else if (!strcmp(cmd, "move") && arg && arg2) cmd_move_or_kick(sd, out, arg, arg2);
+  else if (!strcmp(cmd, "backend")) cmd_backend(sd, out, arg, arg2, arg3);
+  else {
     evbuffer_add_printf(out, "{\"error\":\"unknown command or missing argument\"}");
   }
   evbuffer_add(out, "\n", 1);

@@ -41,6 +41,7 @@ struct pending {
   int have_stale;          /* a stale positive entry, used only if the database is down */
   char *stale_canonical, *stale_pinned;
   long long gen;           /* usher:authgen as read; -1: not read (no Redis) */
+  enum source source;      /* where the verdict came from, for the log */
 };
 
 static void pending_free(struct pending *p) {
@@ -73,16 +74,30 @@ static void reply_failure(struct wconn *wc, uint32_t req, const char *session,
 
 /* ---- the end of a login ------------------------------------------------------ */
 
+static void on_routed(void *cookie, int idx);
+
 static void finish_ok(struct pending *p, enum source src) {
   struct sessiond *sd = p->wc->sd;
+  if (p->wc->closed) {
+    pending_free(p);
+    return;
+  }
+  throttle_success(sd->throttle, p->key_hex);
+  p->source = src;
+  seatstore_route(sd, p->wc, p->session, p->canonical, p->pinned, on_routed, p);
+}
+
+/* The seat is known (or there is none to be had). */
+static void on_routed(void *cookie, int idx) {
+  struct pending *p = cookie;
+  struct sessiond *sd = p->wc->sd;
+  enum source src = p->source;
   char user[LOG_QUOTE_MAX];
   log_quote(user, sizeof user, p->login, strlen(p->login));
   if (p->wc->closed) {
     pending_free(p);
     return;
   }
-  throttle_success(sd->throttle, p->key_hex);
-  int idx = login_route(sd, p->wc, p->session, p->canonical, p->pinned);
   if (idx < 0) {
     sd->n.logins_unavailable++;
     log_event(LOG_LVL_WARN, "auth", "session=%s client=%s user=%s result=ok source=%s route=none",
@@ -368,7 +383,11 @@ void login_auth_flush(struct sessiond *sd, const char *user) {
 void login_on_event(void *arg, const char *payload, size_t len) {
   struct sessiond *sd = arg;
   uint8_t key[AUTHCACHE_HASH_LEN];
-  if (len == 8 && !memcmp(payload, "flushall", 8)) {
+  if (len > 5 && !memcmp(payload, "kick ", 5)) {
+    seatstore_on_event(sd, payload, len);
+  } else if (len > 8 && !memcmp(payload, "backend ", 8)) {
+    backends_on_event(sd, payload, len);
+  } else if (len == 8 && !memcmp(payload, "flushall", 8)) {
     authcache_clear(sd->cache);
   } else if (len == 6 + AUTHCACHE_HEX_LEN && !memcmp(payload, "flush ", 6)) {
     if (authcache_unhex(payload + 6, AUTHCACHE_HEX_LEN, key) == 0) authcache_forget(sd->cache, key);
@@ -382,38 +401,7 @@ void login_on_event(void *arg, const char *payload, size_t len) {
 void login_on_resync(void *arg) {
   struct sessiond *sd = arg;
   authcache_clear(sd->cache);
+  backends_load(sd);
+  seatstore_resync(sd);
 }
 
-/* ---- seats ----------------------------------------------------------------------------- */
-
-static int backend_usable(const struct sessiond *sd, int idx, uint64_t now) {
-  return idx >= 0 && sd->down_until[idx] <= now;
-}
-
-int login_route(struct sessiond *sd, struct wconn *wc, const char *session, const char *user,
-                const char *pinned) {
-  uint64_t now = now_ms();
-  struct seat *seat = seat_find(sd->seats, user, now);
-  int idx;
-  if (seat) {
-    idx = sessiond_backend_index(sd, seat->backend);
-    if (!backend_usable(sd, idx, now)) {
-      if (seat->sessions > 0) return -1;   /* live sessions there: no second backend */
-      idx = seat_choose(sd->cfg, sd->down_until, now, user, pinned);
-      if (idx < 0) return -1;
-      seat_move(seat, sd->cfg->backends[idx].name);
-      sd->n.seats_moved++;
-    } else {
-      sd->n.seats_reused++;
-    }
-  } else {
-    idx = seat_choose(sd->cfg, sd->down_until, now, user, pinned);
-    if (idx < 0) return -1;
-    seat_create(sd->seats, user, sd->cfg->backends[idx].name, now);
-    sd->n.seats_created++;
-  }
-  struct session *old = session_find(sd->seats, session);
-  if (old) session_remove(sd->seats, old, now, sd->cfg->seat_expire_ms);
-  session_add(sd->seats, session, user, sd->cfg->backends[idx].name, wc, now);
-  return idx;
-}

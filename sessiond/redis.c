@@ -103,7 +103,11 @@ static void link_ready(struct rlink *l) {
   l->up = 1;
   l->backoff_ms = BACKOFF_MIN_MS;
   if (l->on_ready) l->on_ready(l);
-  if (l == &l->r->cmd) note_state(l->r);
+  if (l == &l->r->cmd) {
+    note_state(l->r);
+    /* Commands work again: state kept elsewhere meanwhile is re-read. */
+    if (l->r->on_resync) l->r->on_resync(l->r->cookie);
+  }
 }
 
 static void on_auth(redisAsyncContext *ac, void *reply, void *priv) {

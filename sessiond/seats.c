@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "sessiond/hashring.h"
 
 struct seats {
   struct seat **seat_tab;
@@ -132,6 +131,11 @@ size_t seats_sweep(struct seats *t, uint64_t now) {
   return freed;
 }
 
+void seats_foreach(struct seats *t, void (*fn)(struct seat *, void *), void *arg) {
+  for (size_t i = 0; i < t->seat_cap; i++)
+    for (struct seat *s = t->seat_tab[i]; s; s = s->next) fn(s, arg);
+}
+
 size_t seats_count(const struct seats *t) {
   return t->n_seats;
 }
@@ -167,7 +171,10 @@ struct session *session_add(struct seats *t, const char *id, const char *user,
   t->sess_tab[k] = s;
   t->n_sessions++;
   struct seat *seat = seat_find(t, user, now);
-  if (seat) seat->sessions++;
+  if (seat) {
+    seat->sessions++;
+    s->gen = seat->gen;
+  }
   return s;
 }
 
@@ -198,20 +205,3 @@ void sessions_foreach(struct seats *t, void (*fn)(struct session *, void *), voi
     for (struct session *s = t->sess_tab[i]; s; s = s->next) fn(s, arg);
 }
 
-/* ---- choosing ------------------------------------------------------------- */
-
-int seat_choose(const struct config *cfg, const uint64_t *down_until, uint64_t now,
-                const char *user, const char *pinned) {
-  if (pinned) {
-    for (unsigned i = 0; i < cfg->n_backends; i++)
-      if (!strcmp(cfg->backends[i].name, pinned)) return down_until[i] > now ? -1 : (int)i;
-    /* A pin naming no configured backend falls back to hashing. */
-  }
-  struct hr_node nodes[CONFIG_MAX_BACKENDS];
-  for (unsigned i = 0; i < cfg->n_backends; i++) {
-    nodes[i].name = cfg->backends[i].name;
-    nodes[i].weight = cfg->backends[i].weight;
-    nodes[i].eligible = down_until[i] <= now;
-  }
-  return hashring_pick(user, strlen(user), nodes, cfg->n_backends);
-}

@@ -19,6 +19,9 @@ struct seat {
   uint64_t created_ms;
   unsigned sessions;          /* pending + up, on this proxy */
   uint64_t expires_ms;        /* when sessions == 0 */
+  uint64_t gen;               /* the seat's generation in Redis (0: not known there) */
+  int fenced;                 /* confirmed in Redis; 0: chosen while Redis was away */
+  char key_hex[65];           /* the keyed hash naming the user in Redis */
   struct seat *next;
 };
 
@@ -30,6 +33,7 @@ struct session {
   int up;
   char client[64];            /* "addr:port" */
   uint64_t start_ms;
+  uint64_t gen;               /* the seat's generation when it was routed */
   struct session *next;
 };
 
@@ -46,6 +50,8 @@ void seat_move(struct seat *s, const char *backend);
 /* Frees seats whose expiry has passed. Returns how many. */
 size_t seats_sweep(struct seats *t, uint64_t now);
 size_t seats_count(const struct seats *t);
+/* Calls fn for every seat; fn may not add or remove seats. */
+void seats_foreach(struct seats *t, void (*fn)(struct seat *, void *), void *arg);
 
 /* Adds a session of user on backend; the user's seat must exist. */
 struct session *session_add(struct seats *t, const char *id, const char *user,
@@ -57,11 +63,5 @@ size_t sessions_count(const struct seats *t);
 /* Calls fn for every session; fn may not add or remove sessions. */
 void sessions_foreach(struct seats *t, void (*fn)(struct session *, void *), void *arg);
 
-/* Which backend a user without a seat gets: the pinned one if it exists in
- * the configuration and is not down, else the weighted rendezvous choice
- * among backends with weight > 0 that are not down (down_until[i] > now).
- * Returns the backend's index in cfg, or -1. */
-int seat_choose(const struct config *cfg, const uint64_t *down_until, uint64_t now,
-                const char *user, const char *pinned);
 
 #endif

@@ -30,10 +30,10 @@ int sessiond_backend_index(const struct sessiond *sd, const char *name) {
 
 void sessiond_backend_mark_down(struct sessiond *sd, int idx, const char *why) {
   uint64_t now = now_ms();
-  if (sd->down_until[idx] <= now)
+  if (sd->bstate[idx].down_until <= now)
     log_event(LOG_LVL_WARN, "backend_down", "backend=%s reason=%s retry_ms=%llu",
               sd->cfg->backends[idx].name, why, (unsigned long long)sd->cfg->backend_retry_ms);
-  sd->down_until[idx] = now + sd->cfg->backend_retry_ms;
+  sd->bstate[idx].down_until = now + sd->cfg->backend_retry_ms;
 }
 
 static struct evconnlistener *listen_unix(struct sessiond *sd, const char *name,
@@ -60,9 +60,9 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
   size_t freed = seats_sweep(sd->seats, now);
   if (freed) log_event(LOG_LVL_DEBUG, "seats_expired", "count=%zu", freed);
   for (unsigned i = 0; i < sd->cfg->n_backends; i++)
-    if (sd->down_until[i] && sd->down_until[i] <= now) {
+    if (sd->bstate[i].down_until && sd->bstate[i].down_until <= now) {
       log_event(LOG_LVL_INFO, "backend_retry", "backend=%s", sd->cfg->backends[i].name);
-      sd->down_until[i] = 0;
+      sd->bstate[i].down_until = 0;
     }
 }
 
@@ -83,16 +83,12 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg) {
     config_free(cfg);
     return;
   }
-  uint64_t down[CONFIG_MAX_BACKENDS] = {0};
-  for (unsigned i = 0; i < cfg->n_backends; i++) {
-    int old = sessiond_backend_index(sd, cfg->backends[i].name);
-    if (old >= 0) down[i] = sd->down_until[old];
-  }
-  memcpy(sd->down_until, down, sizeof down);
-  config_free(sd->cfg);
+  struct config *old = sd->cfg;
   userfile_free(sd->uf);
   sd->cfg = cfg;
   sd->uf = uf;
+  backends_reconfigure(sd, old);
+  config_free(old);
   throttle_set_config(sd->throttle, cfg);
   log_set_level(cfg->log_level);
   /* Passwords in the users file may have changed: forget what was verified. */
@@ -197,6 +193,8 @@ static int sessiond_open(struct sessiond *sd, const char *config_path) {
   sd->pool = authpool_new(sd->base, sd->cfg->auth_threads, 4096);
   sd->start_ms = now_ms();
   if (sessiond_open_auth(sd) != 0) return -1;
+  backends_start(sd);
+  seatstore_start(sd);
   sd->worker_listener = listen_unix(sd, "sessiond.sock", workers_accept);
   sd->admin_listener = listen_unix(sd, "admin.sock", admin_accept);
   return sd->pool && sd->worker_listener && sd->admin_listener ? 0 : -1;
@@ -232,6 +230,8 @@ int sessiond_main(const char *config_path) {
   if (sd.worker_listener) evconnlistener_free(sd.worker_listener);
   if (sd.admin_listener) evconnlistener_free(sd.admin_listener);
   if (sd.base) workers_close_all(&sd);
+  seatstore_stop(&sd);
+  backends_stop(&sd);
   authpool_free(sd.pool);
   ldapdb_free(sd.ldap);
   throttle_free(sd.throttle);

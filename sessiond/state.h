@@ -13,8 +13,10 @@
 #include "common/config.h"
 #include "common/proto.h"
 #include "sessiond/authpool.h"
+#include "sessiond/backends.h"
 #include "sessiond/redis.h"
 #include "sessiond/seats.h"
+#include "sessiond/seatstore.h"
 #include "sessiond/throttle.h"
 
 struct wconn {
@@ -47,7 +49,7 @@ struct sessiond {
   struct rds *redis;            /* NULL without [redis] */
   struct ldapdb *ldap;          /* NULL: the users file is the database */
   struct throttle *throttle;
-  uint64_t down_until[CONFIG_MAX_BACKENDS];   /* by backend index in cfg */
+  struct backend_state bstate[CONFIG_MAX_BACKENDS];   /* by backend index in cfg */
   struct wconn *wconns;
   unsigned n_wconns;
   struct evconnlistener *worker_listener, *admin_listener;
@@ -65,9 +67,6 @@ void workers_kick(struct sessiond *sd, struct session *s, const char *reason);
 /* login.c: a LOGIN from a worker, through throttling, the auth cache and
  * the password database, to a seat. */
 void login_start(struct wconn *wc, const struct proto_msg *m);
-/* Seats the user and adds the session; the backend index or -1. */
-int login_route(struct sessiond *sd, struct wconn *wc, const char *session, const char *user,
-                const char *pinned);
 /* "auth flush USER" / NULL for every user: on this proxy and, through Redis,
  * on every proxy. */
 void login_auth_flush(struct sessiond *sd, const char *user);

@@ -40,31 +40,40 @@ static void reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const 
 }
 
 /* The worker could not log in at the backend it was given. */
+struct reseat { struct wconn *wc; uint32_t req; char session[17]; char *user; };
+
+static void on_reseated(void *cookie, int idx) {
+  struct reseat *r = cookie;
+  struct sessiond *sd = r->wc->sd;
+  if (idx < 0) {
+    reply_failure(r->wc, r->req, r->session, PROTO_UNAVAILABLE, 0);
+  } else {
+    log_event(LOG_LVL_INFO, "reseat", "session=%s backend=%s", r->session,
+              sd->cfg->backends[idx].name);
+    reply_ok(sd, r->wc, r->req, r->session, r->user, idx);
+  }
+  wconn_unref(r->wc);
+  free(r->user);
+  free(r);
+}
+
 static void on_backend_failed(struct wconn *wc, const struct proto_msg *m) {
   struct sessiond *sd = wc->sd;
-  uint64_t now = now_ms();
   sd->n.backend_failures++;
   int failed = m->backend ? sessiond_backend_index(sd, m->backend) : -1;
   if (failed >= 0) sessiond_backend_mark_down(sd, failed, m->reason ? m->reason : "?");
   struct session *s = m->session ? session_find(sd->seats, m->session) : NULL;
-  struct seat *seat = s ? seat_find(sd->seats, s->user, now) : NULL;
-  /* Another seat only if this is the user's one session: otherwise the
-   * user is on that backend with live sessions and must stay there. */
-  if (!s || !seat || seat->sessions != 1) {
+  if (!s) {
     reply_failure(wc, m->req, m->session, PROTO_UNAVAILABLE, 0);
     return;
   }
-  int idx = seat_choose(sd->cfg, sd->down_until, now, s->user, NULL);
-  if (idx < 0) {
-    reply_failure(wc, m->req, m->session, PROTO_UNAVAILABLE, 0);
-    return;
-  }
-  seat_move(seat, sd->cfg->backends[idx].name);
-  free(s->backend);
-  s->backend = xstrdup(seat->backend);
-  sd->n.seats_moved++;
-  log_event(LOG_LVL_INFO, "reseat", "session=%s backend=%s", s->id, seat->backend);
-  reply_ok(sd, wc, m->req, m->session, s->user, idx);
+  struct reseat *r = xcalloc(1, sizeof *r);
+  r->wc = wc;
+  wconn_ref(wc);
+  r->req = m->req;
+  snprintf(r->session, sizeof r->session, "%s", m->session);
+  r->user = xstrdup(s->user);
+  seatstore_backend_failed(sd, m->session, on_reseated, r);
 }
 
 /* Also how a worker re-registers its sessions after sessiond restarted. */
@@ -90,8 +99,7 @@ static void on_session_up(struct wconn *wc, const struct proto_msg *m) {
 
 static void on_session_end(struct wconn *wc, const struct proto_msg *m) {
   struct sessiond *sd = wc->sd;
-  struct session *s = m->session ? session_find(sd->seats, m->session) : NULL;
-  if (s) session_remove(sd->seats, s, now_ms(), sd->cfg->seat_expire_ms);
+  if (m->session) seatstore_session_ended(sd, m->session);
 }
 
 static void dispatch(struct wconn *wc, const struct proto_msg *m) {

@@ -161,7 +161,7 @@ class Usher:
         self.admin_path = os.path.join(self.dir, 'run', 'admin.sock')
         sections = {
             'usher': {'workers': workers, 'runtime_dir': os.path.join(self.dir, 'run'),
-                      'log_level': 'info', 'name': 'test'},
+                      'log_level': 'info', 'name': 'usher-%d' % self.port},
             'listener plain': {'address': '127.0.0.1:%d' % self.port, 'tls': 'starttls'},
             'listener tls': {'address': '127.0.0.1:%d' % self.tls_port, 'tls': 'implicit'},
             'tls': {'cert': env.cert, 'key': env.key},

@@ -1,0 +1,241 @@
+/* Backend states and health checks (see backends.h). A check is a plain
+ * TCP connect and, for backends without implicit TLS, an IMAP greeting
+ * read within health_timeout: cheap enough to run every few seconds, and it
+ * catches a backend that accepts but no longer answers. */
+#include "sessiond/backends.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "sessiond/hashring.h"
+#include "sessiond/state.h"
+
+static const char *const admin_names[] = {"up", "drain", "down"};
+
+int backend_usable(const struct sessiond *sd, int idx, uint64_t now) {
+  if (idx < 0) return 0;
+  const struct backend_state *b = &sd->bstate[idx];
+  return b->admin != BA_DOWN && b->healthy && b->down_until <= now;
+}
+
+int backend_eligible(const struct sessiond *sd, int idx, uint64_t now) {
+  return backend_usable(sd, idx, now) && sd->bstate[idx].admin == BA_UP &&
+         sd->bstate[idx].weight > 0;
+}
+
+const char *backend_state_name(const struct sessiond *sd, int idx, uint64_t now) {
+  const struct backend_state *b = &sd->bstate[idx];
+  if (b->admin != BA_UP) return admin_names[b->admin];
+  if (!b->healthy) return "unhealthy";
+  if (b->down_until > now) return "failed";
+  return "up";
+}
+
+int backends_choose(const struct sessiond *sd, const char *user, const char *pinned) {
+  const struct config *cfg = sd->cfg;
+  uint64_t now = now_ms();
+  if (pinned) {
+    int i = sessiond_backend_index(sd, pinned);
+    if (i >= 0) return backend_usable(sd, i, now) ? i : -1;
+    /* A pin naming no configured backend falls back to hashing. */
+  }
+  struct hr_node nodes[CONFIG_MAX_BACKENDS];
+  for (unsigned i = 0; i < cfg->n_backends; i++) {
+    nodes[i].name = cfg->backends[i].name;
+    nodes[i].weight = sd->bstate[i].weight;
+    nodes[i].eligible = backend_eligible(sd, (int)i, now);
+  }
+  return hashring_pick(user, strlen(user), nodes, cfg->n_backends);
+}
+
+/* ---- health checks ---------------------------------------------------------- */
+
+struct probe_ctx { struct sessiond *sd; int idx; };
+static struct probe_ctx probe_ctx[CONFIG_MAX_BACKENDS];
+
+static void probe_verdict(struct sessiond *sd, int idx, int ok) {
+  struct backend_state *b = &sd->bstate[idx];
+  const struct config *cfg = sd->cfg;
+  if (b->probe) {
+    bufferevent_free(b->probe);
+    b->probe = NULL;
+  }
+  if (ok) {
+    b->failed_in_row = 0;
+    if (++b->ok_in_row >= cfg->health_rise && !b->healthy) {
+      b->healthy = 1;
+      log_event(LOG_LVL_INFO, "backend_health", "backend=%s state=healthy",
+                cfg->backends[idx].name);
+    }
+  } else {
+    b->ok_in_row = 0;
+    if (++b->failed_in_row >= cfg->health_fall && b->healthy) {
+      b->healthy = 0;
+      log_event(LOG_LVL_WARN, "backend_health", "backend=%s state=unhealthy",
+                cfg->backends[idx].name);
+    }
+  }
+}
+
+static void on_probe_read(struct bufferevent *bev, void *arg) {
+  struct probe_ctx *pc = arg;
+  struct evbuffer *in = bufferevent_get_input(bev);
+  if (evbuffer_get_length(in) < 4) return;
+  unsigned char *p = evbuffer_pullup(in, 4);
+  probe_verdict(pc->sd, pc->idx, memcmp(p, "* OK", 4) == 0);
+}
+
+static void on_probe_event(struct bufferevent *bev, short what, void *arg) {
+  (void)bev;
+  struct probe_ctx *pc = arg;
+  if (what & BEV_EVENT_CONNECTED) {
+    if (pc->sd->cfg->backends[pc->idx].tls == TLS_IMPLICIT) probe_verdict(pc->sd, pc->idx, 1);
+    return;
+  }
+  probe_verdict(pc->sd, pc->idx, 0);   /* error, EOF or timeout */
+}
+
+static void on_probe_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  struct probe_ctx *pc = arg;
+  struct sessiond *sd = pc->sd;
+  struct backend_state *b = &sd->bstate[pc->idx];
+  if (b->probe) probe_verdict(sd, pc->idx, 0);   /* the last one never finished */
+  const struct netaddr *a = &sd->cfg->backends[pc->idx].addr;
+  b->probe = bufferevent_socket_new(sd->base, -1, BEV_OPT_CLOSE_ON_FREE);
+  bufferevent_setcb(b->probe, on_probe_read, NULL, on_probe_event, pc);
+  struct timeval tv;
+  ms_to_timeval(sd->cfg->health_timeout_ms, &tv);
+  bufferevent_set_timeouts(b->probe, &tv, &tv);
+  bufferevent_enable(b->probe, EV_READ);
+  if (bufferevent_socket_connect(b->probe, (struct sockaddr *)&a->ss, (int)a->len) != 0)
+    probe_verdict(sd, pc->idx, 0);
+}
+
+static void probes_start(struct sessiond *sd) {
+  if (sd->cfg->health_interval_ms == 0) return;
+  struct timeval tv;
+  ms_to_timeval(sd->cfg->health_interval_ms, &tv);
+  for (unsigned i = 0; i < sd->cfg->n_backends; i++) {
+    probe_ctx[i] = (struct probe_ctx){sd, (int)i};
+    sd->bstate[i].probe_timer = event_new(sd->base, -1, EV_PERSIST, on_probe_timer, &probe_ctx[i]);
+    event_add(sd->bstate[i].probe_timer, &tv);
+  }
+}
+
+static void probes_stop(struct sessiond *sd) {
+  for (unsigned i = 0; i < CONFIG_MAX_BACKENDS; i++) {
+    struct backend_state *b = &sd->bstate[i];
+    if (b->probe) bufferevent_free(b->probe);
+    if (b->probe_timer) event_free(b->probe_timer);
+    b->probe = NULL;
+    b->probe_timer = NULL;
+  }
+}
+
+/* ---- life ------------------------------------------------------------------ */
+
+void backends_start(struct sessiond *sd) {
+  for (unsigned i = 0; i < sd->cfg->n_backends; i++)
+    sd->bstate[i] = (struct backend_state){.weight = sd->cfg->backends[i].weight, .healthy = 1};
+  probes_start(sd);
+}
+
+void backends_stop(struct sessiond *sd) { probes_stop(sd); }
+
+void backends_reconfigure(struct sessiond *sd, const struct config *old_cfg) {
+  struct backend_state next[CONFIG_MAX_BACKENDS];
+  probes_stop(sd);
+  for (unsigned i = 0; i < sd->cfg->n_backends; i++) {
+    next[i] = (struct backend_state){.weight = sd->cfg->backends[i].weight, .healthy = 1};
+    for (unsigned j = 0; j < old_cfg->n_backends; j++)
+      if (!strcmp(old_cfg->backends[j].name, sd->cfg->backends[i].name)) {
+        next[i] = sd->bstate[j];
+        if (!next[i].weight_set) next[i].weight = sd->cfg->backends[i].weight;
+      }
+    next[i].probe = NULL;
+    next[i].probe_timer = NULL;
+  }
+  memcpy(sd->bstate, next, sizeof next);
+  probes_start(sd);
+}
+
+/* ---- operator changes --------------------------------------------------------- */
+
+static int apply(struct sessiond *sd, const char *name, const char *state, int weight,
+                 char *err, size_t errlen) {
+  int idx = sessiond_backend_index(sd, name);
+  if (idx < 0) {
+    snprintf(err, errlen, "no backend named '%s'", name);
+    return -1;
+  }
+  struct backend_state *b = &sd->bstate[idx];
+  if (state) {
+    int k = -1;
+    for (int i = 0; i < 3; i++)
+      if (!strcmp(state, admin_names[i])) k = i;
+    if (k < 0) {
+      snprintf(err, errlen, "state must be up, drain or down, not '%s'", state);
+      return -1;
+    }
+    if (b->admin != (enum backend_admin)k)
+      log_event(LOG_LVL_INFO, "backend_state", "backend=%s state=%s", name, admin_names[k]);
+    b->admin = (enum backend_admin)k;
+    if (k == BA_UP) b->down_until = 0;   /* the operator says it is back */
+  }
+  if (weight >= 0) {
+    if (weight > 1000) {
+      snprintf(err, errlen, "weight must be 0..1000");
+      return -1;
+    }
+    b->weight = (unsigned)weight;
+    b->weight_set = 1;
+  }
+  return 0;
+}
+
+int backends_admin(struct sessiond *sd, const char *name, const char *state, int weight,
+                   char *err, size_t errlen) {
+  if (apply(sd, name, state, weight, err, errlen) != 0) return -1;
+  int idx = sessiond_backend_index(sd, name);
+  const struct backend_state *b = &sd->bstate[idx];
+  char value[32], msg[CONFIG_NAME_MAX + 48];
+  snprintf(value, sizeof value, "%s %u", admin_names[b->admin], b->weight);
+  snprintf(msg, sizeof msg, "backend %s %s", name, value);
+  rds_command(sd->redis, NULL, NULL, "HSET usher:backends %s %s", name, value);
+  rds_command(sd->redis, NULL, NULL, "PUBLISH usher:events %s", msg);
+  return 0;
+}
+
+void backends_on_event(struct sessiond *sd, const char *payload, size_t len) {
+  char buf[160], name[CONFIG_NAME_MAX], state[8], err[128];
+  int weight;
+  if (len >= sizeof buf) return;
+  memcpy(buf, payload, len);
+  buf[len] = '\0';
+  if (sscanf(buf, "backend %63s %7s %d", name, state, &weight) == 3)
+    apply(sd, name, state, weight, err, sizeof err);
+}
+
+static void on_backends_hash(void *cookie, const redisReply *r) {
+  struct sessiond *sd = cookie;
+  if (!r || r->type != REDIS_REPLY_ARRAY) return;
+  for (size_t i = 0; i + 1 < r->elements; i += 2) {
+    char state[8], err[128];
+    int weight;
+    if (r->element[i]->type != REDIS_REPLY_STRING || r->element[i + 1]->type != REDIS_REPLY_STRING)
+      continue;
+    if (sscanf(r->element[i + 1]->str, "%7s %d", state, &weight) == 2)
+      apply(sd, r->element[i]->str, state, weight, err, sizeof err);
+  }
+}
+
+void backends_load(struct sessiond *sd) {
+  rds_command(sd->redis, on_backends_hash, sd, "HGETALL usher:backends");
+}

@@ -1,0 +1,58 @@
+/* The backends as sessiond sees them: the operator's state (up, draining,
+ * down) and weight, shared through Redis so every proxy agrees; the active
+ * health check (connect and greeting every health_interval; health_fall
+ * failures in a row mark it unhealthy, health_rise successes healthy
+ * again); and passive marks from workers whose connects failed (for
+ * backend_retry).
+ *
+ *   eligible: may receive new seats: up, healthy, not marked, weight > 0
+ *   usable:   seated users may keep using it: not down, healthy, not marked
+ *
+ * Operator changes are written to the Redis hash usher:backends (NAME ->
+ * "STATE WEIGHT") and published as "backend NAME STATE WEIGHT"; every
+ * sessiond applies them, and reads the whole hash again after a reconnect. */
+#ifndef USHER_SESSIOND_BACKENDS_H
+#define USHER_SESSIOND_BACKENDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sessiond;
+struct config;
+
+enum backend_admin { BA_UP = 0, BA_DRAIN, BA_DOWN };
+
+struct backend_state {
+  enum backend_admin admin;
+  unsigned weight;            /* effective: the operator's, else the configuration's */
+  int weight_set;             /* the operator set it */
+  int healthy;                /* the active check's verdict; 1 until checks say otherwise */
+  unsigned ok_in_row, failed_in_row;
+  uint64_t down_until;        /* passive mark, monotonic ms */
+  struct bufferevent *probe;  /* the check in progress */
+  struct event *probe_timer;
+};
+
+void backends_start(struct sessiond *sd);
+void backends_stop(struct sessiond *sd);
+/* A new configuration: states follow their backends by name. */
+void backends_reconfigure(struct sessiond *sd, const struct config *old_cfg);
+
+int backend_eligible(const struct sessiond *sd, int idx, uint64_t now);
+int backend_usable(const struct sessiond *sd, int idx, uint64_t now);
+const char *backend_state_name(const struct sessiond *sd, int idx, uint64_t now);
+
+/* Which backend a user without a seat gets: the pinned one if configured
+ * and usable, else the weighted rendezvous choice among eligible backends.
+ * The backend's index, or -1. */
+int backends_choose(const struct sessiond *sd, const char *user, const char *pinned);
+
+/* "up", "drain", "down" and/or a weight (< 0: unchanged). Applies here,
+ * writes Redis and publishes. Returns 0, or -1 with a reason in err. */
+int backends_admin(struct sessiond *sd, const char *name, const char *state, int weight,
+                   char *err, size_t errlen);
+void backends_on_event(struct sessiond *sd, const char *payload, size_t len);
+/* Reads usher:backends (after Redis (re)connects). */
+void backends_load(struct sessiond *sd);
+
+#endif

@@ -1,0 +1,502 @@
+/* Cluster seats in Redis (see seatstore.h for the rules). A route is one
+ * attach script (and at most one replace); everything after the reply is
+ * "commit": make this proxy's memory agree with the cluster's answer, close
+ * any session of ours that the answer makes stale, and add the session. */
+#include "sessiond/seatstore.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "sessiond/backends.h"
+#include "sessiond/state.h"
+
+static struct seatstore_stats st;
+static struct event *heartbeat_ev;
+
+/* ---- the scripts (KEYS[1] = seat hash, KEYS[2] = leases) ----------------------- */
+
+#define LUA_NOW "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+#define LUA_LEASE(proxy, lease, expire)                                     \
+  "redis.call('ZADD', KEYS[2], now + " lease ", " proxy ")\n"                \
+  "redis.call('PEXPIRE', KEYS[1], " lease " + " expire ")\n"                 \
+  "redis.call('PEXPIRE', KEYS[2], " lease " + " expire ")\n"
+
+/* ARGV: proposed backend ('' none), proxy, lease, expire -> {backend, gen, created} */
+static const char ATTACH_LUA[] =
+    LUA_NOW
+    "local b = redis.call('HGET', KEYS[1], 'backend')\n"
+    "local g, created = redis.call('HGET', KEYS[1], 'gen'), 0\n"
+    "if not b then\n"
+    "  if ARGV[1] == '' then return {} end\n"
+    "  b, g, created = ARGV[1], '1', 1\n"
+    "  redis.call('HSET', KEYS[1], 'backend', b, 'gen', g, 'created', now)\n"
+    "end\n"
+    LUA_LEASE("ARGV[2]", "ARGV[3]", "ARGV[4]")
+    "return {b, g, created}\n";
+
+/* ARGV: old backend, old gen, new backend, proxy, lease, expire -> {backend, gen, replaced} */
+static const char REPLACE_LUA[] =
+    LUA_NOW
+    "local b = redis.call('HGET', KEYS[1], 'backend')\n"
+    "local g = redis.call('HGET', KEYS[1], 'gen')\n"
+    "local replaced = 0\n"
+    "if (not b) or (b == ARGV[1] and g == ARGV[2]) then\n"
+    "  b, g, replaced = ARGV[3], tostring((tonumber(g) or 0) + 1), 1\n"
+    "  redis.call('HSET', KEYS[1], 'backend', b, 'gen', g, 'created', now)\n"
+    "end\n"
+    LUA_LEASE("ARGV[4]", "ARGV[5]", "ARGV[6]")
+    "return {b, g, replaced}\n";
+
+/* ARGV: backend, gen, proxy, lease, expire -> {backend, gen}; writes back a lost seat */
+static const char HEARTBEAT_LUA[] =
+    LUA_NOW
+    "local b = redis.call('HGET', KEYS[1], 'backend')\n"
+    "local g = redis.call('HGET', KEYS[1], 'gen')\n"
+    "if not b then\n"
+    "  b, g = ARGV[1], ARGV[2]\n"
+    "  if g == '0' then g = '1' end\n"
+    "  redis.call('HSET', KEYS[1], 'backend', b, 'gen', g, 'created', now)\n"
+    "end\n"
+    LUA_LEASE("ARGV[3]", "ARGV[4]", "ARGV[5]")
+    "return {b, g}\n";
+
+/* ARGV: proxy, expire: the seat lives expire past the last remaining lease */
+static const char DETACH_LUA[] =
+    LUA_NOW
+    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')\n"
+    "local until_ = now\n"
+    "if last[2] and tonumber(last[2]) > now then until_ = tonumber(last[2]) end\n"
+    "local ttl = until_ - now + ARGV[2]\n"
+    "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
+    "if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
+    "return 1\n";
+
+/* ARGV: backend ('' = kick only), expire -> the new gen (0: no seat to kick) */
+static const char MOVE_LUA[] =
+    LUA_NOW
+    "if ARGV[1] == '' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "local g = redis.call('HINCRBY', KEYS[1], 'gen', 1)\n"
+    "if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'backend', ARGV[1]) end\n"
+    "if redis.call('HEXISTS', KEYS[1], 'created') == 0 then\n"
+    "  redis.call('HSET', KEYS[1], 'created', now) end\n"
+    "if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
+    "return g\n";
+
+/* Sends one script with both of a user's keys; the ARGV strings follow. */
+static int script(struct sessiond *sd, const char *lua, const char *key_hex, rds_reply_fn fn,
+                  void *cookie, int argc, const char **args) {
+  char seat_key[96], lease_key[96];
+  snprintf(seat_key, sizeof seat_key, "usher:{%s}:seat", key_hex);
+  snprintf(lease_key, sizeof lease_key, "usher:{%s}:leases", key_hex);
+  const char *argv[12] = {"EVAL", lua, "2", seat_key, lease_key};
+  for (int i = 0; i < argc && i < 7; i++) argv[5 + i] = args[i];
+  return rds_command_argv(sd->redis, fn, cookie, 5 + argc, argv, NULL);
+}
+
+static void ms_str(char out[24], uint64_t ms) { snprintf(out, 24, "%llu", (unsigned long long)ms); }
+
+/* ---- closing stale sessions ------------------------------------------------------ */
+
+struct stale { struct sessiond *sd; const char *user; const char *backend; uint64_t gen; int n; };
+
+static void kick_if_stale(struct session *s, void *arg) {
+  struct stale *k = arg;
+  if (strcmp(s->user, k->user) != 0) return;
+  if (s->gen >= k->gen && (!k->backend || !strcmp(s->backend, k->backend))) return;
+  workers_kick(k->sd, s, "seat_moved");
+  k->n++;
+}
+
+/* Closes the user's sessions here that are older than gen or not on
+ * backend (NULL: any backend). Returns how many. */
+static int kick_stale(struct sessiond *sd, const char *user, const char *backend, uint64_t gen) {
+  struct stale k = {sd, user, backend, gen, 0};
+  sessions_foreach(sd->seats, kick_if_stale, &k);
+  if (k.n) {
+    st.conflicts_kicked += (uint64_t)k.n;
+    log_event(LOG_LVL_INFO, "seat_kick", "sessions=%d gen=%llu", k.n, (unsigned long long)gen);
+  }
+  return k.n;
+}
+
+struct regen { const char *user; uint64_t gen; };
+
+static void set_gen(struct session *s, void *arg) {
+  struct regen *r = arg;
+  if (!strcmp(s->user, r->user)) s->gen = r->gen;
+}
+
+/* ---- routing ----------------------------------------------------------------------- */
+
+struct route {
+  struct sessiond *sd;
+  struct wconn *wc;
+  char session[17];
+  char *user, *pinned;
+  char key_hex[AUTHCACHE_HEX_LEN + 1];
+  seatstore_done_fn done;
+  void *cookie;
+};
+
+static void route_free(struct route *r) {
+  wconn_unref(r->wc);
+  free(r->user);
+  free(r->pinned);
+  free(r);
+}
+
+/* This proxy's memory takes the cluster's answer; the session joins it. */
+static void commit(struct route *r, int idx, uint64_t gen, int fenced) {
+  struct sessiond *sd = r->sd;
+  uint64_t now = now_ms();
+  const char *backend = sd->cfg->backends[idx].name;
+  struct seat *seat = seat_find(sd->seats, r->user, now);
+  if (seat && fenced && (strcmp(seat->backend, backend) || (seat->fenced && seat->gen < gen)))
+    kick_stale(sd, r->user, backend, gen);
+  if (!seat) seat = seat_create(sd->seats, r->user, backend, now);
+  else if (strcmp(seat->backend, backend)) seat_move(seat, backend);
+  seat->gen = gen;
+  seat->fenced = fenced;
+  snprintf(seat->key_hex, sizeof seat->key_hex, "%s", r->key_hex);
+  struct session *old = session_find(sd->seats, r->session);
+  if (old) session_remove(sd->seats, old, now, sd->cfg->seat_expire_ms);
+  if (!r->wc->closed) session_add(sd->seats, r->session, r->user, backend, r->wc, now);
+}
+
+static void route_done(struct route *r, int idx) {
+  r->done(r->cookie, idx);
+  route_free(r);
+}
+
+/* Redis is not there: this proxy's memory and the consistent hash. */
+static void route_local(struct route *r) {
+  struct sessiond *sd = r->sd;
+  uint64_t now = now_ms();
+  if (sd->redis && sd->cfg->on_redis_down_refuse) {
+    route_done(r, -1);
+    return;
+  }
+  st.fallback_routes++;
+  struct seat *seat = seat_find(sd->seats, r->user, now);
+  int idx = seat ? sessiond_backend_index(sd, seat->backend) : -1;
+  if (seat && backend_usable(sd, idx, now)) {
+    sd->n.seats_reused++;
+  } else {
+    if (seat && seat->sessions > 0) {   /* live sessions there: no second backend */
+      route_done(r, -1);
+      return;
+    }
+    idx = backends_choose(sd, r->user, r->pinned);
+    if (idx < 0) {
+      route_done(r, -1);
+      return;
+    }
+    if (seat) sd->n.seats_moved++;
+    else sd->n.seats_created++;
+  }
+  commit(r, idx, seat && seat->fenced ? seat->gen : 0, seat ? seat->fenced : 0);
+  route_done(r, idx);
+}
+
+static void on_replaced(void *cookie, const redisReply *rep) {
+  struct route *r = cookie;
+  struct sessiond *sd = r->sd;
+  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
+    route_local(r);
+    return;
+  }
+  int idx = sessiond_backend_index(sd, rep->element[0]->str);
+  uint64_t gen = strtoull(rep->element[1]->str, NULL, 10);
+  if (!backend_usable(sd, idx, now_ms())) {   /* lost the race to a seat we cannot use */
+    route_done(r, -1);
+    return;
+  }
+  if (rep->element[2]->integer) {
+    st.replaces++;
+    sd->n.seats_moved++;
+    commit(r, idx, gen, 1);
+    char msg[AUTHCACHE_HEX_LEN + 32];
+    snprintf(msg, sizeof msg, "kick %s %llu", r->key_hex, (unsigned long long)gen);
+    rds_command(sd->redis, NULL, NULL, "PUBLISH usher:events %s", msg);
+    log_event(LOG_LVL_INFO, "seat_replaced", "backend=%s gen=%llu", rep->element[0]->str,
+              (unsigned long long)gen);
+  } else {
+    sd->n.seats_reused++;
+    commit(r, idx, gen, 1);
+  }
+  route_done(r, idx);
+}
+
+/* The seated backend cannot be used: replace it, compare-and-set. */
+static void replace(struct route *r, const char *old_backend, const char *old_gen) {
+  struct sessiond *sd = r->sd;
+  int idx = backends_choose(sd, r->user, r->pinned);
+  if (idx < 0) {
+    route_done(r, -1);
+    return;
+  }
+  char lease[24], expire[24];
+  ms_str(lease, sd->cfg->seat_lease_ms);
+  ms_str(expire, sd->cfg->seat_expire_ms);
+  const char *args[] = {old_backend, old_gen, sd->cfg->backends[idx].name, sd->cfg->name, lease,
+                        expire};
+  if (script(sd, REPLACE_LUA, r->key_hex, on_replaced, r, 6, args) != 0) route_local(r);
+}
+
+static void on_attached(void *cookie, const redisReply *rep) {
+  struct route *r = cookie;
+  struct sessiond *sd = r->sd;
+  if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+      log_event(LOG_LVL_ERROR, "seat_script", "error=\"%s\"", rep->str);
+    route_local(r);
+    return;
+  }
+  if (rep->elements != 3) {   /* no seat, and nothing to propose */
+    route_done(r, -1);
+    return;
+  }
+  st.attaches++;
+  const char *backend = rep->element[0]->str, *gen_s = rep->element[1]->str;
+  int idx = sessiond_backend_index(sd, backend);
+  if (!backend_usable(sd, idx, now_ms())) {
+    replace(r, backend, gen_s);
+    return;
+  }
+  if (rep->element[2]->integer) {
+    st.claims_won++;
+    sd->n.seats_created++;
+  } else {
+    sd->n.seats_reused++;
+  }
+  commit(r, idx, strtoull(gen_s, NULL, 10), 1);
+  route_done(r, idx);
+}
+
+void seatstore_route(struct sessiond *sd, struct wconn *wc, const char *session, const char *user,
+                     const char *pinned, seatstore_done_fn done, void *cookie) {
+  struct route *r = xcalloc(1, sizeof *r);
+  r->sd = sd;
+  r->wc = wc;
+  wconn_ref(wc);
+  snprintf(r->session, sizeof r->session, "%s", session);
+  r->user = xstrdup(user);
+  r->pinned = pinned ? xstrdup(pinned) : NULL;
+  r->done = done;
+  r->cookie = cookie;
+  uint8_t key[AUTHCACHE_HASH_LEN];
+  authcache_key(sd->cache, user, key);
+  authcache_hex(key, r->key_hex);
+  if (!sd->redis) {
+    route_local(r);
+    return;
+  }
+  int proposed = backends_choose(sd, user, pinned);
+  char lease[24], expire[24];
+  ms_str(lease, sd->cfg->seat_lease_ms);
+  ms_str(expire, sd->cfg->seat_expire_ms);
+  const char *args[] = {proposed >= 0 ? sd->cfg->backends[proposed].name : "", sd->cfg->name,
+                        lease, expire};
+  if (script(sd, ATTACH_LUA, r->key_hex, on_attached, r, 4, args) != 0) route_local(r);
+}
+
+void seatstore_backend_failed(struct sessiond *sd, const char *session, seatstore_done_fn done,
+                              void *cookie) {
+  uint64_t now = now_ms();
+  struct session *s = session_find(sd->seats, session);
+  struct seat *seat = s ? seat_find(sd->seats, s->user, now) : NULL;
+  /* Another seat only if this is the user's one session here: otherwise
+   * the user is on that backend with live sessions and must stay there. */
+  if (!s || !seat || seat->sessions != 1) {
+    done(cookie, -1);
+    return;
+  }
+  /* The session leaves the failed backend; routing adds it again. */
+  void *owner = s->owner;
+  session_remove(sd->seats, s, now, sd->cfg->seat_expire_ms);
+  struct route *r = xcalloc(1, sizeof *r);
+  r->sd = sd;
+  r->wc = owner;
+  wconn_ref(r->wc);
+  snprintf(r->session, sizeof r->session, "%s", session);
+  r->user = xstrdup(seat->user);
+  r->done = done;
+  r->cookie = cookie;
+  snprintf(r->key_hex, sizeof r->key_hex, "%s", seat->key_hex);
+  if (!sd->redis || !seat->fenced || !seat->key_hex[0]) {
+    route_local(r);   /* the failed backend is marked: the hash picks another */
+    return;
+  }
+  char gen[24];
+  ms_str(gen, seat->gen);
+  replace(r, seat->backend, gen);
+}
+
+/* ---- the rest of a seat's life ------------------------------------------------------- */
+
+void seatstore_session_ended(struct sessiond *sd, const char *session) {
+  uint64_t now = now_ms();
+  struct session *s = session_find(sd->seats, session);
+  if (!s) return;
+  char *user = xstrdup(s->user);
+  session_remove(sd->seats, s, now, sd->cfg->seat_expire_ms);
+  struct seat *seat = seat_find(sd->seats, user, now);
+  if (seat && seat->sessions == 0 && seat->fenced && seat->key_hex[0]) {
+    char expire[24];
+    ms_str(expire, sd->cfg->seat_expire_ms);
+    const char *args[] = {sd->cfg->name, expire};
+    if (script(sd, DETACH_LUA, seat->key_hex, NULL, NULL, 2, args) == 0) st.detaches++;
+  }
+  free(user);
+}
+
+struct beat { struct sessiond *sd; char *user; };
+
+static void on_heartbeat(void *cookie, const redisReply *rep) {
+  struct beat *b = cookie;
+  struct sessiond *sd = b->sd;
+  struct seat *seat = rep ? seat_find(sd->seats, b->user, now_ms()) : NULL;
+  if (seat && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
+    const char *backend = rep->element[0]->str;
+    uint64_t gen = strtoull(rep->element[1]->str, NULL, 10);
+    int same = !strcmp(seat->backend, backend);
+    if (!seat->fenced && same) {   /* written back after an outage: adopt its gen */
+      struct regen rg = {b->user, gen};
+      sessions_foreach(sd->seats, set_gen, &rg);
+    } else if (!same || gen > seat->gen) {
+      /* Moved or kicked while we missed the event, or chosen differently
+       * while Redis was away: the cluster's seat wins. */
+      kick_stale(sd, b->user, backend, same ? gen : UINT64_MAX);
+      if (!same) seat_move(seat, backend);
+    }
+    seat->gen = gen;
+    seat->fenced = 1;
+  }
+  free(b->user);
+  free(b);
+}
+
+static void heartbeat_one(struct seat *seat, void *arg) {
+  struct sessiond *sd = arg;
+  if (seat->sessions == 0) return;
+  if (!seat->key_hex[0]) {   /* re-registered after a restart: name it */
+    uint8_t key[AUTHCACHE_HASH_LEN];
+    authcache_key(sd->cache, seat->user, key);
+    authcache_hex(key, seat->key_hex);
+  }
+  char gen[24], lease[24], expire[24];
+  ms_str(gen, seat->gen);
+  ms_str(lease, sd->cfg->seat_lease_ms);
+  ms_str(expire, sd->cfg->seat_expire_ms);
+  const char *args[] = {seat->backend, gen, sd->cfg->name, lease, expire};
+  struct beat *b = xcalloc(1, sizeof *b);
+  b->sd = sd;
+  b->user = xstrdup(seat->user);
+  if (script(sd, HEARTBEAT_LUA, seat->key_hex, on_heartbeat, b, 5, args) != 0) {
+    free(b->user);
+    free(b);
+    return;
+  }
+  st.heartbeats++;
+}
+
+/* All in one loop turn: hiredis writes them out as one pipelined batch. */
+static void on_heartbeat_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  struct sessiond *sd = arg;
+  if (rds_is_up(sd->redis)) seats_foreach(sd->seats, heartbeat_one, sd);
+}
+
+void seatstore_resync(struct sessiond *sd) { on_heartbeat_timer(-1, 0, sd); }
+
+void seatstore_start(struct sessiond *sd) {
+  if (!sd->redis) return;
+  struct timeval tv;
+  ms_to_timeval(sd->cfg->seat_lease_ms / 3, &tv);
+  heartbeat_ev = event_new(sd->base, -1, EV_PERSIST, on_heartbeat_timer, sd);
+  event_add(heartbeat_ev, &tv);
+}
+
+void seatstore_stop(struct sessiond *sd) {
+  (void)sd;
+  if (heartbeat_ev) event_free(heartbeat_ev);
+  heartbeat_ev = NULL;
+}
+
+/* ---- operator actions and events ----------------------------------------------------- */
+
+struct by_key { const char *hex; struct seat *found; };
+
+static void find_by_key(struct seat *s, void *arg) {
+  struct by_key *k = arg;
+  if (!k->found && !strcmp(s->key_hex, k->hex)) k->found = s;
+}
+
+void seatstore_on_event(struct sessiond *sd, const char *payload, size_t len) {
+  char buf[160], hex[AUTHCACHE_HEX_LEN + 1];
+  unsigned long long gen;
+  if (len >= sizeof buf) return;
+  memcpy(buf, payload, len);
+  buf[len] = '\0';
+  if (sscanf(buf, "kick %64s %llu", hex, &gen) != 2) return;
+  struct by_key k = {hex, NULL};
+  seats_foreach(sd->seats, find_by_key, &k);
+  if (k.found) kick_stale(sd, k.found->user, NULL, gen);
+}
+
+struct publish_ctx { struct sessiond *sd; char hex[AUTHCACHE_HEX_LEN + 1]; };
+
+static void on_gen_bumped(void *cookie, const redisReply *rep) {
+  struct publish_ctx *c = cookie;
+  if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0) {
+    char msg[AUTHCACHE_HEX_LEN + 32];
+    snprintf(msg, sizeof msg, "kick %s %lld", c->hex, rep->integer);
+    rds_command(c->sd->redis, NULL, NULL, "PUBLISH usher:events %s", msg);
+  }
+  free(c);
+}
+
+/* Bumps the generation in Redis (and sets the backend for a move), then
+ * publishes the kick. Local sessions are closed at once either way. */
+static int bump(struct sessiond *sd, const char *user, const char *backend) {
+  uint8_t key[AUTHCACHE_HASH_LEN];
+  struct publish_ctx *c = xcalloc(1, sizeof *c);
+  c->sd = sd;
+  authcache_key(sd->cache, user, key);
+  authcache_hex(key, c->hex);
+  char expire[24];
+  ms_str(expire, sd->cfg->seat_expire_ms);
+  const char *args[] = {backend ? backend : "", expire};
+  if (script(sd, MOVE_LUA, c->hex, on_gen_bumped, c, 2, args) != 0) free(c);
+  int n = kick_stale(sd, user, NULL, UINT64_MAX);
+  struct seat *seat = seat_find(sd->seats, user, now_ms());
+  if (seat && backend) seat_move(seat, backend);
+  return n;
+}
+
+int seatstore_kick(struct sessiond *sd, const char *user, char *err, size_t errlen) {
+  (void)err; (void)errlen;
+  log_event(LOG_LVL_INFO, "admin_kick", "cluster=%s", rds_is_up(sd->redis) ? "yes" : "no");
+  return bump(sd, user, NULL);
+}
+
+int seatstore_move(struct sessiond *sd, const char *user, const char *backend, char *err,
+                   size_t errlen) {
+  if (sessiond_backend_index(sd, backend) < 0) {
+    snprintf(err, errlen, "no backend named '%s'", backend);
+    return -1;
+  }
+  if (sd->redis && !rds_is_up(sd->redis)) {
+    snprintf(err, errlen, "Redis is unreachable: a move now could seat the user twice");
+    return -1;
+  }
+  sd->n.seats_moved++;
+  log_event(LOG_LVL_INFO, "admin_move", "backend=%s", backend);
+  return bump(sd, user, backend);
+}
+
+const struct seatstore_stats *seatstore_stats(void) { return &st; }
