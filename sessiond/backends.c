@@ -106,7 +106,7 @@ static void on_probe_timer(evutil_socket_t fd, short what, void *arg) {
   struct probe_ctx *pc = arg;
   struct sessiond *sd = pc->sd;
   struct backend_state *b = &sd->bstate[pc->idx];
-  if (b->probe) probe_verdict(sd, pc->idx, 0);   /* the last one never finished */
+  if (b->probe) return;   /* still waiting: its own timeout gives the verdict */
   const struct netaddr *a = &sd->cfg->backends[pc->idx].addr;
   b->probe = bufferevent_socket_new(sd->base, -1, BEV_OPT_CLOSE_ON_FREE);
   bufferevent_setcb(b->probe, on_probe_read, NULL, on_probe_event, pc);

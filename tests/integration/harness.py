@@ -116,6 +116,9 @@ service imap-login {{
 }}
 login_trusted_networks = 127.0.0.0/8
 imap_id_send = name {self.name}
+protocol imap {{
+  mail_max_userip_connections = 1000
+}}
 imap_idle_notify_interval = 1 secs
 """
 
