@@ -27,12 +27,20 @@ struct rlink {
   struct event *retry_ev, *connect_timer;
   uint64_t backoff_ms;
   void (*on_ready)(struct rlink *l);
+  struct squery *query;   /* a Sentinel question in flight */
 };
+
+#define MAX_SENTINELS 8
+
+struct sentinel_addr { char host[64]; int port; };
 
 struct rds {
   struct event_base *base;
   char *host, *path, *password, *channel;
   int port;
+  struct sentinel_addr sentinels[MAX_SENTINELS];
+  unsigned n_sentinels, next_sentinel;
+  char *master_name;
   uint64_t timeout_ms;
   struct rlink cmd, sub;
   unsigned timeouts_in_row;
@@ -151,12 +159,113 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg) {
   if (l->ac && !l->up) link_drop(l);
 }
 
+static void link_connect_to(struct rlink *l, const char *host, int port);
+static void sentinel_ask(struct rlink *l);
+
 static void link_connect(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what;
   struct rlink *l = arg;
   struct rds *r = l->r;
-  redisAsyncContext *ac = r->path ? redisAsyncConnectUnix(r->path)
-                                  : redisAsyncConnect(r->host, r->port);
+  if (r->n_sentinels) sentinel_ask(l);   /* who is the master now? */
+  else link_connect_to(l, r->host, r->port);
+}
+
+/* ---- Sentinel: asking for the master's address, asynchronously ----------------- */
+
+struct squery {
+  struct rlink *l;
+  redisAsyncContext *ac;
+  struct event *timer;
+  int done, connected;
+};
+
+static void squery_end(struct squery *q, const char *host, int port) {
+  if (q->done) return;
+  q->done = 1;
+  event_del(q->timer);
+  if (host) {
+    log_event(LOG_LVL_DEBUG, "redis_sentinel", "master=%s:%d", host, port);
+    link_connect_to(q->l, host, port);
+  } else {
+    link_retry_later(q->l);   /* the next attempt asks the next sentinel */
+  }
+}
+
+static void squery_free(struct squery *q) {
+  if (q->l->query == q) q->l->query = NULL;
+  event_free(q->timer);
+  free(q);
+}
+
+static void on_squery_reply(redisAsyncContext *ac, void *reply, void *priv) {
+  struct squery *q = priv;
+  redisReply *rep = reply;
+  if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+      rep->element[0]->type == REDIS_REPLY_STRING && rep->element[1]->type == REDIS_REPLY_STRING) {
+    char host[64];
+    snprintf(host, sizeof host, "%s", rep->element[0]->str);
+    squery_end(q, host, atoi(rep->element[1]->str));
+  } else {
+    squery_end(q, NULL, 0);
+  }
+  if (rep) redisAsyncDisconnect(ac);
+}
+
+static void on_squery_connect(const redisAsyncContext *ac, int status) {
+  struct squery *q = ac->data;
+  if (status != REDIS_OK) {   /* hiredis frees the context */
+    squery_end(q, NULL, 0);
+    squery_free(q);
+    return;
+  }
+  q->connected = 1;
+  redisAsyncCommand((redisAsyncContext *)ac, on_squery_reply, q,
+                    "SENTINEL get-master-addr-by-name %s", q->l->r->master_name);
+}
+
+static void on_squery_disconnect(const redisAsyncContext *ac, int status) {
+  (void)status;
+  struct squery *q = ac->data;
+  squery_end(q, NULL, 0);
+  squery_free(q);
+}
+
+static void on_squery_timeout(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  struct squery *q = arg;
+  squery_end(q, NULL, 0);
+  int connected = q->connected;
+  redisAsyncFree(q->ac);   /* calls the disconnect callback (which frees q) if connected */
+  if (!connected) squery_free(q);
+}
+
+static void sentinel_ask(struct rlink *l) {
+  struct rds *r = l->r;
+  const struct sentinel_addr *s = &r->sentinels[r->next_sentinel++ % r->n_sentinels];
+  redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+  if (!ac || ac->err) {
+    if (ac) redisAsyncFree(ac);
+    link_retry_later(l);
+    return;
+  }
+  struct squery *q = xcalloc(1, sizeof *q);
+  q->l = l;
+  q->ac = ac;
+  q->timer = evtimer_new(r->base, on_squery_timeout, q);
+  l->query = q;
+  ac->data = q;
+  redisLibeventAttach(ac, r->base);
+  redisAsyncSetConnectCallback(ac, on_squery_connect);
+  redisAsyncSetDisconnectCallback(ac, on_squery_disconnect);
+  struct timeval tv;
+  ms_to_timeval(r->timeout_ms * 4 > 1000 ? r->timeout_ms * 4 : 1000, &tv);
+  event_add(q->timer, &tv);
+}
+
+static void link_connect_to(struct rlink *l, const char *host, int port) {
+  struct rds *r = l->r;
+  redisAsyncContext *ac = r->path && !r->n_sentinels ? redisAsyncConnectUnix(r->path)
+                                                     : redisAsyncConnect(host, port);
   if (!ac || ac->err) {
     if (ac) redisAsyncFree(ac);
     link_retry_later(l);
@@ -300,7 +409,20 @@ struct rds *rds_new(struct event_base *base, const struct config *cfg, const cha
   struct rds *r = xcalloc(1, sizeof *r);
   r->base = base;
   r->timeout_ms = cfg->redis_timeout_ms;
-  if (cfg->redis_address[0] == '/') {
+  if (cfg->redis_sentinels) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", cfg->redis_sentinels);
+    for (char *save = NULL, *t = strtok_r(buf, " ,", &save); t && r->n_sentinels < MAX_SENTINELS;
+         t = strtok_r(NULL, " ,", &save)) {
+      struct sentinel_addr *a = &r->sentinels[r->n_sentinels++];
+      char *colon = strrchr(t, ':');
+      *colon = '\0';
+      snprintf(a->host, sizeof a->host, "%s", t[0] == '[' ? t + 1 : t);
+      a->host[strcspn(a->host, "]")] = '\0';
+      a->port = atoi(colon + 1);
+    }
+    r->master_name = xstrdup(cfg->redis_master_name);
+  } else if (cfg->redis_address[0] == '/') {
     r->path = xstrdup(cfg->redis_address);
   } else {
     const char *colon = strrchr(cfg->redis_address, ':');
@@ -324,6 +446,13 @@ struct rds *rds_new(struct event_base *base, const struct config *cfg, const cha
 }
 
 static void link_free(struct rlink *l) {
+  if (l->query) {
+    struct squery *q = l->query;
+    q->done = 1;
+    int connected = q->connected;
+    redisAsyncFree(q->ac);
+    if (!connected) squery_free(q);
+  }
   if (l->ac) {
     redisAsyncContext *ac = l->ac;
     l->ac = NULL;
@@ -343,6 +472,7 @@ void rds_free(struct rds *r) {
   free(r->host);
   free(r->path);
   free(r->channel);
+  free(r->master_name);
   free(r);
 }
 

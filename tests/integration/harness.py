@@ -285,8 +285,8 @@ class Env:
         self.others.append(s)
         return s
 
-    def redis(self):
-        r = Redis(self)
+    def redis(self, **kw):
+        r = Redis(self, **kw)
         self.others.append(r)
         return r
 
@@ -453,22 +453,39 @@ userPassword: {password}
 
 
 class Redis:
-    """A real redis-server on a free port, without persistence."""
+    """A real redis-server on a free port, without persistence; a replica
+    of another when replica_of is given; a Sentinel watching `monitor`
+    (a Redis, as master "usher") when that is given."""
 
-    def __init__(self, env):
+    def __init__(self, env, replica_of=None, monitor=None):
         self.env = env
         self.dir = os.path.join(env.dir, 'redis-%d' % len(env.others))
         os.makedirs(self.dir)
         self.port = free_port()
+        self.replica_of, self.monitor = replica_of, monitor
         self.proc = None
         self.start()
 
+    def _args(self):
+        if self.monitor:   # Sentinel rewrites its configuration file: give it one
+            conf = os.path.join(self.dir, 'sentinel.conf')
+            with open(conf, 'w') as f:
+                f.write('port %d\nbind 127.0.0.1\ndir %s\n'
+                        'sentinel monitor usher 127.0.0.1 %d 2\n'
+                        'sentinel down-after-milliseconds usher 1000\n'
+                        'sentinel failover-timeout usher 4000\n'
+                        'sentinel parallel-syncs usher 1\n'
+                        % (self.port, self.dir, self.monitor.port))
+            return ['redis-server', conf, '--sentinel']
+        args = ['redis-server', '--port', str(self.port), '--bind', '127.0.0.1', '--save', '',
+                '--appendonly', 'no', '--dir', self.dir, '--daemonize', 'no']
+        if self.replica_of:
+            args += ['--replicaof', '127.0.0.1', str(self.replica_of.port)]
+        return args
+
     def start(self):
         with open(os.path.join(self.dir, 'redis.log'), 'ab') as log:
-            self.proc = subprocess.Popen(['redis-server', '--port', str(self.port), '--bind',
-                                          '127.0.0.1', '--save', '', '--appendonly', 'no',
-                                          '--dir', self.dir, '--daemonize', 'no'],
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
