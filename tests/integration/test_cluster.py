@@ -15,7 +15,7 @@ from harness import USERS, backend_name
 
 PW = 'cluster-pw'
 CLUSTER_USERS = {'c%03d' % i: PW for i in range(300)}
-FAST_HEALTH = {'health_interval': '500ms', 'health_fall': 1, 'health_rise': 1,
+FAST_HEALTH = {'health_interval': '500ms', 'health_fall': 3, 'health_rise': 1, 'health_timeout': '3s',
                'backend_retry': '2s', 'seat_lease': '6s'}
 
 

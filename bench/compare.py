@@ -1,0 +1,467 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: usher against HAProxy (TCP mode, no IMAP), nginx's
+mail proxy and Dovecot as a proxy, all in front of the same stub backend
+(usher-stub-backend), driven by usher-loadgen, on loopback, in one run.
+
+Figures per program (each the median of --runs runs):
+  cpu_login_us        proxy CPU (all its processes, user+system) per plaintext login session
+  cpu_login_tls_us    the same with implicit TLS, full handshake (ECDSA P-256)
+  cpu_login_resume_us the same with TLS session resumption
+  logins_per_s        plaintext login sessions per second end to end
+  kib_idle            proxy PSS per idle (IDLE) plaintext session, --idle sessions
+  kib_idle_tls        the same over TLS
+  cpu_s_per_gib       proxy CPU seconds per GiB relayed by FETCH BODY[]
+and usher again with 1 and 2 workers. The table also gives ratios against
+nginx and HAProxy measured in the same run.
+
+  bench/compare.py [--quick] [--runs N] [--idle N] [--logins N] [--only usher,haproxy]
+Only the Python standard library; programs from Debian's packages."""
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get('USHER_BUILD_DIR', os.path.join(ROOT, 'build'))
+USHER = os.environ.get('USHER_BIN', os.path.join(BUILD, 'usher'))
+LOADGEN = os.path.join(BUILD, 'bench', 'usher-loadgen')
+STUB = os.path.join(BUILD, 'bench', 'usher-stub-backend')
+USERS = 40
+CLK = os.sysconf('SC_CLK_TCK')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError('nothing listens on %d' % port)
+
+
+# ---- measuring a process tree ------------------------------------------------
+
+def tree(root):
+    """root and all its descendants (pids)."""
+    children = {}
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try:
+                with open('/proc/%s/stat' % d) as f:
+                    ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except OSError:
+                pass
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def cpu_seconds(root):
+    """User+system CPU of the tree, including reaped children."""
+    total = 0
+    for p in tree(root):
+        try:
+            with open('/proc/%d/stat' % p) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])   # utime stime cutime cstime
+        except OSError:
+            pass
+    return total / CLK
+
+
+def pss_kib(root):
+    total = 0
+    for p in tree(root):
+        try:
+            with open('/proc/%d/smaps_rollup' % p) as f:
+                for line in f:
+                    if line.startswith('Pss:'):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+# ---- the programs ---------------------------------------------------------------
+
+class Program:
+    name = '?'
+    binary = '?'
+
+    def __init__(self, work, backend_port, cert, key):
+        self.work = os.path.join(work, self.name.replace(' ', '_'))
+        os.makedirs(self.work, exist_ok=True)
+        self.backend_port, self.cert, self.key = backend_port, cert, key
+        self.port, self.tls_port = free_port(), free_port()
+        self.proc = None
+
+    def start(self):
+        self.log = open(os.path.join(self.work, 'log'), 'ab')
+        self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+        wait_port(self.tls_port)
+        time.sleep(0.5)
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                for p in tree(self.proc.pid):
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except OSError:
+                        pass
+                self.proc.wait()
+            self.log.close()
+        self.proc = None
+
+
+class Usher(Program):
+    def __init__(self, work, backend_port, cert, key, workers):
+        self.name = 'usher %dw' % workers
+        self.binary = USHER
+        self.workers = workers
+        super().__init__(work, backend_port, cert, key)
+
+    def command(self):
+        users = os.path.join(self.work, 'users')
+        if not os.path.exists(users):
+            h = subprocess.run(['openssl', 'passwd', '-6', '-salt', 'benchsalt', 'pw'],
+                               capture_output=True, text=True, check=True).stdout.strip()
+            with open(users, 'w') as f:
+                for i in range(1, USERS + 1):
+                    f.write('user%02d:{SHA512-CRYPT}%s\n' % (i, h))
+        conf = os.path.join(self.work, 'usher.conf')
+        with open(conf, 'w') as f:
+            f.write(f"""[usher]
+workers = {self.workers}
+runtime_dir = {self.work}/run
+log_level = warn
+[listener plain]
+address = 127.0.0.1:{self.port}
+tls = starttls
+[listener tls]
+address = 127.0.0.1:{self.tls_port}
+tls = implicit
+[tls]
+cert = {self.cert}
+key = {self.key}
+[backend stub]
+address = 127.0.0.1:{self.backend_port}
+[auth]
+users_file = {users}
+failure_delay = 100ms
+[routing]
+health_interval = 0
+[limits]
+max_connections = 20000
+max_connections_per_ip = 0
+plaintext_auth = yes
+""")
+        return [USHER, '-c', conf]
+
+
+class HAProxy(Program):
+    name = 'haproxy tcp'
+    binary = 'haproxy'
+
+    def command(self):
+        pem = os.path.join(self.work, 'both.pem')
+        with open(pem, 'w') as f:
+            f.write(open(self.cert).read() + open(self.key).read())
+        conf = os.path.join(self.work, 'haproxy.cfg')
+        with open(conf, 'w') as f:
+            f.write(f"""global
+    maxconn 9900
+    nbthread 2
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30m
+    timeout server 30m
+frontend plain
+    bind 127.0.0.1:{self.port}
+    default_backend stub
+frontend tls
+    bind 127.0.0.1:{self.tls_port} ssl crt {pem}
+    default_backend stub
+backend stub
+    server stub 127.0.0.1:{self.backend_port}
+""")
+        return ['haproxy', '-db', '-f', conf]
+
+
+class AuthHTTP(BaseHTTPRequestHandler):
+    """nginx's mail auth: every user goes to the stub."""
+    backend_port = 0
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header('Auth-Status', 'OK')
+        self.send_header('Auth-Server', '127.0.0.1')
+        self.send_header('Auth-Port', str(self.backend_port))
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Nginx(Program):
+    name = 'nginx mail'
+    binary = 'nginx'
+
+    def start(self):
+        AuthHTTP.backend_port = self.backend_port
+        self.http = ThreadingHTTPServer(('127.0.0.1', 0), AuthHTTP)
+        self.auth_port = self.http.server_address[1]
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        super().start()
+
+    def stop(self):
+        super().stop()
+        self.http.shutdown()
+
+    def command(self):
+        conf = os.path.join(self.work, 'nginx.conf')
+        with open(conf, 'w') as f:
+            f.write(f"""load_module /usr/lib/nginx/modules/ngx_mail_module.so;
+daemon off;
+user root;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+pid {self.work}/nginx.pid;
+error_log {self.work}/error.log warn;
+events {{ worker_connections 20000; }}
+mail {{
+    server_name localhost;
+    auth_http 127.0.0.1:{self.auth_port}/auth;
+    proxy on;
+    imap_capabilities IMAP4rev1 LITERAL+ SASL-IR ID IDLE;
+    ssl_certificate {self.cert};
+    ssl_certificate_key {self.key};
+    server {{ listen 127.0.0.1:{self.port}; protocol imap; starttls on; }}
+    server {{ listen 127.0.0.1:{self.tls_port} ssl; protocol imap; }}
+}}
+""")
+        return ['nginx', '-c', conf, '-p', self.work]
+
+
+class DovecotProxy(Program):
+    name = 'dovecot proxy'
+    binary = 'dovecot'
+
+    def command(self):
+        conf = os.path.join(self.work, 'dovecot.conf')
+        with open(conf, 'w') as f:
+            f.write(f"""base_dir = {self.work}/run
+state_dir = {self.work}/state
+log_path = {self.work}/dovecot.log
+instance_name = bench-proxy-{self.port}
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{self.cert}
+ssl_key = <{self.key}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+passdb {{
+  driver = static
+  args = proxy=y host=127.0.0.1 port={self.backend_port} nopassword=y
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = {self.tls_port}
+  }}
+  service_count = 0
+  process_min_avail = 2
+  client_limit = 10000
+  vsz_limit = 1G
+}}
+default_client_limit = 20000
+login_trusted_networks = 127.0.0.0/8
+""")
+        return ['dovecot', '-F', '-c', conf]
+
+
+# ---- running the load ---------------------------------------------------------------
+
+def loadgen(args, timeout=600):
+    out = subprocess.run([LOADGEN] + args, capture_output=True, text=True, timeout=timeout)
+    last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ''
+    fig = dict(kv.split('=', 1) for kv in last.split() if '=' in kv)
+    if out.returncode != 0 or 'ok' not in fig:
+        raise RuntimeError('loadgen %s: %s %s' % (' '.join(args), last, out.stderr[-500:]))
+    return fig
+
+
+COMMON = ['--users', str(USERS), '--password', 'pw']
+
+
+def cpu_per_session(prog, n, tls_args, conc):
+    loadgen(['--port', str(prog.tls_port if tls_args else prog.port), '--scenario', 'login',
+             '--sessions', str(min(n, 200)), '--concurrency', '20'] + tls_args + COMMON)   # warm
+    before = cpu_seconds(prog.proc.pid)
+    fig = loadgen(['--port', str(prog.tls_port if tls_args else prog.port), '--scenario', 'login',
+                   '--sessions', str(n), '--concurrency', str(conc)] + tls_args + COMMON)
+    return (cpu_seconds(prog.proc.pid) - before) * 1e6 / n, float(fig['rate'])
+
+
+def idle_kib(prog, n, tls):
+    base = pss_kib(prog.proc.pid)
+    port = prog.tls_port if tls else prog.port
+    p = subprocess.Popen([LOADGEN, '--port', str(port), '--scenario', 'idle', '--sessions', str(n),
+                          '--concurrency', '200', '--hold', '30'] + (['--tls', 'implicit'] if tls else [])
+                         + COMMON, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if not line.startswith('IDLE_READY'):
+        p.kill()
+        raise RuntimeError('idle load failed: ' + line + p.stderr.read()[-500:])
+    time.sleep(1)
+    used = pss_kib(prog.proc.pid) - base
+    p.kill()
+    p.wait()
+    time.sleep(1)
+    return used / n
+
+
+def fetch_cost(prog, mib, loops):
+    before = cpu_seconds(prog.proc.pid)
+    fig = loadgen(['--port', str(prog.port), '--scenario', 'fetch', '--sessions', '4',
+                   '--concurrency', '4', '--fetch-size', str(mib << 20), '--fetch-loops', str(loops)]
+                  + COMMON)
+    gib = int(fig['bytes']) / (1 << 30)
+    return (cpu_seconds(prog.proc.pid) - before) / gib
+
+
+def measure(prog, opts):
+    r = {}
+    r['cpu_login_us'], r['logins_per_s'] = cpu_per_session(prog, opts.logins, [], 50)
+    r['cpu_login_tls_us'], _ = cpu_per_session(prog, opts.tls_logins, ['--tls', 'implicit'], 20)
+    r['cpu_login_resume_us'], _ = cpu_per_session(prog, opts.tls_logins,
+                                                  ['--tls', 'implicit', '--resume'], 20)
+    r['kib_idle'] = idle_kib(prog, opts.idle, False)
+    r['kib_idle_tls'] = idle_kib(prog, opts.idle, True)
+    r['cpu_s_per_gib'] = fetch_cost(prog, opts.fetch_mib, opts.fetch_loops)
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--quick', action='store_true', help='tiny scale: proves the scripts work')
+    ap.add_argument('--runs', type=int, default=3)
+    ap.add_argument('--logins', type=int, default=4000)
+    ap.add_argument('--tls-logins', type=int, default=2000)
+    ap.add_argument('--idle', type=int, default=8000)
+    ap.add_argument('--fetch-mib', type=int, default=16)
+    ap.add_argument('--fetch-loops', type=int, default=16)
+    ap.add_argument('--only', default='')
+    ap.add_argument('--json', default='')
+    opts = ap.parse_args()
+    if opts.quick:
+        opts.runs, opts.logins, opts.tls_logins, opts.idle = 1, 300, 100, 200
+        opts.fetch_mib, opts.fetch_loops = 2, 2
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    work = tempfile.mkdtemp(prefix='usher-bench-')
+    os.chmod(work, 0o755)
+    cert, key = os.path.join(work, 'cert.pem'), os.path.join(work, 'key.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
+                    '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost'],
+                   check=True, capture_output=True)
+    os.chmod(key, 0o644)
+    stub_port = free_port()
+    stub = subprocess.Popen([STUB, str(stub_port), '--fetch-size', str(opts.fetch_mib << 20)])
+    wait_port(stub_port)
+    makers = [lambda: Usher(work, stub_port, cert, key, 2), lambda: Usher(work, stub_port, cert, key, 1),
+              lambda: HAProxy(work, stub_port, cert, key), lambda: Nginx(work, stub_port, cert, key),
+              lambda: DovecotProxy(work, stub_port, cert, key)]
+    programs = [m() for m in makers]
+    wanted = [w.strip() for w in opts.only.split(',') if w.strip()]
+    programs = [p for p in programs if not wanted or any(p.name.startswith(w) for w in wanted)]
+    results = {p.name: [] for p in programs}
+    try:
+        for run in range(opts.runs):
+            for p in programs:
+                if not shutil.which(p.binary):
+                    print('# %s: %s is not installed, skipped' % (p.name, p.binary), file=sys.stderr)
+                    continue
+                try:
+                    p.start()
+                except RuntimeError as e:
+                    print('# %s did not start: %s' % (p.name, e), file=sys.stderr)
+                    p.stop()
+                    continue
+                try:
+                    results[p.name].append(measure(p, opts))
+                except Exception as e:   # a peer that fails is reported, not fatal
+                    print('# %s run %d failed: %s' % (p.name, run + 1, e), file=sys.stderr)
+                finally:
+                    p.stop()
+                print('# run %d %s done' % (run + 1, p.name), file=sys.stderr)
+    finally:
+        stub.terminate()
+        stub.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    report(results, opts)
+
+
+FIGS = [('cpu_login_us', 'CPU per plaintext login session (us)'),
+        ('cpu_login_tls_us', 'CPU per TLS login session, full handshake (us)'),
+        ('cpu_login_resume_us', 'CPU per TLS login session, resumed (us)'),
+        ('logins_per_s', 'plaintext login sessions per second'),
+        ('kib_idle', 'PSS per idle plaintext session (KiB)'),
+        ('kib_idle_tls', 'PSS per idle TLS session (KiB)'),
+        ('cpu_s_per_gib', 'CPU seconds per GiB relayed (FETCH)')]
+
+
+def report(results, opts):
+    med = {name: {k: statistics.median(r[k] for r in runs) for k, _ in FIGS}
+           for name, runs in results.items() if runs}
+    names = list(med)
+    print('\n%d run(s) each, medians; %d idle sessions; stub backend; loopback\n' % (opts.runs, opts.idle))
+    print('| figure | ' + ' | '.join(names) + ' |')
+    print('|---|' + '---|' * len(names))
+    for k, title in FIGS:
+        print('| %s | %s |' % (title, ' | '.join('%.1f' % med[n][k] for n in names)))
+    for peer in ('nginx mail', 'haproxy tcp', 'dovecot proxy'):
+        if peer in med and 'usher 2w' in med:
+            print('\nusher 2w / %s: ' % peer + ', '.join(
+                '%s %.2f' % (k, med['usher 2w'][k] / med[peer][k]) for k, _ in FIGS if med[peer][k]))
+    if opts.json:
+        with open(opts.json, 'w') as f:
+            json.dump({'medians': med, 'runs': results}, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
