@@ -2,6 +2,10 @@
  * line, one line of JSON per answer.
  *
  *   status            version, uptime, workers, sessions, seats, counters, backends
+ *   backends          each backend: address, state, weight, health, sessions here
+ *   sessions --backend NAME   this proxy's sessions on one backend
+ *   health            {"healthy":...}: workers up and a backend usable (VIP check)
+ *   reload            asks the master to re-read the configuration (SIGHUP)
  *   sessions          every session on this proxy
  *   who USER          the user's seat and sessions
  *   kick USER         close all of the user's sessions (* BYE) on every proxy;
@@ -13,9 +17,11 @@
  *   auth flush --all  forget everybody
  *   auth stats        the auth cache, LDAP, Redis and throttling counters
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 
@@ -107,6 +113,48 @@ static void cmd_status(struct sessiond *sd, struct evbuffer *out) {
                       (unsigned long long)ss->replaces, (unsigned long long)ss->heartbeats,
                       (unsigned long long)ss->conflicts_kicked,
                       (unsigned long long)ss->fallback_routes);
+}
+
+static void list_backend(struct session *s, void *arg) {
+  struct listing *l = arg;
+  if (strcmp(s->backend, l->backend) != 0) return;
+  if (l->n++) evbuffer_add(l->out, ",", 1);
+  json_session(l->out, s, l->now);
+}
+
+static void cmd_backends(struct sessiond *sd, struct evbuffer *out) {
+  uint64_t now = now_ms();
+  evbuffer_add_printf(out, "{\"backends\":[");
+  for (unsigned i = 0; i < sd->cfg->n_backends; i++) {
+    struct listing l = {.backend = sd->cfg->backends[i].name};
+    sessions_foreach(sd->seats, count_backend, &l);
+    char addr[NETADDR_STRLEN];
+    evbuffer_add_printf(out, "%s{\"name\":", i ? "," : "");
+    json_str(out, sd->cfg->backends[i].name);
+    evbuffer_add_printf(out, ",\"address\":\"%s\",\"state\":\"%s\",\"weight\":%u,\"healthy\":%s,"
+                        "\"sessions\":%u}",
+                        netaddr_str(&sd->cfg->backends[i].addr, addr, sizeof addr),
+                        backend_state_name(sd, (int)i, now), sd->bstate[i].weight,
+                        sd->bstate[i].healthy ? "true" : "false", l.n);
+  }
+  evbuffer_add_printf(out, "]}");
+}
+
+/* Should this proxy hold the VIP? Workers up (they hold the listeners) and
+ * at least one backend usable. */
+static void cmd_health(struct sessiond *sd, struct evbuffer *out) {
+  unsigned usable = 0;
+  for (unsigned i = 0; i < sd->cfg->n_backends; i++) usable += backend_usable(sd, (int)i, now_ms());
+  int healthy = sd->n_wconns > 0 && usable > 0;
+  evbuffer_add_printf(out, "{\"healthy\":%s,\"workers\":%u,\"backends_usable\":%u}",
+                      healthy ? "true" : "false", sd->n_wconns, usable);
+}
+
+static void cmd_sessions_of_backend(struct sessiond *sd, struct evbuffer *out, const char *b) {
+  struct listing l = {.out = out, .backend = b, .now = now_ms()};
+  evbuffer_add_printf(out, "{\"sessions\":[");
+  sessions_foreach(sd->seats, list_backend, &l);
+  evbuffer_add_printf(out, "]}");
 }
 
 static void cmd_sessions(struct sessiond *sd, struct evbuffer *out, const char *user) {
@@ -225,7 +273,16 @@ static void admin_command(struct sessiond *sd, char *line, struct evbuffer *out)
   char *arg3 = strtok_r(NULL, " \t", &save);
   if (!cmd) evbuffer_add_printf(out, "{\"error\":\"empty command\"}");
   else if (!strcmp(cmd, "status")) cmd_status(sd, out);
+  else if (!strcmp(cmd, "sessions") && arg && arg2 && !strcmp(arg, "--backend"))
+    cmd_sessions_of_backend(sd, out, arg2);
   else if (!strcmp(cmd, "sessions")) cmd_sessions(sd, out, NULL);
+  else if (!strcmp(cmd, "backends")) cmd_backends(sd, out);
+  else if (!strcmp(cmd, "health")) cmd_health(sd, out);
+  else if (!strcmp(cmd, "reload")) {
+    /* The master checks the file, then re-reads it everywhere (SIGHUP). */
+    int ok = kill(getppid(), SIGHUP) == 0;
+    evbuffer_add_printf(out, ok ? "{\"reload\":\"requested\"}" : "{\"error\":\"cannot signal the master\"}");
+  }
   else if (!strcmp(cmd, "who") && arg) cmd_sessions(sd, out, arg);
   else if (!strcmp(cmd, "auth")) cmd_auth(sd, out, arg, arg2);
   else if (!strcmp(cmd, "kick") && arg) cmd_move_or_kick(sd, out, arg, NULL);

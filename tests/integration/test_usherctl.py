@@ -1,0 +1,103 @@
+"""usherctl against a running usher: text and JSON, errors and exit codes."""
+import imaplib
+import json
+import os
+import subprocess
+import time
+import unittest
+
+import harness
+from harness import USERS
+
+USHERCTL = os.environ.get('USHERCTL_BIN', os.path.join(harness.ROOT, 'build', 'usherctl'))
+
+
+class UsherctlTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = harness.Env()
+        cls.b1 = cls.env.dovecot('backend1')
+        cls.b2 = cls.env.dovecot('backend2')
+        cls.u = cls.env.usher()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.u.stop()
+        reports = cls.env.close()
+        assert rc == 0 and not reports
+
+    def ctl(self, *args, json_out=False):
+        cmd = [USHERCTL, '-c', self.u.conf] + (['--json'] if json_out else []) + list(args)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return r.returncode, r.stdout, r.stderr
+
+    def test_status_text_and_json(self):
+        rc, out, _ = self.ctl('status')
+        self.assertEqual(rc, 0)
+        self.assertIn('uptime_s: ', out)
+        self.assertIn('name: backend1', out)
+        rc, out, _ = self.ctl('status', json_out=True)
+        self.assertEqual(rc, 0)
+        st = json.loads(out)
+        self.assertEqual(st['workers'], 2)
+        self.assertEqual([b['name'] for b in st['backends']], ['backend1', 'backend2'])
+
+    def test_backends_and_states(self):
+        rc, out, _ = self.ctl('backends', json_out=True)
+        self.assertEqual(rc, 0)
+        self.assertEqual(len(json.loads(out)['backends']), 2)
+        rc, out, _ = self.ctl('backend', 'backend2', 'drain')
+        self.assertEqual(rc, 0)
+        self.assertIn('state: drain', out)
+        rc, out, _ = self.ctl('backend', 'backend2', 'weight', '5', json_out=True)
+        self.assertEqual(json.loads(out)['weight'], 5)
+        rc, _, err = self.ctl('backend', 'nosuch', 'up')
+        self.assertEqual(rc, 1)
+        self.assertIn('no backend named', err)
+        self.assertEqual(self.ctl('backend', 'backend2', 'up')[0], 0)
+        self.assertEqual(self.ctl('backend', 'backend2', 'weight', '1')[0], 0)
+
+    def test_who_sessions_kick(self):
+        m = imaplib.IMAP4('127.0.0.1', self.u.port)
+        m.login('carol', USERS['carol'])
+        rc, out, _ = self.ctl('who', 'carol', json_out=True)
+        who = json.loads(out)
+        self.assertEqual(len(who['sessions']), 1)
+        backend = who['seat']
+        rc, out, _ = self.ctl('sessions', '--backend', backend, json_out=True)
+        self.assertTrue(any(s['user'] == 'carol' for s in json.loads(out)['sessions']))
+        rc, out, _ = self.ctl('kick', 'carol', json_out=True)
+        self.assertEqual(json.loads(out)['kicked'], 1)
+        time.sleep(0.3)
+        with self.assertRaises((imaplib.IMAP4.abort, OSError)):
+            m.noop()
+
+    def test_health_and_reload(self):
+        rc, out, _ = self.ctl('health')
+        self.assertEqual(rc, 0)
+        self.assertIn('healthy: true', out)
+        rc, out, _ = self.ctl('reload')
+        self.assertEqual(rc, 0)
+        deadline = time.time() + 5
+        while 'event=reload' not in self.u.log() and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertIn('event=reload', self.u.log())
+
+    def test_auth_commands(self):
+        self.assertEqual(self.ctl('auth', 'flush', 'alice')[0], 0)
+        rc, out, _ = self.ctl('auth', 'stats', json_out=True)
+        self.assertIn('cache', json.loads(out))
+
+    def test_bad_usage(self):
+        self.assertEqual(self.ctl('frobnicate')[0], 2)
+        self.assertEqual(self.ctl('who')[0], 2)
+        self.assertEqual(self.ctl('backend', 'backend1', 'weight')[0], 2)
+        self.assertEqual(self.ctl('auth', 'flush')[0], 2)
+        r = subprocess.run([USHERCTL, '-s', '/nonexistent/admin.sock', 'status'],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 3)
+        self.assertIn('cannot reach sessiond', r.stderr)
+
+
+if __name__ == '__main__':
+    unittest.main()
