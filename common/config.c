@@ -376,9 +376,9 @@ static void config_defaults(struct config *c) {
   c->backend_retry_ms = 30 * 1000;
   c->seat_lease_ms = 60 * 1000;
   c->health_interval_ms = 5000;
-  c->health_timeout_ms = 2000;
+  c->health_timeout_ms = 5000;
   c->health_rise = 2;
-  c->health_fall = 2;
+  c->health_fall = 3;
   c->max_line = 8192;
   c->max_literal = 8192;
   c->max_bad_commands = 10;
