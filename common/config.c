@@ -110,6 +110,7 @@ static int on_usher(struct loader *l, const char *k, const char *v) {
   if (!strcmp(k, "workers")) return get_uint(l, k, v, 1, 256, &c->workers);
   if (!strcmp(k, "runtime_dir")) { set_str(&c->runtime_dir, v); return 1; }
   if (!strcmp(k, "name")) { set_str(&c->name, v); return 1; }
+  if (!strcmp(k, "metrics")) return get_addr(l, k, v, &c->metrics);
   if (!strcmp(k, "syslog")) return get_bool(l, k, v, &c->syslog);
   if (!strcmp(k, "log_level")) {
     enum log_level lvl;

@@ -3,7 +3,7 @@
  * sessiond opens), so a worker that parses it holds no secret.
  *
  * Sections:
- *   [usher]            workers, runtime_dir, name, log_level, syslog
+ *   [usher]            workers, runtime_dir, name, log_level, syslog, metrics
  *   [listener NAME]    address, tls = none|starttls|implicit
  *   [tls]              cert, key, min_version, ciphers
  *   [backend NAME]     address, weight, tls = none|starttls|implicit,
@@ -66,6 +66,7 @@ struct config {
   char *name;                   /* this proxy's name; default: host name */
   int log_level;                /* enum log_level */
   int syslog;
+  struct netaddr metrics;       /* Prometheus endpoint; len 0: off */
 
   /* [listener NAME] */
   struct config_listener listeners[CONFIG_MAX_LISTENERS];

@@ -195,6 +195,7 @@ static int sessiond_open(struct sessiond *sd, const char *config_path) {
   if (sessiond_open_auth(sd) != 0) return -1;
   backends_start(sd);
   seatstore_start(sd);
+  if (metrics_start(sd) != 0) return -1;
   sd->worker_listener = listen_unix(sd, "sessiond.sock", workers_accept);
   sd->admin_listener = listen_unix(sd, "admin.sock", admin_accept);
   return sd->pool && sd->worker_listener && sd->admin_listener ? 0 : -1;
@@ -230,6 +231,7 @@ int sessiond_main(const char *config_path) {
   if (sd.worker_listener) evconnlistener_free(sd.worker_listener);
   if (sd.admin_listener) evconnlistener_free(sd.admin_listener);
   if (sd.base) workers_close_all(&sd);
+  metrics_stop(&sd);
   seatstore_stop(&sd);
   backends_stop(&sd);
   authpool_free(sd.pool);

@@ -37,6 +37,7 @@ struct sessiond_counters {
   /* the auth cache, by layer and verdict */
   uint64_t cache_memory_hits, cache_redis_hits, cache_stale_hits, cache_negative_hits;
   uint64_t cache_misses, db_requests, throttled, shed;
+  uint64_t bytes_in, bytes_out, sessions_ended, worker_hellos;
 };
 
 struct sessiond {
@@ -53,6 +54,7 @@ struct sessiond {
   struct wconn *wconns;
   unsigned n_wconns;
   struct evconnlistener *worker_listener, *admin_listener;
+  struct evhttp *metrics;       /* NULL: off */
   uint64_t start_ms;
   struct sessiond_counters n;
 };
@@ -80,6 +82,10 @@ void workers_reply(struct wconn *wc, const struct proto_msg *m);
 /* sessiond.c */
 int sessiond_backend_index(const struct sessiond *sd, const char *name);
 void sessiond_backend_mark_down(struct sessiond *sd, int idx, const char *why);
+
+/* metrics.c: Prometheus text over HTTP on [usher] metrics. */
+int metrics_start(struct sessiond *sd);
+void metrics_stop(struct sessiond *sd);
 
 /* admin.c */
 void admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,

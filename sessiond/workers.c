@@ -10,6 +10,8 @@
 #include "common/util.h"
 #include "sessiond/state.h"
 
+static struct sessiond *sd_of(struct wconn *wc) { return wc->sd; }
+
 void wconn_ref(struct wconn *wc) { wc->refs++; }
 
 void wconn_unref(struct wconn *wc) {
@@ -99,6 +101,9 @@ static void on_session_up(struct wconn *wc, const struct proto_msg *m) {
 
 static void on_session_end(struct wconn *wc, const struct proto_msg *m) {
   struct sessiond *sd = wc->sd;
+  sd->n.bytes_in += m->bytes_in;
+  sd->n.bytes_out += m->bytes_out;
+  sd->n.sessions_ended++;
   if (m->session) seatstore_session_ended(sd, m->session);
 }
 
@@ -107,6 +112,7 @@ static void dispatch(struct wconn *wc, const struct proto_msg *m) {
   case PROTO_HELLO:
     wc->worker_id = m->worker_id;
     wc->pid = (int)m->pid;
+    sd_of(wc)->n.worker_hellos++;
     log_event(LOG_LVL_INFO, "worker_hello", "worker=%u pid=%d", wc->worker_id, wc->pid);
     break;
   case PROTO_LOGIN: login_start(wc, m); break;

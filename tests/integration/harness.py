@@ -106,6 +106,8 @@ userdb {{
   driver = static
   args = uid=mail gid=mail home={e.mail}/%u
 }}
+default_process_limit = 1000
+default_client_limit = 4000
 service imap-login {{
   inet_listener imap {{
     port = {self.port}
@@ -113,6 +115,9 @@ service imap-login {{
   inet_listener imaps {{
     port = {self.tls_port}
   }}
+  service_count = 0
+  process_min_avail = 2
+  client_limit = 1000
 }}
 login_trusted_networks = 127.0.0.0/8
 imap_id_send = name {self.name}

@@ -1,4 +1,5 @@
-"""usherctl against a running usher: text and JSON, errors and exit codes."""
+"""usherctl against a running usher: text and JSON, errors and exit codes;
+and the Prometheus metrics endpoint, read with curl."""
 import imaplib
 import json
 import os
@@ -18,7 +19,8 @@ class UsherctlTest(unittest.TestCase):
         cls.env = harness.Env()
         cls.b1 = cls.env.dovecot('backend1')
         cls.b2 = cls.env.dovecot('backend2')
-        cls.u = cls.env.usher()
+        cls.metrics_port = harness.free_port()
+        cls.u = cls.env.usher(extra={'usher': {'metrics': '127.0.0.1:%d' % cls.metrics_port}})
 
     @classmethod
     def tearDownClass(cls):
@@ -87,6 +89,31 @@ class UsherctlTest(unittest.TestCase):
         self.assertEqual(self.ctl('auth', 'flush', 'alice')[0], 0)
         rc, out, _ = self.ctl('auth', 'stats', json_out=True)
         self.assertIn('cache', json.loads(out))
+
+    def test_metrics(self):
+        m = imaplib.IMAP4('127.0.0.1', self.u.port)
+        m.login('bob', USERS['bob'])
+        with self.assertRaises(imaplib.IMAP4.error):
+            imaplib.IMAP4('127.0.0.1', self.u.port).login('bob', 'wrong')
+        url = 'http://127.0.0.1:%d/metrics' % self.metrics_port
+        r = subprocess.run(['curl', '-sS', '-i', url], capture_output=True, text=True, timeout=10)
+        self.assertIn('200 OK', r.stdout)
+        self.assertIn('text/plain; version=0.0.4', r.stdout)
+        values = {}
+        for line in r.stdout.split('\n\n', 1)[1].splitlines():   # text mode: LF
+            if line and not line.startswith('#'):
+                key, value = line.rsplit(' ', 1)
+                values[key] = float(value)
+        self.assertGreaterEqual(values['usher_logins_total{result="ok"}'], 1)
+        self.assertGreaterEqual(values['usher_logins_total{result="failed"}'], 1)
+        self.assertEqual(values['usher_workers'], 2)
+        self.assertIn('usher_backend_sessions{backend="backend1"}', values)
+        self.assertGreaterEqual(values['usher_sessions'], 1)
+        m.logout()
+        r = subprocess.run(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}',
+                            'http://127.0.0.1:%d/other' % self.metrics_port],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.stdout, '404')
 
     def test_bad_usage(self):
         self.assertEqual(self.ctl('frobnicate')[0], 2)
