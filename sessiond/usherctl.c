@@ -122,7 +122,11 @@ int main(int argc, char **argv) {
     strcat(line, k + 1 < argc ? " " : "\n");
   }
   struct sockaddr_un sun = {.sun_family = AF_UNIX};
-  snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+  if (strlen(path) >= sizeof sun.sun_path) {
+    fprintf(stderr, "usherctl: socket path too long: %s\n", path);
+    return 2;
+  }
+  memcpy(sun.sun_path, path, strlen(path) + 1);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
     fprintf(stderr, "usherctl: cannot reach sessiond at %s: %m\n", path);
