@@ -151,6 +151,7 @@ void backends_stop(struct sessiond *sd) { probes_stop(sd); }
 
 void backends_reconfigure(struct sessiond *sd, const struct config *old_cfg) {
   struct backend_state next[CONFIG_MAX_BACKENDS];
+  memset(next, 0, sizeof next);   /* slots past n_backends stay empty */
   probes_stop(sd);
   for (unsigned i = 0; i < sd->cfg->n_backends; i++) {
     next[i] = (struct backend_state){.weight = sd->cfg->backends[i].weight, .healthy = 1};
