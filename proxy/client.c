@@ -197,6 +197,8 @@ void client_free(struct client *c, const char *reason) {
   if (c->next) c->next->prev = c->prev;
   w->n_clients--;
 
+  for (int i = 0; i < 2; i++)
+    if (c->rd[i]) event_free(c->rd[i]);
   backend_free(c);
   if (c->cbev) bufferevent_free(c->cbev);
   if (!c->is_tls && c->fd >= 0) close(c->fd);   /* a TLS bev closed it */

@@ -98,8 +98,8 @@ struct client {
   uint64_t bytes_in;                /* client -> backend */
   uint64_t bytes_out;               /* backend -> client */
   uint64_t relay_start_ms;
-  unsigned client_eof : 1;
-  unsigned backend_eof : 1;
+  struct event *rd[2];              /* reading a plain client [0] / backend [1] socket */
+  int client_eof, backend_eof;
 };
 
 /* Backend capabilities that the login dialogue cares about. */
