@@ -338,8 +338,13 @@ def cpu_per_session(prog, n, tls_args, conc):
 
 
 def idle_kib(prog, n, tls):
-    base = pss_kib(prog.proc.pid)
     port = prog.tls_port if tls else prog.port
+    # Warm up first: one-time costs (TLS library state, caches, pools)
+    # must not be charged to the sessions.
+    loadgen(['--port', str(port), '--scenario', 'login', '--sessions', '300', '--concurrency', '50']
+            + (['--tls', 'implicit'] if tls else []) + COMMON)
+    time.sleep(0.5)
+    base = pss_kib(prog.proc.pid)
     p = subprocess.Popen([LOADGEN, '--port', str(port), '--scenario', 'idle', '--sessions', str(n),
                           '--concurrency', '200', '--hold', '30'] + (['--tls', 'implicit'] if tls else [])
                          + COMMON, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -12,6 +12,7 @@
  * login_timeout. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -49,8 +50,16 @@ static void backend_write(struct client *c, const char *fmt, ...) __attribute__(
 static void backend_write(struct client *c, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  evbuffer_add_vprintf(bufferevent_get_output(c->bbev), fmt, ap);
+  char line[1024];
+  int n = vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
+  if (n >= 0 && (size_t)n < sizeof line) {
+    socket_send(c->bbev, c->bstep == BS_CONNECT ? -1 : c->bfd, line, (size_t)n);
+  } else {
+    va_start(ap, fmt);
+    evbuffer_add_vprintf(bufferevent_get_output(c->bbev), fmt, ap);
+    va_end(ap);
+  }
 }
 
 /* A secret line: the output buffer references our copy, which is wiped and
@@ -62,8 +71,22 @@ static void wipe_cleanup(const void *data, size_t len, void *arg) {
 }
 
 static void backend_write_secret(struct client *c, char *line, size_t len) {
-  if (evbuffer_add_reference(bufferevent_get_output(c->bbev), line, len, wipe_cleanup, NULL) != 0)
+  struct evbuffer *out = bufferevent_get_output(c->bbev);
+  size_t done = 0;
+  if (c->bfd >= 0 && c->bstep != BS_CONNECT && evbuffer_get_length(out) == 0) {
+    ssize_t n = send(c->bfd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) done = (size_t)n;
+  }
+  if (done == len) {
     wipe_cleanup(line, len, NULL);
+    return;
+  }
+  /* The rest waits in the output buffer as a reference to our own copy. */
+  char *rest = xmalloc(len - done);
+  memcpy(rest, line + done, len - done);
+  wipe_cleanup(line, len, NULL);
+  if (evbuffer_add_reference(out, rest, len - done, wipe_cleanup, NULL) != 0)
+    wipe_cleanup(rest, len - done, NULL);
 }
 
 /* The backend failed before the login completed. */

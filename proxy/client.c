@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -146,8 +147,34 @@ void client_write(struct client *c, const char *fmt, ...) {
   if (!c->cbev) return;
   va_list ap;
   va_start(ap, fmt);
-  evbuffer_add_vprintf(bufferevent_get_output(c->cbev), fmt, ap);
+  char line[1024];
+  int n = vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
+  if (n >= 0 && (size_t)n < sizeof line) {
+    /* The STARTTLS answer is queued: its write callback starts TLS. */
+    int direct = !c->is_tls && c->state != CS_STARTTLS;
+    socket_send(c->cbev, direct ? c->fd : -1, line, (size_t)n);
+  } else {   /* a long line: let libevent format it */
+    va_start(ap, fmt);
+    evbuffer_add_vprintf(bufferevent_get_output(c->cbev), fmt, ap);
+    va_end(ap);
+  }
+}
+
+/* Sends on a plain socket at once when nothing is queued before the data,
+ * and queues only what the kernel did not take. Queueing first would cost a
+ * loop turn and two epoll_ctl calls (write event on, then off) for every
+ * line of the login dialogue. fd < 0: a TLS side, always queued. Returns
+ * how many bytes went out directly. */
+size_t socket_send(struct bufferevent *bev, int fd, const void *data, size_t len) {
+  struct evbuffer *out = bufferevent_get_output(bev);
+  size_t done = 0;
+  if (fd >= 0 && evbuffer_get_length(out) == 0) {
+    ssize_t n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) done = (size_t)n;
+  }
+  if (done < len) evbuffer_add(out, (const char *)data + done, len - done);
+  return done;
 }
 
 void client_forget_login(struct client *c) {
@@ -176,6 +203,10 @@ void client_close(struct client *c, const char *last_words, const char *reason) 
   bufferevent_enable(c->cbev, EV_WRITE);
   bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
   client_write(c, "%s", last_words);
+  if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0) {   /* sent at once */
+    client_free(c, reason);
+    return;
+  }
   if (!c->timer) c->timer = evtimer_new(c->w->base, on_timer, c);
   client_timer(c, CLOSE_FLUSH_MS);
 }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 
@@ -29,7 +30,8 @@
 
 #define RELAY_HIGH (256 * 1024)
 #define RELAY_READ_MAX (64 * 1024)
-#define READS_PER_WAKEUP 4   /* then let other sessions have the loop */
+#define RELAY_READ_FIRST 4096
+#define READS_PER_WAKEUP 8   /* then let other sessions have the loop */
 
 enum side { CLIENT = 0, BACKEND = 1 };
 
@@ -111,13 +113,35 @@ static void on_plain_readable(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   struct evbuffer *dst = bufferevent_get_output(bev_of(c, !from));
+  if (evbuffer_get_length(dst) == 0) {
+    /* The common case, a line or two: read it here and hand it to the
+     * other socket at once, without touching the output buffer. */
+    char small[RELAY_READ_FIRST];
+    ssize_t n = read(fd, small, sizeof small);
+    if (n > 0) {
+      count(c, from, (size_t)n);
+      int to_fd = from == CLIENT ? c->bfd : (c->is_tls ? -1 : c->fd);
+      if (to_fd >= 0) socket_send(bev_of(c, !from), to_fd, small, (size_t)n);
+      else bufferevent_write(bev_of(c, !from), small, (size_t)n);
+      if ((size_t)n < sizeof small) return;
+    } else if (n == 0) {
+      side_eof(c, from);
+      return;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      client_free(c, from == CLIENT ? "client_error" : "backend_error");
+      return;
+    } else {
+      return;
+    }
+  }
   for (int i = 0; i < READS_PER_WAKEUP; i++) {
     if (evbuffer_get_length(dst) >= RELAY_HIGH) {
       side_pause(c, from);
       return;
     }
+    size_t want = RELAY_READ_MAX;
     struct evbuffer_iovec v[2];
-    int nv = evbuffer_reserve_space(dst, RELAY_READ_MAX, v, 2);
+    int nv = evbuffer_reserve_space(dst, (ev_ssize_t)want, v, 2);
     if (nv <= 0) {
       client_free(c, "out_of_memory");
       return;
@@ -133,15 +157,18 @@ static void on_plain_readable(evutil_socket_t fd, short what, void *arg) {
     evbuffer_commit_space(dst, v, nv);
     if (n > 0) {
       count(c, from, (size_t)n);
-      if ((size_t)n < RELAY_READ_MAX) return;   /* the socket is drained */
+      if ((size_t)n < want) break;   /* the socket is drained */
       continue;
     }
     if (n == 0) {
       side_eof(c, from);
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      client_free(c, from == CLIENT ? "client_error" : "backend_error");
+      return;
     }
-    return;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      client_free(c, from == CLIENT ? "client_error" : "backend_error");
+      return;
+    }
+    break;
   }
 }
 
@@ -149,7 +176,8 @@ static void on_plain_readable(evutil_socket_t fd, short what, void *arg) {
 
 static void on_relay_read(struct bufferevent *bev, void *arg) {
   struct client *c = arg;
-  relay_pump(c, bev == c->cbev ? CLIENT : BACKEND);
+  enum side from = bev == c->cbev ? CLIENT : BACKEND;
+  relay_pump(c, from);
 }
 
 static void on_relay_write(struct bufferevent *bev, void *arg) {
