@@ -52,7 +52,11 @@ SSL_CTX *tls_server_ctx_new(const struct config *c, char *err, size_t errlen) {
     tls_error(err, errlen, "key does not match certificate", c->tls_key);
     goto fail;
   }
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  /* Resumption by stateless tickets only: no per-worker session cache to
+   * fill, lock and expire on every handshake, and one ticket per handshake
+   * (a client reconnects with one). */
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(ctx, 1);
   SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"usher", 5);
   return ctx;
 fail:
