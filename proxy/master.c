@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "proxy/tls.h"
 #include "common/util.h"
 
 #define BACKOFF_MIN_MS 250
@@ -45,6 +46,9 @@ struct master {
   unsigned n_children;
   int stopping;
   struct event *kill_timer;
+  /* TLS session-ticket keys shared by every worker, so that a client
+   * resumes whichever worker accepts its reconnection. Made at start. */
+  unsigned char ticket_keys[TLS_TICKET_KEYS_LEN];
 };
 
 static int listener_bind(const struct config_listener *ls) {
@@ -77,6 +81,17 @@ static void child_setup_fds(struct master *m, int pass_listeners) {
   char count[16];
   snprintf(count, sizeof count, "%u", n);
   setenv("USHER_LISTEN_FDS", count, 1);
+  if (!pass_listeners) return;
+  /* The ticket keys go through a pipe (fd 3 + n), never the environment. */
+  int p[2];
+  if (pipe(p) == 0 && write(p[1], m->ticket_keys, sizeof m->ticket_keys) ==
+                          (ssize_t)sizeof m->ticket_keys) {
+    close(p[1]);
+    dup2(p[0], 3 + (int)n);
+    if (p[0] != 3 + (int)n) close(p[0]);
+    snprintf(count, sizeof count, "%u", 3 + n);
+    setenv("USHER_TICKET_KEY_FD", count, 1);
+  }
 }
 
 static void child_spawn(struct child *ch) {
@@ -224,6 +239,7 @@ int master_main(struct config *cfg, const char *config_path) {
   }
   if (master_bind_all(&m) != 0) return 1;
 
+  random_bytes(m.ticket_keys, sizeof m.ticket_keys);
   m.base = event_base_new();
   m.n_children = 1 + cfg->workers;
   m.children = xcalloc(m.n_children, sizeof *m.children);

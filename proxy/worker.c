@@ -203,6 +203,17 @@ static int worker_listen(struct worker *w) {
 
 /* ---- TLS contexts and reload ---------------------------------------- */
 
+/* The master's ticket keys, from the pipe it left at USHER_TICKET_KEY_FD. */
+static void worker_read_ticket_keys(struct worker *w) {
+  const char *env = getenv("USHER_TICKET_KEY_FD");
+  if (!env) return;
+  int fd = atoi(env);
+  ssize_t n = read(fd, w->ticket_keys, sizeof w->ticket_keys);
+  close(fd);
+  w->have_ticket_keys = n == (ssize_t)sizeof w->ticket_keys;
+  unsetenv("USHER_TICKET_KEY_FD");
+}
+
 static int worker_load_tls(struct worker *w, struct config *cfg) {
   char err[512];
   SSL_CTX *server = NULL;
@@ -228,6 +239,8 @@ static int worker_load_tls(struct worker *w, struct config *cfg) {
   if (w->tls_backend)
     for (unsigned i = 0; i < w->cfg->n_backends; i++) SSL_CTX_free(w->tls_backend[i]);
   free(w->tls_backend);
+  if (server && w->have_ticket_keys)
+    SSL_CTX_set_tlsext_ticket_keys(server, w->ticket_keys, sizeof w->ticket_keys);
   SSL_CTX_free(w->tls_server);
   w->tls_server = server;
   w->tls_backend = backend;
@@ -317,6 +330,7 @@ int worker_main(const char *config_path, unsigned id) {
   ms_to_timeval(cfg->idle_timeout_ms, &idle);
   w->idle_tv = event_base_init_common_timeout(w->base, &idle);
   w->accept_resume = evtimer_new(w->base, on_accept_resume, w);
+  worker_read_ticket_keys(w);
   if (worker_load_tls(w, cfg) != 0 || worker_listen(w) != 0) return 1;
   w->link = sessiond_link_new(w);
 

@@ -144,6 +144,21 @@ class ProxyTest(unittest.TestCase):
         self.assertEqual(m.select('INBOX')[0], 'OK')
         m.logout()
 
+    def test_tls_session_resumption_across_workers(self):
+        """The workers share ticket keys: a reconnection resumes its TLS
+        session whichever of the two workers accepts it."""
+        ctx = self.env.tls_context()
+        session, reused = None, []
+        for _ in range(12):
+            raw = socket.create_connection(('127.0.0.1', self.u.tls_port), timeout=10)
+            s = ctx.wrap_socket(raw, server_hostname='localhost', session=session)
+            self.assertTrue(s.recv(1024).startswith(b'* OK'))   # the ticket arrives with it
+            reused.append(s.session_reused)
+            session = s.session
+            s.close()
+        self.assertFalse(reused[0])
+        self.assertTrue(all(reused[1:]), reused)
+
     def test_wrong_password_and_unknown_user_get_the_same_answer(self):
         answers = []
         for user, pw in (('alice', 'not-her-password'), ('nosuchuser', 'whatever')):
