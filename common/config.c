@@ -111,6 +111,7 @@ static int on_usher(struct loader *l, const char *k, const char *v) {
   if (!strcmp(k, "runtime_dir")) { set_str(&c->runtime_dir, v); return 1; }
   if (!strcmp(k, "name")) { set_str(&c->name, v); return 1; }
   if (!strcmp(k, "metrics")) return get_addr(l, k, v, &c->metrics);
+  if (!strcmp(k, "user")) { set_str(&c->user, v); return 1; }
   if (!strcmp(k, "syslog")) return get_bool(l, k, v, &c->syslog);
   if (!strcmp(k, "log_level")) {
     enum log_level lvl;
@@ -471,7 +472,7 @@ void config_free(struct config *c) {
                    &c->ldap_base, &c->ldap_filter, &c->ldap_dn_template,
                    &c->ldap_login_attribute, &c->ldap_backend_attribute, &c->redis_address,
                    &c->redis_password_file, &c->cache_secret_file, &c->redis_sentinels,
-                   &c->redis_master_name};
+                   &c->redis_master_name, &c->user};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) free(*strs[i]);
   free(c);
 }

@@ -3,7 +3,7 @@
  * sessiond opens), so a worker that parses it holds no secret.
  *
  * Sections:
- *   [usher]            workers, runtime_dir, name, log_level, syslog, metrics
+ *   [usher]            workers, runtime_dir, name, log_level, syslog, metrics, user
  *   [listener NAME]    address, tls = none|starttls|implicit
  *   [tls]              cert, key, min_version, ciphers
  *   [backend NAME]     address, weight, tls = none|starttls|implicit,
@@ -67,6 +67,7 @@ struct config {
   int log_level;                /* enum log_level */
   int syslog;
   struct netaddr metrics;       /* Prometheus endpoint; len 0: off */
+  char *user;                   /* workers drop to this user after binding; NULL: stay */
 
   /* [listener NAME] */
   struct config_listener listeners[CONFIG_MAX_LISTENERS];

@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <grp.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -201,6 +204,31 @@ static int worker_listen(struct worker *w) {
   return 0;
 }
 
+/* ---- privileges --------------------------------------------------------- */
+
+/* After the listeners, TLS keys and ticket keys are in hand, a worker needs
+ * no privilege: it becomes [usher] user, for good (a root worker that
+ * could get root back would defeat the point), and never dumps core (it
+ * holds a password for the length of a login). */
+static int worker_drop_privileges(const struct config *cfg) {
+  struct rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  prctl(PR_SET_DUMPABLE, 0);
+  if (!cfg->user) return 0;
+  struct passwd *pw = getpwnam(cfg->user);
+  if (!pw) {
+    log_event(LOG_LVL_ERROR, "privileges", "user=%s error=\"no such user\"", cfg->user);
+    return -1;
+  }
+  if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0 ||
+      (pw->pw_uid != 0 && setuid(0) == 0)) {
+    log_event(LOG_LVL_ERROR, "privileges", "user=%s error=\"%s\"", cfg->user, strerror(errno));
+    return -1;
+  }
+  log_event(LOG_LVL_DEBUG, "privileges", "user=%s uid=%d", cfg->user, (int)pw->pw_uid);
+  return 0;
+}
+
 /* ---- TLS contexts and reload ---------------------------------------- */
 
 /* The master's ticket keys, from the pipe it left at USHER_TICKET_KEY_FD. */
@@ -332,6 +360,7 @@ int worker_main(const char *config_path, unsigned id) {
   w->accept_resume = evtimer_new(w->base, on_accept_resume, w);
   worker_read_ticket_keys(w);
   if (worker_load_tls(w, cfg) != 0 || worker_listen(w) != 0) return 1;
+  if (worker_drop_privileges(cfg) != 0) return 1;
   w->link = sessiond_link_new(w);
 
   w->sig_term = evsignal_new(w->base, SIGTERM, on_sigterm, w);

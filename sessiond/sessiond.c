@@ -4,6 +4,7 @@
 #include "sessiond/sessiond.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +168,24 @@ static int sessiond_open_auth(struct sessiond *sd) {
   return 0;
 }
 
+/* Workers that dropped to [usher] user must still reach sessiond.sock: the
+ * runtime directory becomes traversable by that user's group (0710) and the
+ * socket theirs. admin.sock stays root's alone (0600). */
+static int sessiond_share_socket(struct sessiond *sd) {
+  const struct config *cfg = sd->cfg;
+  if (!cfg->user) return 0;
+  struct passwd *pw = getpwnam(cfg->user);
+  char path[256];
+  snprintf(path, sizeof path, "%s/sessiond.sock", cfg->runtime_dir);
+  if (!pw || chown(cfg->runtime_dir, getuid(), pw->pw_gid) != 0 ||
+      chmod(cfg->runtime_dir, 0710) != 0 || chown(path, pw->pw_uid, pw->pw_gid) != 0) {
+    log_event(LOG_LVL_ERROR, "runtime_dir", "user=%s error=\"cannot share sessiond.sock\"",
+              cfg->user);
+    return -1;
+  }
+  return 0;
+}
+
 static int sessiond_open(struct sessiond *sd, const char *config_path) {
   char err[512];
   sd->cfg = config_load(config_path, err, sizeof err);
@@ -197,6 +216,7 @@ static int sessiond_open(struct sessiond *sd, const char *config_path) {
   seatstore_start(sd);
   if (metrics_start(sd) != 0) return -1;
   sd->worker_listener = listen_unix(sd, "sessiond.sock", workers_accept);
+  if (sd->worker_listener && sessiond_share_socket(sd) != 0) return -1;
   sd->admin_listener = listen_unix(sd, "admin.sock", admin_accept);
   return sd->pool && sd->worker_listener && sd->admin_listener ? 0 : -1;
 }

@@ -161,6 +161,7 @@ class Usher:
                  tls_port=0):
         self.env = env
         self.dir = tempfile.mkdtemp(prefix='usher-', dir=env.dir)
+        os.chmod(self.dir, 0o755)   # workers may run as another user ([usher] user)
         self.port = port or free_port()
         self.tls_port = tls_port or free_port()
         self.workers = workers

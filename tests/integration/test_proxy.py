@@ -382,3 +382,47 @@ class BackendDownTest(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+class PrivilegeTest(unittest.TestCase):
+    """[usher] user: the workers run as that user after binding; sessiond
+    keeps its privileges and admin.sock stays root's alone."""
+
+    def setUp(self):
+        self.env = harness.Env()
+        self.env.dovecot('backend1')
+        self.u = self.env.usher(extra={'usher': {'user': 'nobody'}})
+
+    def tearDown(self):
+        rc = self.u.stop()
+        reports = self.env.close()
+        self.assertEqual(rc, 0)
+        self.assertEqual(reports, [])
+
+    def uids(self, role):
+        found = []
+        for pid in os.listdir('/proc'):
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    cmd = f.read().split(b'\0')
+                if b'--role' in cmd and role.encode() in cmd and self.u.conf.encode() in cmd:
+                    with open('/proc/%s/status' % pid) as f:
+                        uid = [l for l in f if l.startswith('Uid:')][0].split()[1:]
+                    found.append(tuple(int(x) for x in uid))
+            except OSError:
+                pass
+        return found
+
+    def test_workers_run_unprivileged(self):
+        import pwd
+        nobody = pwd.getpwnam('nobody').pw_uid
+        workers = self.uids('worker')
+        self.assertEqual(len(workers), 2)
+        for real, effective, saved, fs in workers:
+            self.assertEqual({real, effective, saved, fs}, {nobody})
+        self.assertEqual(self.uids('sessiond')[0][1], 0)
+        m = imaplib.IMAP4('127.0.0.1', self.u.port)
+        self.assertEqual(m.login('alice', USERS['alice'])[0], 'OK')
+        m.logout()
+        self.assertEqual(os.stat(self.u.admin_path).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(self.u.admin_path).st_uid, 0)
