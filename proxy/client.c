@@ -32,8 +32,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what;
   struct client *c = arg;
   switch (c->state) {
-  case CS_CLOSING:
-    client_free(c, "close_timeout");
+  case CS_CLOSING:   /* sent at once, or the client would not read its BYE */
+    client_free(c, c->close_reason);
     return;
   case CS_BACKEND:
     backend_timer(c);
@@ -198,17 +198,17 @@ void client_close(struct client *c, const char *last_words, const char *reason) 
   }
   log_event(LOG_LVL_DEBUG, "closing", "session=%s reason=%s", c->sid_hex, reason);
   c->state = CS_CLOSING;
+  c->close_reason = reason;
   bufferevent_setcb(c->cbev, NULL, on_client_write, on_client_event, c);
   bufferevent_disable(c->cbev, EV_READ);
   bufferevent_enable(c->cbev, EV_WRITE);
   bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
   client_write(c, "%s", last_words);
-  if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0) {   /* sent at once */
-    client_free(c, reason);
-    return;
-  }
   if (!c->timer) c->timer = evtimer_new(c->w->base, on_timer, c);
-  client_timer(c, CLOSE_FLUSH_MS);
+  /* Sent at once (no write callback will come): free on the next loop
+   * turn, never here, since callers still hold c. */
+  int sent = evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0;
+  client_timer(c, sent ? 0 : CLOSE_FLUSH_MS);
 }
 
 void client_free(struct client *c, const char *reason) {
@@ -265,7 +265,7 @@ static void starttls_switch(struct client *c) {
 static void on_client_write(struct bufferevent *bev, void *arg) {
   struct client *c = arg;
   if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
-  if (c->state == CS_CLOSING) client_free(c, "closed");
+  if (c->state == CS_CLOSING) client_free(c, c->close_reason);
   else if (c->state == CS_STARTTLS) starttls_switch(c);
 }
 

@@ -58,6 +58,7 @@ struct client {
   uint64_t sid;                     /* session id, printed as 16 hex digits */
   char sid_hex[17];
   enum client_state state;
+  const char *close_reason;         /* CS_CLOSING: why (a string literal) */
   int fd;                           /* client socket (bufferevents never close it) */
   struct bufferevent *cbev;         /* client side, socket or TLS */
   struct event *timer;              /* pre-auth timeouts, delays; NULL in relay */
