@@ -252,6 +252,10 @@ static int on_limits(struct loader *l, const char *k, const char *v) {
   if (!strcmp(k, "max_connections")) return get_uint(l, k, v, 1, 1000000, &c->max_connections);
   if (!strcmp(k, "max_connections_per_ip"))
     return get_uint(l, k, v, 0, 1000000, &c->max_connections_per_ip);
+  if (!strcmp(k, "max_sessions_per_user"))
+    return get_uint(l, k, v, 0, 1000000, &c->max_sessions_per_user);
+  if (!strcmp(k, "max_sessions_per_user_ip"))
+    return get_uint(l, k, v, 0, 1000000, &c->max_sessions_per_user_ip);
   if (!strcmp(k, "plaintext_auth")) return get_bool(l, k, v, &c->plaintext_auth);
   if (!strcmp(k, "trusted_networks")) return get_nets(l, v);
   return fail(l, "unknown key '%s' in [limits]", k);
@@ -391,6 +395,8 @@ static void config_defaults(struct config *c) {
   c->login_timeout_ms = 30 * 1000;
   c->max_connections = 10000;
   c->max_connections_per_ip = 100;
+  c->max_sessions_per_user = 100;
+  c->max_sessions_per_user_ip = 50;
   netmask_parse("127.0.0.0/8", &c->trusted_nets[0]);
   netmask_parse("::1/128", &c->trusted_nets[1]);
   c->n_trusted_nets = 2;

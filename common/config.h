@@ -23,6 +23,7 @@
  *   [limits]           max_line, max_literal, max_bad_commands,
  *                      preauth_timeout, idle_timeout, connect_timeout,
  *                      login_timeout, max_connections, max_connections_per_ip,
+ *                      max_sessions_per_user, max_sessions_per_user_ip,
  *                      plaintext_auth, trusted_networks
  * The reference with defaults is configs/usher.conf. */
 #ifndef USHER_CONFIG_H
@@ -148,6 +149,8 @@ struct config {
   uint64_t login_timeout_ms;    /* backend greeting..tagged OK; default 30s */
   unsigned max_connections;     /* per worker; default 10000 */
   unsigned max_connections_per_ip; /* per worker; default 100; 0 = no limit */
+  unsigned max_sessions_per_user;  /* on this proxy; default 100; 0 = no limit */
+  unsigned max_sessions_per_user_ip; /* per user and client address; default 50; 0 = none */
   int plaintext_auth;           /* allow LOGIN without TLS from anywhere; default no */
   struct netmask trusted_nets[CONFIG_MAX_NETS]; /* default 127.0.0.0/8 ::1/128 */
   unsigned n_trusted_nets;

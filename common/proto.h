@@ -57,6 +57,7 @@ enum proto_result {
   PROTO_AUTH_FAILED = 1,     /* wrong user or password: NO [AUTHENTICATIONFAILED] */
   PROTO_UNAVAILABLE = 2,     /* no backend, database down, overloaded: NO [UNAVAILABLE] */
   PROTO_THROTTLED = 3,       /* too many failures: NO [UNAVAILABLE] after delay */
+  PROTO_LIMIT = 4,           /* too many sessions of this user: NO [LIMIT] */
 };
 
 enum proto_tag {

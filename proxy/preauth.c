@@ -271,13 +271,16 @@ static void login_failed_answer(struct client *c) {
             netaddr_str(&c->peer, peer, sizeof peer),
             log_quote(user, sizeof user, c->user ? c->user : "", c->user ? strlen(c->user) : 0),
             c->mech ? c->mech : "-",
-            auth ? "auth_failed" : c->auth_result == PROTO_THROTTLED ? "throttled" : "unavailable");
+            auth ? "auth_failed" : c->auth_result == PROTO_THROTTLED ? "throttled"
+            : c->auth_result == PROTO_LIMIT ? "session_limit" : "unavailable");
   if (auth) {
     client_write(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag);
     if (++c->failed_logins >= c->w->cfg->max_auth_attempts) {
       client_close(c, "* BYE Too many failed logins.\r\n", "auth_attempts");
       return;
     }
+  } else if (c->auth_result == PROTO_LIMIT) {
+    client_write(c, "%s NO [LIMIT] Too many sessions for this user.\r\n", tag);
   } else if (c->auth_result == PROTO_THROTTLED) {
     client_write(c, "%s NO [UNAVAILABLE] Too many failed logins, try again later.\r\n", tag);
   } else {

@@ -76,9 +76,43 @@ static void reply_failure(struct wconn *wc, uint32_t req, const char *session,
 
 static void on_routed(void *cookie, int idx);
 
+struct user_count { const char *user, *ip; size_t iplen; unsigned all, from_ip; };
+
+static void count_user(struct session *s, void *arg) {
+  struct user_count *u = arg;
+  if (strcmp(s->user, u->user) != 0) return;
+  u->all++;
+  if (!strncmp(s->client, u->ip, u->iplen) && s->client[u->iplen] == ':') u->from_ip++;
+}
+
+/* The session limits of this proxy: per user, and per user and address
+ * (a client that opens a session per folder is normal; hundreds are not).
+ * The seat counts the user's sessions here, so the common case is O(1);
+ * sessions are walked only for a user who already has as many as the
+ * per-address limit. */
+static int over_session_limit(struct sessiond *sd, const struct pending *p) {
+  const struct config *cfg = sd->cfg;
+  struct seat *seat = seat_find(sd->seats, p->canonical, now_ms());
+  unsigned have = seat ? seat->sessions : 0;
+  if (cfg->max_sessions_per_user && have >= cfg->max_sessions_per_user) return 1;
+  if (!cfg->max_sessions_per_user_ip || have < cfg->max_sessions_per_user_ip) return 0;
+  const char *colon = strrchr(p->client, ':');
+  struct user_count u = {p->canonical, p->client, colon ? (size_t)(colon - p->client) : 0, 0, 0};
+  sessions_foreach(sd->seats, count_user, &u);
+  return u.from_ip >= cfg->max_sessions_per_user_ip;
+}
+
 static void finish_ok(struct pending *p, enum source src) {
   struct sessiond *sd = p->wc->sd;
   if (p->wc->closed) {
+    pending_free(p);
+    return;
+  }
+  if (over_session_limit(sd, p)) {
+    char user[LOG_QUOTE_MAX];
+    log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=session_limit",
+              p->session, p->client, log_quote(user, sizeof user, p->login, strlen(p->login)));
+    reply_failure(p->wc, p->req, p->session, PROTO_LIMIT, 0);
     pending_free(p);
     return;
   }

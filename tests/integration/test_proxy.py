@@ -426,3 +426,59 @@ class PrivilegeTest(unittest.TestCase):
         m.logout()
         self.assertEqual(os.stat(self.u.admin_path).st_mode & 0o777, 0o600)
         self.assertEqual(os.stat(self.u.admin_path).st_uid, 0)
+
+
+class SessionLimitTest(unittest.TestCase):
+    """max_sessions_per_user and max_sessions_per_user_ip: the session past
+    the limit gets NO [LIMIT]; other users are served meanwhile."""
+
+    def setUp(self):
+        self.env = harness.Env()
+        self.env.dovecot('backend1')
+        self.u = self.env.usher(extra={'limits': {'max_sessions_per_user': 4,
+                                                  'max_sessions_per_user_ip': 3}})
+
+    def tearDown(self):
+        rc = self.u.stop()
+        reports = self.env.close()
+        self.assertEqual(rc, 0)
+        self.assertEqual(reports, [])
+
+    def login(self, user, source='127.0.0.1'):
+        class FromAddress(imaplib.IMAP4):
+            def _create_socket(self, timeout):
+                return socket.create_connection((self.host, self.port), timeout,
+                                                source_address=(source, 0))
+        m = FromAddress('127.0.0.1', self.u.port, timeout=10)
+        try:
+            m.login(user, USERS[user])
+            return m, None
+        except imaplib.IMAP4.error as e:
+            return m, str(e)
+
+    def test_limits(self):
+        held = [self.login('carol') for _ in range(3)]
+        self.assertEqual([err for _, err in held], [None] * 3)
+        m, err = self.login('carol')   # the 4th from the same address
+        self.assertIsNotNone(err)
+        self.assertIn('[LIMIT]', err)
+        other, err = self.login('bob')   # others are unaffected
+        self.assertIsNone(err)
+        other.logout()
+        fourth, err = self.login('carol', source='127.0.0.2')   # another address: 4 of 4
+        self.assertIsNone(err)
+        m, err = self.login('carol', source='127.0.0.3')        # the 5th: per-user limit
+        self.assertIn('[LIMIT]', err or '')
+        fourth.logout()
+        held[0][0].logout()              # one closes: room again
+        deadline = time.time() + 5
+        while True:
+            m, err = self.login('carol')
+            if err is None or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertIsNone(err)
+        m.logout()
+        for m, _ in held[1:]:
+            m.logout()
+        self.assertIn('result=session_limit', self.u.log())
