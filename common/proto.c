@@ -5,11 +5,11 @@
 
 #include <stddef.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "common/bev_send.h"
 #include "common/util.h"
 
 enum field_kind { FK_U8, FK_U16, FK_U32, FK_U64, FK_STR };
@@ -178,15 +178,9 @@ int proto_send(struct bufferevent *bev, const struct proto_msg *m) {
   uint8_t frame[PROTO_MAX_BODY + PROTO_HDR_LEN];
   ssize_t n = proto_encode(m, frame, sizeof frame);
   if (n <= 0) return -1;
-  /* Straight to the socket when nothing is queued before it: no loop turn,
-   * no write-event toggling, and a password frame is never copied into a
-   * libevent buffer. Only what the kernel does not take is queued. */
-  size_t done = 0;
-  evutil_socket_t fd = bufferevent_getfd(bev);
-  if (fd >= 0 && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-    ssize_t w = send(fd, frame, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w > 0) done = (size_t)w;
-  }
+  /* Straight to the socket when nothing is queued before it; then a
+   * password frame is usually never copied into a libevent buffer. */
+  size_t done = bev_send_direct(bev, bufferevent_getfd(bev), frame, (size_t)n);
   int rc = done == (size_t)n ? 0 : bufferevent_write(bev, frame + done, (size_t)n - done);
   if (m->password) wipe(frame, (size_t)n);
   return rc;

@@ -21,6 +21,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 
+#include "common/bev_send.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/sasl.h"
@@ -54,7 +55,7 @@ static void backend_write(struct client *c, const char *fmt, ...) {
   int n = vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   if (n >= 0 && (size_t)n < sizeof line) {
-    socket_send(c->bbev, c->bstep == BS_CONNECT ? -1 : c->bfd, line, (size_t)n);
+    bev_send(c->bbev, c->bstep == BS_CONNECT ? -1 : c->bfd, line, (size_t)n);
   } else {
     va_start(ap, fmt);
     evbuffer_add_vprintf(bufferevent_get_output(c->bbev), fmt, ap);
@@ -72,11 +73,7 @@ static void wipe_cleanup(const void *data, size_t len, void *arg) {
 
 static void backend_write_secret(struct client *c, char *line, size_t len) {
   struct evbuffer *out = bufferevent_get_output(c->bbev);
-  size_t done = 0;
-  if (c->bfd >= 0 && c->bstep != BS_CONNECT && evbuffer_get_length(out) == 0) {
-    ssize_t n = send(c->bfd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) done = (size_t)n;
-  }
+  size_t done = bev_send_direct(c->bbev, c->bstep == BS_CONNECT ? -1 : c->bfd, line, len);
   if (done == len) {
     wipe_cleanup(line, len, NULL);
     return;

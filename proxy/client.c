@@ -17,6 +17,7 @@
 
 #include "common/imap_parser.h"
 #include "common/log.h"
+#include "common/bev_send.h"
 #include "common/util.h"
 #include "proxy/sessiond_link.h"
 #include "proxy/tls.h"
@@ -153,28 +154,12 @@ void client_write(struct client *c, const char *fmt, ...) {
   if (n >= 0 && (size_t)n < sizeof line) {
     /* The STARTTLS answer is queued: its write callback starts TLS. */
     int direct = !c->is_tls && c->state != CS_STARTTLS;
-    socket_send(c->cbev, direct ? c->fd : -1, line, (size_t)n);
+    bev_send(c->cbev, direct ? c->fd : -1, line, (size_t)n);
   } else {   /* a long line: let libevent format it */
     va_start(ap, fmt);
     evbuffer_add_vprintf(bufferevent_get_output(c->cbev), fmt, ap);
     va_end(ap);
   }
-}
-
-/* Sends on a plain socket at once when nothing is queued before the data,
- * and queues only what the kernel did not take. Queueing first would cost a
- * loop turn and two epoll_ctl calls (write event on, then off) for every
- * line of the login dialogue. fd < 0: a TLS side, always queued. Returns
- * how many bytes went out directly. */
-size_t socket_send(struct bufferevent *bev, int fd, const void *data, size_t len) {
-  struct evbuffer *out = bufferevent_get_output(bev);
-  size_t done = 0;
-  if (fd >= 0 && evbuffer_get_length(out) == 0) {
-    ssize_t n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) done = (size_t)n;
-  }
-  if (done < len) evbuffer_add(out, (const char *)data + done, len - done);
-  return done;
 }
 
 void client_forget_login(struct client *c) {

@@ -146,8 +146,6 @@ void backend_free(struct client *c);
 
 /* relay.c */
 void relay_start(struct client *c);
-/* Sends data on plain socket fd now if nothing is queued, queues the rest
- * on bev (fd < 0: queue it all). Returns the bytes sent directly. */
-size_t socket_send(struct bufferevent *bev, int fd, const void *data, size_t len);
+
 
 #endif

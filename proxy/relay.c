@@ -23,6 +23,7 @@
 
 #include <event2/buffer.h>
 
+#include "common/bev_send.h"
 #include "common/imap_parser.h"
 #include "common/util.h"
 #include "proxy/client.h"
@@ -37,6 +38,11 @@ enum side { CLIENT = 0, BACKEND = 1 };
 
 static struct bufferevent *bev_of(struct client *c, enum side s) {
   return s == CLIENT ? c->cbev : c->bbev;
+}
+
+/* The side's socket when it is plain (read and written here), else -1. */
+static int plain_fd(const struct client *c, enum side s) {
+  return s == CLIENT ? (c->is_tls ? -1 : c->fd) : c->bfd;
 }
 
 static int *eof_of(struct client *c, enum side s) {
@@ -105,43 +111,40 @@ static void side_eof(struct client *c, enum side s) {
 
 /* ---- plain sockets, read here ---------------------------------------------------- */
 
-static void on_plain_readable(evutil_socket_t fd, short what, void *arg) {
-  struct client *c = arg;
-  enum side from = fd == c->fd && !c->is_tls ? CLIENT : BACKEND;
-  if (what & EV_TIMEOUT) {
-    client_free(c, "idle_timeout");
-    return;
+/* A read that got n <= 0: end of stream or an error stops this side (and
+ * may free c); EAGAIN just waits for the next readiness. */
+static void read_stopped(struct client *c, enum side from, ssize_t n) {
+  if (n == 0) side_eof(c, from);
+  else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+    client_free(c, from == CLIENT ? "client_error" : "backend_error");
+}
+
+/* The common case, a line or two, with nothing queued for the other side:
+ * read it onto the stack and hand it to the other socket at once, without
+ * touching an output buffer. Returns 1 when there may be more to read. */
+static int read_small(struct client *c, enum side from, int fd) {
+  char small[RELAY_READ_FIRST];
+  ssize_t n = read(fd, small, sizeof small);
+  if (n <= 0) {
+    read_stopped(c, from, n);
+    return 0;
   }
+  count(c, from, (size_t)n);
+  bev_send(bev_of(c, !from), plain_fd(c, !from), small, (size_t)n);
+  return (size_t)n == sizeof small;
+}
+
+/* Bulk: readv of up to RELAY_READ_MAX straight into the other side's
+ * output, a few times per wakeup, stopping at the high watermark. */
+static void read_bulk(struct client *c, enum side from, int fd) {
   struct evbuffer *dst = bufferevent_get_output(bev_of(c, !from));
-  if (evbuffer_get_length(dst) == 0) {
-    /* The common case, a line or two: read it here and hand it to the
-     * other socket at once, without touching the output buffer. */
-    char small[RELAY_READ_FIRST];
-    ssize_t n = read(fd, small, sizeof small);
-    if (n > 0) {
-      count(c, from, (size_t)n);
-      int to_fd = from == CLIENT ? c->bfd : (c->is_tls ? -1 : c->fd);
-      if (to_fd >= 0) socket_send(bev_of(c, !from), to_fd, small, (size_t)n);
-      else bufferevent_write(bev_of(c, !from), small, (size_t)n);
-      if ((size_t)n < sizeof small) return;
-    } else if (n == 0) {
-      side_eof(c, from);
-      return;
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      client_free(c, from == CLIENT ? "client_error" : "backend_error");
-      return;
-    } else {
-      return;
-    }
-  }
   for (int i = 0; i < READS_PER_WAKEUP; i++) {
     if (evbuffer_get_length(dst) >= RELAY_HIGH) {
       side_pause(c, from);
       return;
     }
-    size_t want = RELAY_READ_MAX;
     struct evbuffer_iovec v[2];
-    int nv = evbuffer_reserve_space(dst, (ev_ssize_t)want, v, 2);
+    int nv = evbuffer_reserve_space(dst, RELAY_READ_MAX, v, 2);
     if (nv <= 0) {
       client_free(c, "out_of_memory");
       return;
@@ -155,21 +158,26 @@ static void on_plain_readable(evutil_socket_t fd, short what, void *arg) {
       left -= v[k].iov_len;
     }
     evbuffer_commit_space(dst, v, nv);
-    if (n > 0) {
-      count(c, from, (size_t)n);
-      if ((size_t)n < want) break;   /* the socket is drained */
-      continue;
-    }
-    if (n == 0) {
-      side_eof(c, from);
+    if (n <= 0) {
+      read_stopped(c, from, n);
       return;
     }
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      client_free(c, from == CLIENT ? "client_error" : "backend_error");
-      return;
-    }
-    break;
+    count(c, from, (size_t)n);
+    if ((size_t)n < RELAY_READ_MAX) return;   /* the socket is drained */
   }
+}
+
+static void on_plain_readable(evutil_socket_t fd, short what, void *arg) {
+  struct client *c = arg;
+  enum side from = fd == plain_fd(c, CLIENT) ? CLIENT : BACKEND;
+  if (what & EV_TIMEOUT) {
+    client_free(c, "idle_timeout");
+    return;
+  }
+  if (evbuffer_get_length(bufferevent_get_output(bev_of(c, !from))) == 0 &&
+      !read_small(c, from, fd))
+    return;
+  read_bulk(c, from, fd);
 }
 
 /* ---- bufferevent callbacks ---------------------------------------------------------- */
@@ -232,11 +240,10 @@ void relay_start(struct client *c) {
   bufferevent_enable(c->cbev, EV_WRITE);
   bufferevent_enable(c->bbev, EV_WRITE);
   /* Plain sockets are read here; TLS sides by their bufferevents. */
-  int plain[2] = {!c->is_tls ? c->fd : -1, c->bfd};
   for (int s = CLIENT; s <= BACKEND; s++) {
-    if (plain[s] >= 0) {
+    if (plain_fd(c, s) >= 0) {
       bufferevent_disable(bev_of(c, s), EV_READ);
-      c->rd[s] = event_new(w->base, plain[s], EV_READ | EV_PERSIST, on_plain_readable, c);
+      c->rd[s] = event_new(w->base, plain_fd(c, s), EV_READ | EV_PERSIST, on_plain_readable, c);
     } else {
       bufferevent_set_max_single_read(bev_of(c, s), RELAY_READ_MAX);
     }

@@ -176,13 +176,16 @@ static void cmd_sessions(struct sessiond *sd, struct evbuffer *out, const char *
 
 static void cmd_backend(struct sessiond *sd, struct evbuffer *out, const char *name,
                         const char *what, const char *value) {
-  char err[160];
-  int rc;
-  if (!name || !what) rc = (snprintf(err, sizeof err, "usage: backend NAME up|drain|down|weight N"), -1);
-  else if (!strcmp(what, "weight"))
-    rc = value ? backends_admin(sd, name, NULL, atoi(value), err, sizeof err)
-               : (snprintf(err, sizeof err, "weight needs a number"), -1);
-  else rc = backends_admin(sd, name, what, -1, err, sizeof err);
+  char err[160] = "usage: backend NAME up|drain|down|weight N";
+  int rc = -1;
+  char *end = NULL;
+  long weight = value ? strtol(value, &end, 10) : -1;
+  if (name && what && strcmp(what, "weight"))
+    rc = backends_admin(sd, name, what, -1, err, sizeof err);
+  else if (name && what && value && *value && !*end && weight >= 0 && weight <= 1000)
+    rc = backends_admin(sd, name, NULL, (int)weight, err, sizeof err);
+  else if (name && what && value)
+    snprintf(err, sizeof err, "weight must be a whole number from 0 to 1000");
   if (rc != 0) {
     evbuffer_add_printf(out, "{\"error\":");
     json_str(out, err);
@@ -220,7 +223,7 @@ static void cmd_auth_stats(struct sessiond *sd, struct evbuffer *out) {
                       authcache_count(sd->cache), (unsigned long long)n->cache_memory_hits,
                       (unsigned long long)n->cache_redis_hits, (unsigned long long)n->cache_stale_hits,
                       (unsigned long long)n->cache_negative_hits, (unsigned long long)n->cache_misses,
-                      (unsigned long long)n->db_requests, (unsigned long long)n->throttled,
+                      (unsigned long long)n->db_requests, (unsigned long long)throttle_stats(sd->throttle)->refused,
                       (unsigned long long)n->shed);
   if (sd->ldap) {
     const struct ldapdb_stats *l = ldapdb_stats(sd->ldap);

@@ -65,23 +65,15 @@ static void set_identity(struct pending *p, const char *canonical, const char *p
   p->pinned = b;
 }
 
-static void reply_failure(struct wconn *wc, uint32_t req, const char *session,
-                          enum proto_result result, uint32_t delay_ms) {
-  struct proto_msg m = {.type = PROTO_LOGIN_REPLY, .req = req, .session = session,
-                        .result = result, .delay_ms = delay_ms};
-  workers_reply(wc, &m);
-}
-
 /* ---- the end of a login ------------------------------------------------------ */
 
 static void on_routed(void *cookie, int idx);
 
-struct user_count { const char *user, *ip; size_t iplen; unsigned all, from_ip; };
+struct user_count { const char *user, *ip; size_t iplen; unsigned from_ip; };
 
 static void count_user(struct session *s, void *arg) {
   struct user_count *u = arg;
   if (strcmp(s->user, u->user) != 0) return;
-  u->all++;
   if (!strncmp(s->client, u->ip, u->iplen) && s->client[u->iplen] == ':') u->from_ip++;
 }
 
@@ -97,7 +89,7 @@ static int over_session_limit(struct sessiond *sd, const struct pending *p) {
   if (cfg->max_sessions_per_user && have >= cfg->max_sessions_per_user) return 1;
   if (!cfg->max_sessions_per_user_ip || have < cfg->max_sessions_per_user_ip) return 0;
   const char *colon = strrchr(p->client, ':');
-  struct user_count u = {p->canonical, p->client, colon ? (size_t)(colon - p->client) : 0, 0, 0};
+  struct user_count u = {p->canonical, p->client, colon ? (size_t)(colon - p->client) : 0, 0};
   sessions_foreach(sd->seats, count_user, &u);
   return u.from_ip >= cfg->max_sessions_per_user_ip;
 }
@@ -112,13 +104,16 @@ static void finish_ok(struct pending *p, enum source src) {
     char user[LOG_QUOTE_MAX];
     log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=session_limit",
               p->session, p->client, log_quote(user, sizeof user, p->login, strlen(p->login)));
-    reply_failure(p->wc, p->req, p->session, PROTO_LIMIT, 0);
+    workers_reply_failure(p->wc, p->req, p->session, PROTO_LIMIT, 0);
     pending_free(p);
     return;
   }
   throttle_success(sd->throttle, p->key_hex);
   p->source = src;
-  seatstore_route(sd, p->wc, p->session, p->canonical, p->pinned, on_routed, p);
+  /* The seat's key is the keyed hash of the canonical name: already made
+   * for the login, unless it is an alias. */
+  const char *key = strcmp(p->canonical, p->login) ? NULL : p->key_hex;
+  seatstore_route(sd, p->wc, p->session, p->canonical, key, p->pinned, on_routed, p);
 }
 
 /* The seat is known (or there is none to be had). */
@@ -136,25 +131,19 @@ static void on_routed(void *cookie, int idx) {
     sd->n.logins_unavailable++;
     log_event(LOG_LVL_WARN, "auth", "session=%s client=%s user=%s result=ok source=%s route=none",
               p->session, p->client, user, source_names[src]);
-    reply_failure(p->wc, p->req, p->session, PROTO_UNAVAILABLE, 0);
+    workers_reply_failure(p->wc, p->req, p->session, PROTO_UNAVAILABLE, 0);
   } else {
     sd->n.logins_ok++;
     log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=ok source=%s backend=%s",
               p->session, p->client, user, source_names[src], sd->cfg->backends[idx].name);
-    char addr[NETADDR_STRLEN];
-    struct proto_msg m = {.type = PROTO_LOGIN_REPLY, .req = p->req, .session = p->session,
-                          .result = PROTO_OK, .user = p->canonical,
-                          .backend = sd->cfg->backends[idx].name,
-                          .backend_addr = netaddr_str(&sd->cfg->backends[idx].addr, addr,
-                                                      sizeof addr)};
-    workers_reply(p->wc, &m);
+    workers_reply_ok(sd, p->wc, p->req, p->session, p->canonical, idx);
   }
   pending_free(p);
 }
 
 static void on_failure_counted(void *cookie, uint32_t delay_ms) {
   struct pending *p = cookie;
-  reply_failure(p->wc, p->req, p->session, PROTO_AUTH_FAILED, delay_ms);
+  workers_reply_failure(p->wc, p->req, p->session, PROTO_AUTH_FAILED, delay_ms);
   pending_free(p);
 }
 
@@ -173,7 +162,7 @@ static void finish_unavailable(struct pending *p, const char *why) {
   sd->n.logins_unavailable++;
   log_event(LOG_LVL_WARN, "auth", "session=%s client=%s user=%s result=unavailable reason=%s",
             p->session, p->client, log_quote(user, sizeof user, p->login, strlen(p->login)), why);
-  reply_failure(p->wc, p->req, p->session, PROTO_UNAVAILABLE, 0);
+  workers_reply_failure(p->wc, p->req, p->session, PROTO_UNAVAILABLE, 0);
   pending_free(p);
 }
 
@@ -357,15 +346,14 @@ static struct pending *pending_new(struct wconn *wc, const struct proto_msg *m) 
 void login_start(struct wconn *wc, const struct proto_msg *m) {
   struct sessiond *sd = wc->sd;
   if (!m->session || !m->user || !m->password || strlen(m->session) != 16) {
-    reply_failure(wc, m->req, m->session, PROTO_AUTH_FAILED, (uint32_t)sd->cfg->failure_delay_ms);
+    workers_reply_failure(wc, m->req, m->session, PROTO_AUTH_FAILED, (uint32_t)sd->cfg->failure_delay_ms);
     return;
   }
   struct pending *p = pending_new(wc, m);
   uint64_t now = wall_ms();
   if (throttle_banned(sd->throttle, p->ip_key, p->key_hex, now)) {
-    sd->n.throttled++;
     log_event(LOG_LVL_INFO, "auth", "session=%s client=%s result=throttled", p->session, p->client);
-    reply_failure(wc, m->req, m->session, PROTO_THROTTLED, (uint32_t)sd->cfg->failure_delay_ms);
+    workers_reply_failure(wc, m->req, m->session, PROTO_THROTTLED, (uint32_t)sd->cfg->failure_delay_ms);
     pending_free(p);
     return;
   }

@@ -54,7 +54,8 @@ static void render(struct sessiond *sd, struct evbuffer *b) {
   counter(b, "usher_logins_total", "Logins answered, by result.", "{result=\"ok\"}", n->logins_ok);
   counter(b, "usher_logins_total", NULL, "{result=\"failed\"}", n->logins_failed);
   counter(b, "usher_logins_total", NULL, "{result=\"unavailable\"}", n->logins_unavailable);
-  counter(b, "usher_logins_total", NULL, "{result=\"throttled\"}", n->throttled);
+  counter(b, "usher_logins_total", NULL, "{result=\"throttled\"}",
+          throttle_stats(sd->throttle)->refused);
   counter(b, "usher_logins_shed_total", "Logins refused by admission control.", NULL, n->shed);
   counter(b, "usher_auth_cache_hits_total", "Auth cache hits, by layer.", "{layer=\"memory\"}",
           n->cache_memory_hits);
@@ -146,6 +147,9 @@ int metrics_start(struct sessiond *sd) {
   }
   evhttp_set_gencb(sd->metrics, on_request, sd);
   evhttp_set_timeout(sd->metrics, 10);
+  evhttp_set_max_headers_size(sd->metrics, 8192);   /* a scrape is a short GET */
+  evhttp_set_max_body_size(sd->metrics, 0);
+  evhttp_set_allowed_methods(sd->metrics, EVHTTP_REQ_GET);
   log_event(LOG_LVL_INFO, "metrics", "address=%s", addr);
   return 0;
 }

@@ -65,6 +65,14 @@ struct rcall {
 
 static void link_connect(evutil_socket_t fd, short what, void *arg);
 
+/* A connect (or a Sentinel question) gets four command timeouts, at least
+ * one second: connecting costs more round trips than a command. */
+static void arm_connect_timer(const struct rds *r, struct event *timer) {
+  struct timeval tv;
+  ms_to_timeval(r->timeout_ms * 4 > 1000 ? r->timeout_ms * 4 : 1000, &tv);
+  event_add(timer, &tv);
+}
+
 static uint64_t now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -257,9 +265,7 @@ static void sentinel_ask(struct rlink *l) {
   redisLibeventAttach(ac, r->base);
   redisAsyncSetConnectCallback(ac, on_squery_connect);
   redisAsyncSetDisconnectCallback(ac, on_squery_disconnect);
-  struct timeval tv;
-  ms_to_timeval(r->timeout_ms * 4 > 1000 ? r->timeout_ms * 4 : 1000, &tv);
-  event_add(q->timer, &tv);
+  arm_connect_timer(r, q->timer);
 }
 
 static void link_connect_to(struct rlink *l, const char *host, int port) {
@@ -276,9 +282,7 @@ static void link_connect_to(struct rlink *l, const char *host, int port) {
   redisLibeventAttach(ac, r->base);
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
-  struct timeval tv;
-  ms_to_timeval(r->timeout_ms * 4 > 1000 ? r->timeout_ms * 4 : 1000, &tv);
-  event_add(l->connect_timer, &tv);
+  arm_connect_timer(r, l->connect_timer);
 }
 
 /* ---- the subscriber -------------------------------------------------------- */

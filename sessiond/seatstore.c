@@ -99,6 +99,14 @@ static int script(struct sessiond *sd, const char *lua, const char *key_hex, rds
 
 static void ms_str(char out[24], uint64_t ms) { snprintf(out, 24, "%llu", (unsigned long long)ms); }
 
+/* A script's answer {string, string[, integer]}, checked before use. */
+static int seat_reply_ok(const redisReply *rep, size_t n) {
+  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != n) return 0;
+  for (size_t i = 0; i < 2; i++)
+    if (rep->element[i]->type != REDIS_REPLY_STRING) return 0;
+  return n < 3 || rep->element[2]->type == REDIS_REPLY_INTEGER;
+}
+
 /* ---- closing stale sessions ------------------------------------------------------ */
 
 struct stale { struct sessiond *sd; const char *user; const char *backend; uint64_t gen; int n; };
@@ -205,7 +213,7 @@ static void route_local(struct route *r) {
 static void on_replaced(void *cookie, const redisReply *rep) {
   struct route *r = cookie;
   struct sessiond *sd = r->sd;
-  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
+  if (!seat_reply_ok(rep, 3)) {
     route_local(r);
     return;
   }
@@ -256,8 +264,12 @@ static void on_attached(void *cookie, const redisReply *rep) {
     route_local(r);
     return;
   }
-  if (rep->elements != 3) {   /* no seat, and nothing to propose */
+  if (rep->elements == 0) {   /* no seat, and nothing to propose */
     route_done(r, -1);
+    return;
+  }
+  if (!seat_reply_ok(rep, 3)) {
+    route_local(r);
     return;
   }
   st.attaches++;
@@ -278,7 +290,8 @@ static void on_attached(void *cookie, const redisReply *rep) {
 }
 
 void seatstore_route(struct sessiond *sd, struct wconn *wc, const char *session, const char *user,
-                     const char *pinned, seatstore_done_fn done, void *cookie) {
+                     const char *key_hex, const char *pinned, seatstore_done_fn done,
+                     void *cookie) {
   struct route *r = xcalloc(1, sizeof *r);
   r->sd = sd;
   r->wc = wc;
@@ -288,9 +301,13 @@ void seatstore_route(struct sessiond *sd, struct wconn *wc, const char *session,
   r->pinned = pinned ? xstrdup(pinned) : NULL;
   r->done = done;
   r->cookie = cookie;
-  uint8_t key[AUTHCACHE_HASH_LEN];
-  authcache_key(sd->cache, user, key);
-  authcache_hex(key, r->key_hex);
+  if (key_hex) {
+    snprintf(r->key_hex, sizeof r->key_hex, "%s", key_hex);
+  } else {
+    uint8_t key[AUTHCACHE_HASH_LEN];
+    authcache_key(sd->cache, user, key);
+    authcache_hex(key, r->key_hex);
+  }
   if (!sd->redis) {
     route_local(r);
     return;
@@ -360,7 +377,7 @@ static void on_heartbeat(void *cookie, const redisReply *rep) {
   struct beat *b = cookie;
   struct sessiond *sd = b->sd;
   struct seat *seat = rep ? seat_find(sd->seats, b->user, now_ms()) : NULL;
-  if (seat && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
+  if (seat && seat_reply_ok(rep, 2)) {
     const char *backend = rep->element[0]->str;
     uint64_t gen = strtoull(rep->element[1]->str, NULL, 10);
     int same = !strcmp(seat->backend, backend);

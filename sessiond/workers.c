@@ -24,15 +24,15 @@ void workers_reply(struct wconn *wc, const struct proto_msg *m) {
   if (!wc->closed) proto_send(wc->bev, m);
 }
 
-static void reply_failure(struct wconn *wc, uint32_t req, const char *session,
-                          enum proto_result result, uint32_t delay_ms) {
+void workers_reply_failure(struct wconn *wc, uint32_t req, const char *session,
+                           enum proto_result result, uint32_t delay_ms) {
   struct proto_msg m = {.type = PROTO_LOGIN_REPLY, .req = req, .session = session,
                         .result = result, .delay_ms = delay_ms};
   workers_reply(wc, &m);
 }
 
-static void reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const char *session,
-                     const char *user, int idx) {
+void workers_reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const char *session,
+                      const char *user, int idx) {
   char addr[NETADDR_STRLEN];
   struct proto_msg m = {.type = PROTO_LOGIN_REPLY, .req = req, .session = session,
                         .result = PROTO_OK, .user = user,
@@ -48,11 +48,11 @@ static void on_reseated(void *cookie, int idx) {
   struct reseat *r = cookie;
   struct sessiond *sd = r->wc->sd;
   if (idx < 0) {
-    reply_failure(r->wc, r->req, r->session, PROTO_UNAVAILABLE, 0);
+    workers_reply_failure(r->wc, r->req, r->session, PROTO_UNAVAILABLE, 0);
   } else {
     log_event(LOG_LVL_INFO, "reseat", "session=%s backend=%s", r->session,
               sd->cfg->backends[idx].name);
-    reply_ok(sd, r->wc, r->req, r->session, r->user, idx);
+    workers_reply_ok(sd, r->wc, r->req, r->session, r->user, idx);
   }
   wconn_unref(r->wc);
   free(r->user);
@@ -66,7 +66,7 @@ static void on_backend_failed(struct wconn *wc, const struct proto_msg *m) {
   if (failed >= 0) sessiond_backend_mark_down(sd, failed, m->reason ? m->reason : "?");
   struct session *s = m->session ? session_find(sd->seats, m->session) : NULL;
   if (!s) {
-    reply_failure(wc, m->req, m->session, PROTO_UNAVAILABLE, 0);
+    workers_reply_failure(wc, m->req, m->session, PROTO_UNAVAILABLE, 0);
     return;
   }
   struct reseat *r = xcalloc(1, sizeof *r);

@@ -56,6 +56,17 @@ def wait_port(port, timeout=15.0, proc=None):
     raise RuntimeError('nothing answers on port %d' % port)
 
 
+def terminate(proc, timeout=10):
+    """SIGTERM, then SIGKILL if the process is still there after timeout."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def crypt_sha512(password):
     """A sha512-crypt hash made by openssl (no PyPI, no deprecated crypt)."""
     return subprocess.run(['openssl', 'passwd', '-6', password], check=True,
@@ -138,13 +149,7 @@ imap_idle_notify_interval = 1 secs
         wait_port(self.port, proc=self.proc)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.proc = None
 
     def who(self):
@@ -406,13 +411,7 @@ userPassword: {self.SERVICE_PW}
         raise RuntimeError('slapd did not start')
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         if self.proc:
             self.logf.close()
         self.proc = None
