@@ -112,6 +112,7 @@ static int on_usher(struct loader *l, const char *k, const char *v) {
   if (!strcmp(k, "name")) { set_str(&c->name, v); return 1; }
   if (!strcmp(k, "metrics")) return get_addr(l, k, v, &c->metrics);
   if (!strcmp(k, "user")) { set_str(&c->user, v); return 1; }
+  if (!strcmp(k, "drain_time")) return get_duration(l, k, v, &c->drain_ms);
   if (!strcmp(k, "syslog")) return get_bool(l, k, v, &c->syslog);
   if (!strcmp(k, "log_level")) {
     enum log_level lvl;
@@ -356,6 +357,7 @@ static void config_defaults(struct config *c) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   c->workers = cpus > 0 ? (unsigned)cpus : 1;
   c->runtime_dir = xstrdup("/run/usher");
+  c->drain_ms = 10000;
   char host[256] = "usher";
   gethostname(host, sizeof host - 1);
   c->name = xstrdup(host);
@@ -481,6 +483,20 @@ void config_free(struct config *c) {
                    &c->redis_master_name, &c->user};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) free(*strs[i]);
   free(c);
+}
+
+void config_carry_retired(struct config *fresh, const struct config *old,
+                          int (*keep)(const char *name, void *arg), void *arg) {
+  for (unsigned i = 0; i < old->n_backends; i++) {
+    const struct config_backend *b = &old->backends[i];
+    if (config_backend_find(fresh, b->name) || !keep(b->name, arg)) continue;
+    if (fresh->n_backends == CONFIG_MAX_BACKENDS) return;
+    struct config_backend *copy = &fresh->backends[fresh->n_backends++];
+    *copy = *b;
+    copy->ca_file = b->ca_file ? xstrdup(b->ca_file) : NULL;
+    copy->server_name = b->server_name ? xstrdup(b->server_name) : NULL;
+    copy->retired = 1;
+  }
 }
 
 const struct config_backend *config_backend_find(const struct config *c, const char *name) {

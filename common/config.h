@@ -3,7 +3,8 @@
  * sessiond opens), so a worker that parses it holds no secret.
  *
  * Sections:
- *   [usher]            workers, runtime_dir, name, log_level, syslog, metrics, user
+ *   [usher]            workers, runtime_dir, name, log_level, syslog, metrics, user,
+ *                      drain_time
  *   [listener NAME]    address, tls = none|starttls|implicit
  *   [tls]              cert, key, min_version, ciphers
  *   [backend NAME]     address, weight, tls = none|starttls|implicit,
@@ -56,6 +57,8 @@ struct config_backend {
   char *ca_file;                /* NULL: the system's trust store */
   char *server_name;            /* SNI and name to verify; NULL: none/IP */
   int send_id;                  /* backend trusts us: send ID x-originating-ip... */
+  int retired;                  /* gone from the file at a reload, kept for the sessions
+                                   still seated there: serves them, takes no new seat */
 };
 
 struct config {
@@ -69,6 +72,7 @@ struct config {
   int syslog;
   struct netaddr metrics;       /* Prometheus endpoint; len 0: off */
   char *user;                   /* workers drop to this user after binding; NULL: stay */
+  uint64_t drain_ms;            /* SIGTERM: sessions may finish this long; default 10s */
 
   /* [listener NAME] */
   struct config_listener listeners[CONFIG_MAX_LISTENERS];
@@ -160,6 +164,12 @@ struct config {
  * "FILE:LINE: problem" (LINE 0 when not tied to a line) into err. */
 struct config *config_load(const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
+
+/* At a reload: the backends of old that fresh lacks and keep(name, arg)
+ * still wants are appended to fresh, marked retired, so that sessions and
+ * seats on a backend removed from the file keep working until they end. */
+void config_carry_retired(struct config *fresh, const struct config *old,
+                          int (*keep)(const char *name, void *arg), void *arg);
 
 const struct config_backend *config_backend_find(const struct config *c, const char *name);
 const char *tls_mode_name(enum tls_mode m);

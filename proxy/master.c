@@ -24,7 +24,7 @@
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 30000
 #define STABLE_AFTER_MS 10000   /* a child that lived this long restarts fast */
-#define STOP_GRACE_MS 10000     /* then SIGKILL */
+#define STOP_GRACE_MS 10000     /* past the drain time: then SIGKILL */
 
 struct child {
   struct master *m;
@@ -126,10 +126,18 @@ static void on_restart(evutil_socket_t fd, short what, void *arg) {
   if (!ch->m->stopping) child_spawn(ch);
 }
 
-static int all_stopped(struct master *m) {
-  for (unsigned i = 0; i < m->n_children; i++)
-    if (m->children[i].pid) return 0;
-  return 1;
+/* Stopping goes in order: the workers first (they drain their sessions and
+ * report each end to sessiond, which detaches the seats), then sessiond,
+ * then the master itself. */
+static void stop_progress(struct master *m) {
+  for (unsigned i = 1; i < m->n_children; i++)
+    if (m->children[i].pid) return;
+  struct child *sessiond = &m->children[0];
+  if (sessiond->pid) {
+    kill(sessiond->pid, SIGTERM);
+    return;
+  }
+  event_base_loopbreak(m->base);
 }
 
 static void child_exited(struct master *m, struct child *ch, int status) {
@@ -144,7 +152,7 @@ static void child_exited(struct master *m, struct child *ch, int status) {
               "role=%s id=%u status=%d lived_ms=%llu", ch->role, ch->id, WEXITSTATUS(status),
               (unsigned long long)lived);
   if (m->stopping) {
-    if (all_stopped(m)) event_base_loopbreak(m->base);
+    stop_progress(m);
     return;
   }
   /* A child that keeps dying right away must not become a fork loop. */
@@ -186,13 +194,15 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg) {
   m->stopping = 1;
   log_event(LOG_LVL_INFO, "stopping", "children=%u", m->n_children);
   for (unsigned i = 0; i < m->n_children; i++) evtimer_del(m->children[i].restart);
-  signal_children(m, SIGTERM);
-  if (all_stopped(m)) {
-    event_base_loopbreak(m->base);
-    return;
-  }
+  /* Closed here too, so that new clients are refused at once rather than
+   * left in a backlog nobody accepts from; they go to a twin instead. */
+  for (unsigned i = 0; i < m->n_listen; i++) close(m->listen_fds[i]);
+  m->n_listen = 0;
+  for (unsigned i = 1; i < m->n_children; i++)
+    if (m->children[i].pid) kill(m->children[i].pid, SIGTERM);
+  stop_progress(m);
   struct timeval tv;
-  ms_to_timeval(STOP_GRACE_MS, &tv);
+  ms_to_timeval(m->cfg->drain_ms + STOP_GRACE_MS, &tv);
   evtimer_add(m->kill_timer, &tv);
 }
 
@@ -205,6 +215,7 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg) {
     log_event(LOG_LVL_ERROR, "reload_refused", "error=\"%s\"", err);
     return;
   }
+  m->cfg->drain_ms = fresh->drain_ms;   /* the one setting the master itself uses */
   config_free(fresh);
   log_event(LOG_LVL_INFO, "reload", "path=%s", m->config_path);
   signal_children(m, SIGHUP);

@@ -275,6 +275,11 @@ static int worker_load_tls(struct worker *w, struct config *cfg) {
   return 0;
 }
 
+static int keep_always(const char *name, void *arg) {
+  (void)name; (void)arg;
+  return 1;
+}
+
 static void on_sighup(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what;
   struct worker *w = arg;
@@ -290,6 +295,9 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   struct config *old = w->cfg;
+  /* sessiond decides which removed backends still serve someone; here
+   * they all stay known, so that its answers can always be followed. */
+  config_carry_retired(fresh, old, keep_always, NULL);
   if (worker_load_tls(w, fresh) != 0) {
     config_free(fresh);
     return;
@@ -304,11 +312,40 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg) {
   log_event(LOG_LVL_INFO, "reload", "backends=%u", fresh->n_backends);
 }
 
+/* Tells clients BYE; with spare_relayed, sessions in the relay stay. */
+static void worker_close_all(struct worker *w, int spare_relayed) {
+  for (struct client *c = w->clients, *next; c; c = next) {
+    next = c->next;
+    if (spare_relayed && c->state == CS_RELAY) continue;
+    client_close(c, "* BYE [UNAVAILABLE] Server shutting down\r\n", "shutdown");
+  }
+}
+
+/* The drain is over: whoever is still here hears BYE; past the grace
+ * after that, the loop ends and what is left is freed. */
 static void on_stop_timeout(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what;
   event_base_loopbreak(((struct worker *)arg)->base);
 }
 
+static void on_drain_end(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  struct worker *w = arg;
+  log_event(LOG_LVL_INFO, "drain_end", "clients=%u", w->n_clients);
+  worker_close_all(w, 0);
+  if (w->n_clients == 0) {
+    event_base_loopbreak(w->base);
+    return;
+  }
+  struct timeval tv;
+  ms_to_timeval(STOP_GRACE_MS, &tv);
+  event_base_once(w->base, -1, EV_TIMEOUT, on_stop_timeout, w, &tv);
+}
+
+/* SIGTERM: accept nothing more; clients that have not reached a backend
+ * are told BYE now, relayed sessions may finish what they are doing for
+ * [usher] drain_time and then hear BYE too. The worker exits as soon as
+ * its last client is gone. */
 static void on_sigterm(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what;
   struct worker *w = arg;
@@ -318,18 +355,16 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg) {
     evconnlistener_free(w->listeners[i]);
     w->listeners[i] = NULL;
   }
-  log_event(LOG_LVL_INFO, "stopping", "clients=%u", w->n_clients);
-  for (struct client *c = w->clients, *next; c; c = next) {
-    next = c->next;
-    client_close(c, "* BYE [UNAVAILABLE] Server shutting down\r\n", "shutdown");
-  }
+  log_event(LOG_LVL_INFO, "stopping", "clients=%u drain_ms=%llu", w->n_clients,
+            (unsigned long long)w->cfg->drain_ms);
+  worker_close_all(w, 1);
   if (w->n_clients == 0) {
     event_base_loopbreak(w->base);
     return;
   }
   struct timeval tv;
-  ms_to_timeval(STOP_GRACE_MS, &tv);
-  event_base_once(w->base, -1, EV_TIMEOUT, on_stop_timeout, w, &tv);
+  ms_to_timeval(w->cfg->drain_ms, &tv);
+  event_base_once(w->base, -1, EV_TIMEOUT, on_drain_end, w, &tv);
 }
 
 int worker_main(const char *config_path, unsigned id) {

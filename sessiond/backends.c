@@ -26,11 +26,13 @@ int backend_usable(const struct sessiond *sd, int idx, uint64_t now) {
 
 int backend_eligible(const struct sessiond *sd, int idx, uint64_t now) {
   return backend_usable(sd, idx, now) && sd->bstate[idx].admin == BA_UP &&
+         !sd->cfg->backends[idx].retired &&
          sd->bstate[idx].weight > 0;
 }
 
 const char *backend_state_name(const struct sessiond *sd, int idx, uint64_t now) {
   const struct backend_state *b = &sd->bstate[idx];
+  if (sd->cfg->backends[idx].retired) return "retired";
   if (b->admin != BA_UP) return admin_names[b->admin];
   if (!b->healthy) return "unhealthy";
   if (b->down_until > now) return "failed";
@@ -42,7 +44,7 @@ int backends_choose(const struct sessiond *sd, const char *user, const char *pin
   uint64_t now = now_ms();
   if (pinned) {
     int i = sessiond_backend_index(sd, pinned);
-    if (i >= 0) return backend_usable(sd, i, now) ? i : -1;
+    if (i >= 0 && !cfg->backends[i].retired) return backend_usable(sd, i, now) ? i : -1;
     /* A pin naming no configured backend falls back to hashing. */
   }
   struct hr_node nodes[CONFIG_MAX_BACKENDS];

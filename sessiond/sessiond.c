@@ -67,6 +67,24 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
     }
 }
 
+struct session_probe {
+  const char *backend;
+  int found;
+};
+
+static void probe_session(struct session *s, void *arg) {
+  struct session_probe *p = arg;
+  if (!strcmp(s->backend, p->backend)) p->found = 1;
+}
+
+/* A backend removed from the file stays, retired, while sessions live there. */
+static int backend_has_sessions(const char *backend, void *arg) {
+  struct sessiond *sd = arg;
+  struct session_probe p = {backend, 0};
+  sessions_foreach(sd->seats, probe_session, &p);
+  return p.found;
+}
+
 /* New configuration and users file, or neither. Backend down-marks follow
  * their backends by name. */
 static void on_sighup(evutil_socket_t fd, short what, void *arg) {
@@ -85,6 +103,7 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   struct config *old = sd->cfg;
+  config_carry_retired(cfg, old, backend_has_sessions, sd);
   userfile_free(sd->uf);
   sd->cfg = cfg;
   sd->uf = uf;

@@ -175,7 +175,8 @@ class Usher:
         self.admin_path = os.path.join(self.dir, 'run', 'admin.sock')
         sections = {
             'usher': {'workers': workers, 'runtime_dir': os.path.join(self.dir, 'run'),
-                      'log_level': 'info', 'name': 'usher-%d' % self.port},
+                      'log_level': 'info', 'name': 'usher-%d' % self.port,
+                      'drain_time': '1s'},
             'listener plain': {'address': '127.0.0.1:%d' % self.port, 'tls': 'starttls'},
             'listener tls': {'address': '127.0.0.1:%d' % self.tls_port, 'tls': 'implicit'},
             'tls': {'cert': env.cert, 'key': env.key},
