@@ -17,7 +17,6 @@
 struct loader {
   struct config *c;
   char err[256];          /* the first problem found, without file and line */
-  int trusted_nets_set;   /* the first trusted_networks key replaces the default */
 };
 
 static int fail(struct loader *l, const char *fmt, ...)
@@ -85,22 +84,17 @@ static int get_addr(struct loader *l, const char *key, const char *v, struct net
   return 1;
 }
 
-/* trusted_networks: a space- or comma-separated list of CIDR networks. */
-static int get_nets(struct loader *l, const char *v) {
-  struct config *c = l->c;
-  if (!l->trusted_nets_set) {
-    c->n_trusted_nets = 0;
-    l->trusted_nets_set = 1;
-  }
+/* A space- or comma-separated list of CIDR networks into nets[*n]. */
+static int get_nets(struct loader *l, const char *k, const char *v, struct netmask *nets,
+                    unsigned *n) {
   char buf[256];
   snprintf(buf, sizeof buf, "%s", v);
+  *n = 0;
   for (char *save = NULL, *tok = strtok_r(buf, " ,\t", &save); tok;
        tok = strtok_r(NULL, " ,\t", &save)) {
-    if (c->n_trusted_nets == CONFIG_MAX_NETS)
-      return fail(l, "trusted_networks: at most %d networks", CONFIG_MAX_NETS);
-    if (netmask_parse(tok, &c->trusted_nets[c->n_trusted_nets]) != 0)
-      return fail(l, "trusted_networks: not a network: '%s'", tok);
-    c->n_trusted_nets++;
+    if (*n == CONFIG_MAX_NETS) return fail(l, "%s: at most %d networks", k, CONFIG_MAX_NETS);
+    if (netmask_parse(tok, &nets[*n]) != 0) return fail(l, "%s: not a network: '%s'", k, tok);
+    (*n)++;
   }
   return 1;
 }
@@ -129,6 +123,8 @@ static int on_tls(struct loader *l, const char *k, const char *v) {
   if (!strcmp(k, "cert")) { set_str(&c->tls_cert, v); return 1; }
   if (!strcmp(k, "key")) { set_str(&c->tls_key, v); return 1; }
   if (!strcmp(k, "ciphers")) { set_str(&c->tls_ciphers, v); return 1; }
+  if (!strcmp(k, "ticket_key_file")) { set_str(&c->tls_ticket_key_file, v); return 1; }
+  if (!strcmp(k, "ticket_lifetime")) return get_duration(l, k, v, &c->tls_ticket_lifetime_ms);
   if (!strcmp(k, "min_version")) {
     if (strcmp(v, "TLSv1.2") != 0 && strcmp(v, "TLSv1.3") != 0)
       return fail(l, "min_version: expected TLSv1.2 or TLSv1.3, got '%s'", v);
@@ -258,13 +254,16 @@ static int on_limits(struct loader *l, const char *k, const char *v) {
   if (!strcmp(k, "max_sessions_per_user_ip"))
     return get_uint(l, k, v, 0, 1000000, &c->max_sessions_per_user_ip);
   if (!strcmp(k, "plaintext_auth")) return get_bool(l, k, v, &c->plaintext_auth);
-  if (!strcmp(k, "trusted_networks")) return get_nets(l, v);
+  if (!strcmp(k, "trusted_networks"))
+    return get_nets(l, k, v, c->trusted_nets, &c->n_trusted_nets);
   return fail(l, "unknown key '%s' in [limits]", k);
 }
 
 static int on_listener(struct loader *l, struct config_listener *ls, const char *k, const char *v) {
   if (!strcmp(k, "address")) return get_addr(l, k, v, &ls->addr);
   if (!strcmp(k, "tls")) return get_tls_mode(l, k, v, &ls->tls);
+  if (!strcmp(k, "proxy_protocol")) return get_bool(l, k, v, &ls->proxy_protocol);
+  if (!strcmp(k, "proxy_from")) return get_nets(l, k, v, ls->proxy_from, &ls->n_proxy_from);
   return fail(l, "unknown key '%s' in [listener %s]", k, ls->name);
 }
 
@@ -324,6 +323,22 @@ static struct config_backend *backend_get(struct loader *l, const char *name) {
   return b;
 }
 
+static int on_certificate(struct loader *l, const char *name, const char *k, const char *v) {
+  struct config *c = l->c;
+  struct config_certificate *cc = NULL;
+  for (unsigned i = 0; i < c->n_certificates; i++)
+    if (!strcmp(c->certificates[i].name, name)) cc = &c->certificates[i];
+  if (!cc) {
+    if (c->n_certificates == CONFIG_MAX_CERTIFICATES)
+      return fail(l, "too many certificates (at most %d)", CONFIG_MAX_CERTIFICATES);
+    cc = &c->certificates[c->n_certificates++];
+    snprintf(cc->name, sizeof cc->name, "%s", name);
+  }
+  if (!strcmp(k, "cert")) { set_str(&cc->cert, v); return 1; }
+  if (!strcmp(k, "key")) { set_str(&cc->key, v); return 1; }
+  return fail(l, "unknown key '%s' in [certificate %s]", k, name);
+}
+
 static int config_on_key(void *user, const char *section, const char *k, const char *v) {
   struct loader *l = user;
   const char *name;
@@ -349,6 +364,10 @@ static int config_on_key(void *user, const char *section, const char *k, const c
     if (!b) return fail(l, "too many backends (at most %d)", CONFIG_MAX_BACKENDS);
     return on_backend(l, b, k, v);
   }
+  if ((name = section_name(section, "certificate")) != NULL) {
+    if (!valid_name(name)) return fail(l, "bad certificate name '%s' (letters, digits, - _ .)", name);
+    return on_certificate(l, name, k, v);
+  }
   if (section[0] == '\0') return fail(l, "key '%s' outside any section", k);
   return fail(l, "unknown section [%s]", section);
 }
@@ -358,6 +377,7 @@ static void config_defaults(struct config *c) {
   c->workers = cpus > 0 ? (unsigned)cpus : 1;
   c->runtime_dir = xstrdup("/run/usher");
   c->drain_ms = 10000;
+  c->tls_ticket_lifetime_ms = 3600 * 1000;
   char host[256] = "usher";
   gethostname(host, sizeof host - 1);
   c->name = xstrdup(host);
@@ -413,7 +433,15 @@ static int config_check(struct loader *l) {
     if (c->listeners[i].addr.len == 0)
       return fail(l, "[listener %s] has no address", c->listeners[i].name);
     if (c->listeners[i].tls != TLS_NONE) need_cert = 1;
+    if (c->tls_ticket_lifetime_ms && c->tls_ticket_lifetime_ms < 1000)
+      return fail(l, "[tls] ticket_lifetime: at least 1s (or 0: no tickets)");
+    if (c->listeners[i].proxy_protocol && c->listeners[i].n_proxy_from == 0)
+      return fail(l, "[listener %s] proxy_protocol = yes needs proxy_from (the balancers' networks)",
+                  c->listeners[i].name);
   }
+  for (unsigned i = 0; i < c->n_certificates; i++)
+    if (!c->certificates[i].cert || !c->certificates[i].key)
+      return fail(l, "[certificate %s] needs both cert and key", c->certificates[i].name);
   if (need_cert && (!c->tls_cert || !c->tls_key))
     return fail(l, "a listener uses TLS but [tls] cert and key are not both set");
   if (c->n_backends == 0) return fail(l, "no [backend NAME] section");
@@ -475,6 +503,11 @@ void config_free(struct config *c) {
   free(c->tls_key);
   free(c->tls_min_version);
   free(c->tls_ciphers);
+  free(c->tls_ticket_key_file);
+  for (unsigned i = 0; i < c->n_certificates; i++) {
+    free(c->certificates[i].cert);
+    free(c->certificates[i].key);
+  }
   free(c->users_file);
   char **strs[] = {&c->ldap_uri, &c->ldap_ca_file, &c->ldap_bind_dn, &c->ldap_bind_password_file,
                    &c->ldap_base, &c->ldap_filter, &c->ldap_dn_template,

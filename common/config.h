@@ -5,8 +5,11 @@
  * Sections:
  *   [usher]            workers, runtime_dir, name, log_level, syslog, metrics, user,
  *                      drain_time
- *   [listener NAME]    address, tls = none|starttls|implicit
- *   [tls]              cert, key, min_version, ciphers
+ *   [listener NAME]    address, tls = none|starttls|implicit, proxy_protocol,
+ *                      proxy_from
+ *   [tls]              cert, key, min_version, ciphers, ticket_key_file,
+ *                      ticket_lifetime
+ *   [certificate NAME] cert, key (served to clients asking for its names)
  *   [backend NAME]     address, weight, tls = none|starttls|implicit,
  *                      tls_verify, ca_file, server_name, send_id
  *   [auth]             users_file, failure_delay, threads, max_attempts
@@ -39,6 +42,7 @@
 #define CONFIG_MAX_LISTENERS 16
 #define CONFIG_MAX_BACKENDS 256
 #define CONFIG_MAX_NETS 32
+#define CONFIG_MAX_CERTIFICATES 32
 
 enum tls_mode { TLS_NONE = 0, TLS_STARTTLS, TLS_IMPLICIT };
 
@@ -46,6 +50,16 @@ struct config_listener {
   char name[CONFIG_NAME_MAX];
   struct netaddr addr;
   enum tls_mode tls;
+  int proxy_protocol;           /* a PROXY v2 header precedes each connection */
+  struct netmask proxy_from[CONFIG_MAX_NETS]; /* the balancers it is taken from */
+  unsigned n_proxy_from;
+};
+
+/* More certificates for other names, chosen by the name a client asks for
+ * (SNI); the names are the certificate's own (subjectAltName DNS entries). */
+struct config_certificate {
+  char name[CONFIG_NAME_MAX];
+  char *cert, *key;
 };
 
 struct config_backend {
@@ -83,6 +97,13 @@ struct config {
   char *tls_key;
   char *tls_min_version;        /* "TLSv1.2" (default) or "TLSv1.3" */
   char *tls_ciphers;            /* TLS 1.2 cipher list; NULL: our default */
+  char *tls_ticket_key_file;    /* secret the ticket keys derive from; NULL: random
+                                   at start (then only this proxy resumes) */
+  uint64_t tls_ticket_lifetime_ms; /* key period; default 1h; 0: no tickets */
+
+  /* [certificate NAME] */
+  struct config_certificate certificates[CONFIG_MAX_CERTIFICATES];
+  unsigned n_certificates;
 
   /* [backend NAME] */
   struct config_backend backends[CONFIG_MAX_BACKENDS];

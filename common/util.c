@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
+
+#include "common/log.h"
 
 static void out_of_memory(size_t n) {
   fprintf(stderr, "usher: out of memory allocating %zu bytes\n", n);
@@ -156,4 +159,31 @@ int fd_set_nonblock_cloexec(int fd) {
   int fdfl = fcntl(fd, F_GETFD);
   if (fdfl < 0 || fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) < 0) return -1;
   return 0;
+}
+
+/* Reads a secret from a file that only this process's user may read; the
+ * trailing newline is not part of it. Returns a malloc'ed string or NULL. */
+char *secret_file_read(const char *what, const char *path) {
+  struct stat st;
+  FILE *f = fopen(path, "r");
+  if (!f || fstat(fileno(f), &st) != 0) {
+    log_event(LOG_LVL_ERROR, "secret_file", "what=%s path=%s error=\"%s\"", what, path,
+              strerror(errno));
+    if (f) fclose(f);
+    return NULL;
+  }
+  if (st.st_mode & 077) {
+    log_event(LOG_LVL_ERROR, "secret_file",
+              "what=%s path=%s error=\"readable by group or others; chmod 600\"", what, path);
+    fclose(f);
+    return NULL;
+  }
+  char buf[1024];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+  buf[n] = '\0';
+  char *s = xstrdup(buf);
+  wipe(buf, sizeof buf);
+  return s;
 }

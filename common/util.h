@@ -19,6 +19,10 @@ char *xstrdup(const char *s);
 void wipe(void *p, size_t n);
 /* Wipes and frees a NUL-terminated string (for passwords). */
 void wipe_free_str(char *s);
+/* A secret from a file that only this process's user may read (mode 0600
+ * or stricter, else refused and logged); the trailing newline is not part
+ * of it. what names it in the log. Returns a malloc'ed string or NULL. */
+char *secret_file_read(const char *what, const char *path);
 
 /* Monotonic clock in milliseconds. */
 uint64_t now_ms(void);

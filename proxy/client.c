@@ -39,6 +39,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
   case CS_BACKEND:
     backend_timer(c);
     return;
+  case CS_PROXY_HEADER:
+    client_free(c, "proxy_header_timeout");
+    return;
   default:
     preauth_timer(c);
     return;
@@ -88,18 +91,25 @@ void client_accept(struct worker *w, int fd, const struct config_listener *ls,
   w->clients = c;
   w->n_clients++;
   worker_sid_add(w, c);
-
-  char peer[NETADDR_STRLEN];
-  log_event(LOG_LVL_INFO, "connect", "session=%s client=%s listener=%s", c->sid_hex,
-            netaddr_str(&c->peer, peer, sizeof peer), ls->name);
-
   c->timer = evtimer_new(w->base, on_timer, c);
+  if (ls->proxy_protocol) proxied_start(c);
+  else client_begin(c);
+}
+
+void client_begin(struct client *c) {
+  struct worker *w = c->w;
+  const struct config_listener *ls = c->listener;
+  char peer[NETADDR_STRLEN], via[NETADDR_STRLEN] = "";
+  if (c->via.len) netaddr_str(&c->via, via, sizeof via);
+  log_event(LOG_LVL_INFO, "connect", "session=%s client=%s listener=%s%s%s", c->sid_hex,
+            netaddr_str(&c->peer, peer, sizeof peer), ls->name, *via ? " via=" : "", via);
+
   if (worker_ip_acquire(w, &c->peer) != 0) {
     if (ls->tls == TLS_IMPLICIT) {   /* no plaintext words on a TLS port */
       client_free(c, "max_connections_per_ip");
       return;
     }
-    c->cbev = bufferevent_socket_new(w->base, fd, 0);
+    c->cbev = bufferevent_socket_new(w->base, c->fd, 0);
     set_client_callbacks(c);
     client_close(c, "* BYE [UNAVAILABLE] Too many connections from your address\r\n",
                  "max_connections_per_ip");
@@ -119,7 +129,7 @@ void client_accept(struct worker *w, int fd, const struct config_listener *ls,
     }
   } else {
     c->state = CS_PREAUTH;
-    c->cbev = bufferevent_socket_new(w->base, fd, 0);
+    c->cbev = bufferevent_socket_new(w->base, c->fd, 0);
     set_client_callbacks(c);
   }
   preauth_greet(c);   /* queued; on implicit TLS it goes out after the handshake */
@@ -220,6 +230,7 @@ void client_free(struct client *c, const char *reason) {
   if (!c->is_tls && c->fd >= 0) close(c->fd);   /* a TLS bev closed it */
   if (c->timer) event_free(c->timer);
   imap_parser_free(c->parser);
+  free(c->proxy_read);
   client_forget_login(c);
   free(c->user);
   free(c->backend_name);

@@ -1,6 +1,7 @@
 /* A client connection in a proxy worker, from accept to close.
  *
  * Lifecycle (client->state):
+ *   PROXY_HEADER the balancer's PROXY v2 header is being read (proxied.c)
  *   TLS_ACCEPT   implicit-TLS handshake (greeting already queued)
  *   PREAUTH      reading pre-auth commands (preauth.c)
  *   STARTTLS     "OK Begin TLS" is being flushed; then the TLS handshake
@@ -26,6 +27,7 @@ struct worker;
 struct imap_parser;
 
 enum client_state {
+  CS_PROXY_HEADER,
   CS_TLS_ACCEPT,
   CS_PREAUTH,
   CS_STARTTLS,
@@ -64,6 +66,8 @@ struct client {
   struct event *timer;              /* pre-auth timeouts, delays; NULL in relay */
   struct netaddr peer;              /* client address */
   struct netaddr local;             /* address it connected to */
+  struct netaddr via;               /* the balancer it came through; len 0: direct */
+  struct proxy_read *proxy_read;    /* PROXY_HEADER only */
   const struct config_listener *listener;
   unsigned is_tls : 1;              /* client side runs TLS (now) */
   unsigned plaintext_ok : 1;        /* LOGIN allowed without TLS */
@@ -115,6 +119,8 @@ struct client {
 /* client.c */
 void client_accept(struct worker *w, int fd, const struct config_listener *ls,
                    const struct sockaddr *sa, int salen);
+/* With the client's real address known: limits, TLS, greeting. */
+void client_begin(struct client *c);
 /* Queues text for the client (it must end in CRLF). */
 void client_write(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Sends the last words (may be NULL) then closes once they are flushed. */
@@ -138,6 +144,9 @@ void preauth_read(struct client *c);
 void preauth_login_reply(struct client *c, int result, uint32_t delay_ms, const char *user,
                          const char *backend, const char *backend_addr);
 void preauth_timer(struct client *c);
+
+/* proxied.c: a listener behind a balancer; client_begin follows the header. */
+void proxied_start(struct client *c);
 
 /* backend.c */
 void backend_start(struct client *c);

@@ -16,9 +16,10 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/sha.h>
 
 #include "common/log.h"
-#include "proxy/tls.h"
+#include "proxy/tickets.h"
 #include "common/util.h"
 
 #define BACKOFF_MIN_MS 250
@@ -31,6 +32,7 @@ struct child {
   const char *role;             /* "sessiond" or "worker" */
   unsigned id;
   pid_t pid;                    /* 0 while not running */
+  int keys_fd;                  /* workers: the pipe their ticket keys go down; -1 */
   uint64_t started_ms;
   uint64_t backoff_ms;
   struct event *restart;
@@ -46,9 +48,10 @@ struct master {
   unsigned n_children;
   int stopping;
   struct event *kill_timer;
-  /* TLS session-ticket keys shared by every worker, so that a client
-   * resumes whichever worker accepts its reconnection. Made at start. */
-  unsigned char ticket_keys[TLS_TICKET_KEYS_LEN];
+  /* The secret the ticket keys derive from (tickets.h), and the timer
+   * that sends the workers new keys at each period's start. */
+  unsigned char ticket_secret[TICKET_SECRET_LEN];
+  struct event *ticket_timer;
 };
 
 static int listener_bind(const struct config_listener *ls) {
@@ -68,42 +71,84 @@ static int listener_bind(const struct config_listener *ls) {
   return fd;
 }
 
-/* In the child, before exec: listeners to fds 3.., everything else closed
- * by CLOEXEC. Two passes so that no dup2 overwrites a listener not yet moved. */
-static void child_setup_fds(struct master *m, int pass_listeners) {
-  int high[CONFIG_MAX_LISTENERS];
+/* In the child, before exec: listeners to fds 3.., the ticket-key pipe
+ * after them, everything else closed by CLOEXEC. Two passes so that no
+ * dup2 overwrites a listener not yet moved. */
+static void child_setup_fds(struct master *m, int pass_listeners, int keys_fd) {
+  int high[CONFIG_MAX_LISTENERS + 1];
   unsigned n = pass_listeners ? m->n_listen : 0;
   for (unsigned i = 0; i < n; i++) high[i] = fcntl(m->listen_fds[i], F_DUPFD, 100);
-  for (unsigned i = 0; i < n; i++) {
+  if (keys_fd >= 0) high[n] = fcntl(keys_fd, F_DUPFD, 100);
+  for (unsigned i = 0; i < n + (keys_fd >= 0); i++) {
     dup2(high[i], 3 + (int)i);   /* dup2 clears FD_CLOEXEC on the copy */
     close(high[i]);
   }
   char count[16];
   snprintf(count, sizeof count, "%u", n);
   setenv("USHER_LISTEN_FDS", count, 1);
-  if (!pass_listeners) return;
-  /* The ticket keys go through a pipe (fd 3 + n), never the environment. */
-  int p[2];
-  if (pipe(p) == 0 && write(p[1], m->ticket_keys, sizeof m->ticket_keys) ==
-                          (ssize_t)sizeof m->ticket_keys) {
-    close(p[1]);
-    dup2(p[0], 3 + (int)n);
-    if (p[0] != 3 + (int)n) close(p[0]);
+  if (keys_fd >= 0) {
     snprintf(count, sizeof count, "%u", 3 + n);
     setenv("USHER_TICKET_KEY_FD", count, 1);
   }
 }
 
+static uint64_t ticket_period(const struct master *m) {
+  return wall_ms() / m->cfg->tls_ticket_lifetime_ms;
+}
+
+/* The keys of this period down one worker's pipe. A worker that does not
+ * read (stuck, dying) just misses this round: the pipe never blocks us. */
+static void ticket_keys_send(struct master *m, struct child *ch) {
+  if (ch->keys_fd < 0) return;
+  struct ticket_keys k;
+  tickets_derive(m->ticket_secret, ticket_period(m), &k);
+  if (write(ch->keys_fd, &k, sizeof k) != (ssize_t)sizeof k)
+    log_event(LOG_LVL_WARN, "ticket_keys", "worker=%u error=\"%s\"", ch->id,
+              strerror(errno));
+  wipe(&k, sizeof k);
+}
+
+static void ticket_timer_arm(struct master *m) {
+  uint64_t life = m->cfg->tls_ticket_lifetime_ms;
+  struct timeval tv;
+  ms_to_timeval(life - wall_ms() % life + 10, &tv);
+  evtimer_add(m->ticket_timer, &tv);
+}
+
+static void on_ticket_period(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  struct master *m = arg;
+  for (unsigned i = 1; i < m->n_children; i++) ticket_keys_send(m, &m->children[i]);
+  log_event(LOG_LVL_DEBUG, "ticket_keys", "period=%llu", (unsigned long long)ticket_period(m));
+  ticket_timer_arm(m);
+}
+
+/* A worker's pipe for ticket keys, the first set already in it. */
+static int ticket_pipe(struct master *m, struct child *ch) {
+  int p[2];
+  if (!m->cfg->tls_ticket_lifetime_ms || pipe2(p, O_CLOEXEC) != 0) return -1;
+  ch->keys_fd = p[1];
+  ticket_keys_send(m, ch);
+  fcntl(p[1], F_SETFL, O_NONBLOCK);
+  return p[0];
+}
+
 static void child_spawn(struct child *ch) {
   struct master *m = ch->m;
+  int is_worker = !strcmp(ch->role, "worker");
+  int keys_rd = is_worker ? ticket_pipe(m, ch) : -1;
   pid_t pid = fork();
   if (pid < 0) {
     log_event(LOG_LVL_ERROR, "spawn_failed", "role=%s id=%u errno=%d", ch->role, ch->id, errno);
+    if (keys_rd >= 0) {
+      close(keys_rd);
+      close(ch->keys_fd);
+      ch->keys_fd = -1;
+    }
     return;
   }
   if (pid == 0) {
-    int is_worker = !strcmp(ch->role, "worker");
-    child_setup_fds(m, is_worker);
+    child_setup_fds(m, is_worker, keys_rd);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -115,6 +160,7 @@ static void child_spawn(struct child *ch) {
     fprintf(stderr, "usher: exec failed: %s\n", strerror(errno));
     _exit(127);
   }
+  if (keys_rd >= 0) close(keys_rd);
   ch->pid = pid;
   ch->started_ms = now_ms();
   log_event(LOG_LVL_INFO, "child_start", "role=%s id=%u pid=%d", ch->role, ch->id, (int)pid);
@@ -143,6 +189,8 @@ static void stop_progress(struct master *m) {
 static void child_exited(struct master *m, struct child *ch, int status) {
   uint64_t lived = now_ms() - ch->started_ms;
   ch->pid = 0;
+  if (ch->keys_fd >= 0) close(ch->keys_fd);
+  ch->keys_fd = -1;
   if (WIFSIGNALED(status))
     log_event(m->stopping ? LOG_LVL_INFO : LOG_LVL_ERROR, "child_exit",
               "role=%s id=%u signal=%d lived_ms=%llu", ch->role, ch->id, WTERMSIG(status),
@@ -238,6 +286,27 @@ static int master_bind_all(struct master *m) {
   return 0;
 }
 
+/* From [tls] ticket_key_file (shared by a failover pair or a cluster:
+ * any proxy then resumes the others' sessions), or random for this run. */
+static int ticket_secret_load(struct master *m) {
+  const char *path = m->cfg->tls_ticket_key_file;
+  if (!path) {
+    random_bytes(m->ticket_secret, sizeof m->ticket_secret);
+    return 0;
+  }
+  char *text = secret_file_read("ticket key", path);
+  if (!text) return -1;
+  if (strlen(text) < 16) {
+    log_event(LOG_LVL_ERROR, "secret_file", "what=ticket key path=%s error=\"shorter than 16 characters\"",
+              path);
+    wipe_free_str(text);
+    return -1;
+  }
+  SHA256((const unsigned char *)text, strlen(text), m->ticket_secret);
+  wipe_free_str(text);
+  return 0;
+}
+
 int master_main(struct config *cfg, const char *config_path) {
   struct master m = {.cfg = cfg, .config_path = config_path};
   log_init("master", cfg->log_level, cfg->syslog);
@@ -250,7 +319,7 @@ int master_main(struct config *cfg, const char *config_path) {
   }
   if (master_bind_all(&m) != 0) return 1;
 
-  random_bytes(m.ticket_keys, sizeof m.ticket_keys);
+  if (ticket_secret_load(&m) != 0) return 1;
   m.base = event_base_new();
   m.n_children = 1 + cfg->workers;
   m.children = xcalloc(m.n_children, sizeof *m.children);
@@ -259,6 +328,7 @@ int master_main(struct config *cfg, const char *config_path) {
     ch->m = &m;
     ch->role = i == 0 ? "sessiond" : "worker";
     ch->id = i;
+    ch->keys_fd = -1;
     ch->restart = evtimer_new(m.base, on_restart, ch);
   }
   struct event *ev_chld = evsignal_new(m.base, SIGCHLD, on_sigchld, &m);
@@ -266,6 +336,8 @@ int master_main(struct config *cfg, const char *config_path) {
   struct event *ev_int = evsignal_new(m.base, SIGINT, on_sigterm, &m);
   struct event *ev_hup = evsignal_new(m.base, SIGHUP, on_sighup, &m);
   m.kill_timer = evtimer_new(m.base, on_kill_timer, &m);
+  m.ticket_timer = evtimer_new(m.base, on_ticket_period, &m);
+  if (cfg->tls_ticket_lifetime_ms) ticket_timer_arm(&m);
   event_add(ev_chld, NULL);
   event_add(ev_term, NULL);
   event_add(ev_int, NULL);
@@ -283,6 +355,10 @@ int master_main(struct config *cfg, const char *config_path) {
   event_free(ev_int);
   event_free(ev_hup);
   event_free(m.kill_timer);
+  event_free(m.ticket_timer);
+  for (unsigned i = 0; i < m.n_children; i++)
+    if (m.children[i].keys_fd >= 0) close(m.children[i].keys_fd);
+  wipe(m.ticket_secret, sizeof m.ticket_secret);
   event_base_free(m.base);
   for (unsigned i = 0; i < m.n_listen; i++) close(m.listen_fds[i]);
   free(m.children);

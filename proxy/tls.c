@@ -6,6 +6,7 @@
 #include "proxy/tls.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -27,7 +28,9 @@ static void tls_common_options(SSL_CTX *ctx, int min_v13) {
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 }
 
-SSL_CTX *tls_server_ctx_new(const struct config *c, char *err, size_t errlen) {
+/* One server context: options, ciphers, a certificate and its key. */
+static SSL_CTX *server_ctx_one(const struct config *c, const char *cert, const char *key,
+                               char *err, size_t errlen) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx) {
     tls_error(err, errlen, "SSL_CTX_new", NULL);
@@ -40,28 +43,88 @@ SSL_CTX *tls_server_ctx_new(const struct config *c, char *err, size_t errlen) {
     tls_error(err, errlen, "bad ciphers", ciphers);
     goto fail;
   }
-  if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert) != 1) {
-    tls_error(err, errlen, "cannot load certificate", c->tls_cert);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+    tls_error(err, errlen, "cannot load certificate", cert);
     goto fail;
   }
-  if (SSL_CTX_use_PrivateKey_file(ctx, c->tls_key, SSL_FILETYPE_PEM) != 1) {
-    tls_error(err, errlen, "cannot load key", c->tls_key);
+  if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+    tls_error(err, errlen, "cannot load key", key);
     goto fail;
   }
   if (SSL_CTX_check_private_key(ctx) != 1) {
-    tls_error(err, errlen, "key does not match certificate", c->tls_key);
+    tls_error(err, errlen, "key does not match certificate", key);
     goto fail;
   }
-  /* Resumption by stateless tickets only: no per-worker session cache to
-   * fill, lock and expire on every handshake, and one ticket per handshake
-   * (a client reconnects with one). */
+  /* Resumption by stateless tickets only (tickets.h): no per-worker
+   * session cache to fill, lock and expire on every handshake, and one
+   * ticket per handshake (a client reconnects with one). */
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets(ctx, 1);
   SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"usher", 5);
+  if (c->tls_ticket_lifetime_ms) SSL_CTX_set_timeout(ctx, (long)(c->tls_ticket_lifetime_ms / 1000));
   return ctx;
 fail:
   SSL_CTX_free(ctx);
   return NULL;
+}
+
+/* The [certificate NAME] contexts hang off the default context, and go
+ * when it goes: after a reload, once the last connection that began under
+ * it is closed. */
+struct sni_table {
+  unsigned n;
+  SSL_CTX *ctx[CONFIG_MAX_CERTIFICATES];
+};
+
+static int sni_index = -1;
+
+static void sni_table_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                           void *argp) {
+  (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+  struct sni_table *t = ptr;
+  if (!t) return;
+  for (unsigned i = 0; i < t->n; i++) SSL_CTX_free(t->ctx[i]);
+  free(t);
+}
+
+/* The client's server name picks the first certificate valid for it;
+ * no name, or no match, keeps the default certificate. */
+static int on_server_name(SSL *ssl, int *alert, void *arg) {
+  (void)alert;
+  const struct sni_table *t = arg;
+  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (!name) return SSL_TLSEXT_ERR_NOACK;
+  for (unsigned i = 0; i < t->n; i++)
+    if (X509_check_host(SSL_CTX_get0_certificate(t->ctx[i]), name, 0, 0, NULL) == 1) {
+      SSL_set_SSL_CTX(ssl, t->ctx[i]);
+      break;
+    }
+  return SSL_TLSEXT_ERR_OK;
+}
+
+SSL_CTX *tls_server_ctx_new(const struct config *c, char *err, size_t errlen) {
+  SSL_CTX *ctx = server_ctx_one(c, c->tls_cert, c->tls_key, err, errlen);
+  if (!ctx || c->n_certificates == 0) return ctx;
+  if (sni_index < 0)
+    sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_table_free);
+  struct sni_table *t = calloc(1, sizeof *t);
+  if (!t || SSL_CTX_set_ex_data(ctx, sni_index, t) != 1) {
+    free(t);
+    SSL_CTX_free(ctx);
+    snprintf(err, errlen, "out of memory for certificates");
+    return NULL;
+  }
+  for (unsigned i = 0; i < c->n_certificates; i++) {
+    const struct config_certificate *cc = &c->certificates[i];
+    if (!(t->ctx[t->n] = server_ctx_one(c, cc->cert, cc->key, err, errlen))) {
+      SSL_CTX_free(ctx);   /* and the table with it */
+      return NULL;
+    }
+    t->n++;
+  }
+  SSL_CTX_set_tlsext_servername_callback(ctx, on_server_name);
+  SSL_CTX_set_tlsext_servername_arg(ctx, t);
+  return ctx;
 }
 
 SSL_CTX *tls_backend_ctx_new(const struct config_backend *b, char *err, size_t errlen) {

@@ -14,7 +14,4 @@ SSL *tls_backend_ssl_new(SSL_CTX *ctx, const struct config_backend *b);
 /* "TLSv1.3/TLS_AES_256_GCM_SHA384" for logs. */
 const char *tls_describe(SSL *ssl, char *out, size_t outlen);
 
-/* Session-ticket keys: 16 bytes name, 32 HMAC, 32 AES (OpenSSL's layout). */
-#define TLS_TICKET_KEYS_LEN 80
-
 #endif

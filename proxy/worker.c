@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "proxy/client.h"
 #include "proxy/sessiond_link.h"
+#include "proxy/tickets.h"
 #include "proxy/tls.h"
 
 #define IP_TABLE_SIZE 4096
@@ -231,15 +232,37 @@ static int worker_drop_privileges(const struct config *cfg) {
 
 /* ---- TLS contexts and reload ---------------------------------------- */
 
-/* The master's ticket keys, from the pipe it left at USHER_TICKET_KEY_FD. */
-static void worker_read_ticket_keys(struct worker *w) {
+/* Ticket keys from the master: one set at start, then one at each new
+ * period (tickets.h). Records are small and written whole, so a read
+ * returns whole ones; the last read is the newest. */
+static int tickets_read(struct worker *w) {
+  struct ticket_keys k[4];
+  ssize_t n = read(w->tickets_fd, k, sizeof k);
+  if (n <= 0 || n % (ssize_t)sizeof k[0] != 0) {
+    wipe(k, sizeof k);
+    return -1;
+  }
+  tickets_set(&k[n / (ssize_t)sizeof k[0] - 1]);
+  wipe(k, sizeof k);
+  return 0;
+}
+
+static void on_tickets(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  struct worker *w = arg;
+  if (tickets_read(w) != 0 && errno != EAGAIN) event_del(w->tickets_ev);   /* master gone */
+}
+
+static void worker_tickets_start(struct worker *w) {
   const char *env = getenv("USHER_TICKET_KEY_FD");
-  if (!env) return;
-  int fd = atoi(env);
-  ssize_t n = read(fd, w->ticket_keys, sizeof w->ticket_keys);
-  close(fd);
-  w->have_ticket_keys = n == (ssize_t)sizeof w->ticket_keys;
+  w->tickets_fd = env ? atoi(env) : -1;
   unsetenv("USHER_TICKET_KEY_FD");
+  if (w->tickets_fd < 0) return;
+  fd_set_nonblock_cloexec(w->tickets_fd);
+  if (tickets_read(w) != 0)
+    log_event(LOG_LVL_WARN, "ticket_keys", "error=\"none from the master\"");
+  w->tickets_ev = event_new(w->base, w->tickets_fd, EV_READ | EV_PERSIST, on_tickets, w);
+  event_add(w->tickets_ev, NULL);
 }
 
 static int worker_load_tls(struct worker *w, struct config *cfg) {
@@ -267,8 +290,8 @@ static int worker_load_tls(struct worker *w, struct config *cfg) {
   if (w->tls_backend)
     for (unsigned i = 0; i < w->cfg->n_backends; i++) SSL_CTX_free(w->tls_backend[i]);
   free(w->tls_backend);
-  if (server && w->have_ticket_keys)
-    SSL_CTX_set_tlsext_ticket_keys(server, w->ticket_keys, sizeof w->ticket_keys);
+  if (server && w->tickets_fd >= 0) tickets_install(server);
+  else if (server) SSL_CTX_set_options(server, SSL_OP_NO_TICKET);
   SSL_CTX_free(w->tls_server);
   w->tls_server = server;
   w->tls_backend = backend;
@@ -393,7 +416,7 @@ int worker_main(const char *config_path, unsigned id) {
   ms_to_timeval(cfg->idle_timeout_ms, &idle);
   w->idle_tv = event_base_init_common_timeout(w->base, &idle);
   w->accept_resume = evtimer_new(w->base, on_accept_resume, w);
-  worker_read_ticket_keys(w);
+  worker_tickets_start(w);
   if (worker_load_tls(w, cfg) != 0 || worker_listen(w) != 0) return 1;
   if (worker_drop_privileges(cfg) != 0) return 1;
   w->link = sessiond_link_new(w);
@@ -414,6 +437,9 @@ int worker_main(const char *config_path, unsigned id) {
   event_free(w->sig_hup);
   event_free(sig_int);
   event_free(w->accept_resume);
+  if (w->tickets_ev) event_free(w->tickets_ev);
+  if (w->tickets_fd >= 0) close(w->tickets_fd);
+  tickets_forget();
   for (unsigned i = 0; i < w->n_listeners; i++)
     if (w->listeners[i]) evconnlistener_free(w->listeners[i]);
   for (unsigned i = 0; i < w->cfg->n_backends; i++) SSL_CTX_free(w->tls_backend[i]);

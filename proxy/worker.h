@@ -25,8 +25,8 @@ struct worker {
   struct event_base *base;
   struct config *cfg;
   SSL_CTX *tls_server;               /* NULL when no listener uses TLS */
-  unsigned char ticket_keys[80];     /* from the master, shared by all workers */
-  int have_ticket_keys;
+  int tickets_fd;                    /* the master's ticket-key pipe; -1: no tickets */
+  struct event *tickets_ev;
   SSL_CTX **tls_backend;             /* per backend (index as in cfg), NULL if tls = none */
   struct evconnlistener *listeners[CONFIG_MAX_LISTENERS];
   unsigned n_listeners;

@@ -122,39 +122,13 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg) {
   event_base_loopbreak(((struct sessiond *)arg)->base);
 }
 
-/* Reads a secret from a file that only this process's user may read; the
- * trailing newline is not part of it. Returns a malloc'ed string or NULL. */
-static char *secret_read(const char *what, const char *path) {
-  struct stat st;
-  FILE *f = fopen(path, "r");
-  if (!f || fstat(fileno(f), &st) != 0) {
-    log_event(LOG_LVL_ERROR, "secret_file", "what=%s path=%s error=\"%s\"", what, path,
-              strerror(errno));
-    if (f) fclose(f);
-    return NULL;
-  }
-  if (st.st_mode & 077) {
-    log_event(LOG_LVL_ERROR, "secret_file",
-              "what=%s path=%s error=\"readable by group or others; chmod 600\"", what, path);
-    fclose(f);
-    return NULL;
-  }
-  char buf[1024];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-  buf[n] = '\0';
-  char *s = xstrdup(buf);
-  wipe(buf, sizeof buf);
-  return s;
-}
 
 /* The auth cache, Redis, LDAP and throttling, as the configuration asks. */
 static int sessiond_open_auth(struct sessiond *sd) {
   const struct config *cfg = sd->cfg;
   uint8_t key[SHA256_DIGEST_LENGTH];
   if (cfg->cache_secret_file) {
-    char *secret = secret_read("cache secret", cfg->cache_secret_file);
+    char *secret = secret_file_read("cache secret", cfg->cache_secret_file);
     if (!secret) return -1;
     if (strlen(secret) < 16) {
       log_event(LOG_LVL_ERROR, "secret_file", "what=\"cache secret\" error=\"shorter than 16 bytes\"");
@@ -169,7 +143,7 @@ static int sessiond_open_auth(struct sessiond *sd) {
   sd->cache = authcache_new(key, sizeof key, cfg->cache_memory_entries);
   wipe(key, sizeof key);
   if (cfg->redis_address) {
-    char *pw = cfg->redis_password_file ? secret_read("redis password", cfg->redis_password_file)
+    char *pw = cfg->redis_password_file ? secret_file_read("redis password", cfg->redis_password_file)
                                         : NULL;
     if (cfg->redis_password_file && !pw) return -1;
     sd->redis = rds_new(sd->base, cfg, pw, "usher:events", login_on_event, login_on_resync, sd);
@@ -178,7 +152,7 @@ static int sessiond_open_auth(struct sessiond *sd) {
   sd->throttle = throttle_new(cfg, sd->redis);
   if (cfg->ldap_uri) {
     char *pw = cfg->ldap_bind_password_file
-                   ? secret_read("ldap bind password", cfg->ldap_bind_password_file) : NULL;
+                   ? secret_file_read("ldap bind password", cfg->ldap_bind_password_file) : NULL;
     if (cfg->ldap_bind_password_file && !pw) return -1;
     sd->ldap = ldapdb_new(sd->base, cfg, pw);
     if (pw) wipe_free_str(pw);

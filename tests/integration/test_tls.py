@@ -1,0 +1,137 @@
+"""TLS on the client side: certificates chosen by SNI, session tickets whose
+keys rotate and are shared by proxies given the same ticket key file (a
+failover twin resumes the sessions of the node that died), and the
+protocol floor."""
+import os
+import socket
+import ssl
+import subprocess
+import time
+import unittest
+
+import harness
+from harness import USERS
+
+
+def make_cert(directory, name, sans):
+    cert, key = os.path.join(directory, name + '.pem'), os.path.join(directory, name + '.key')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                    'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert,
+                    '-days', '30', '-subj', '/CN=' + name,
+                    '-addext', 'subjectAltName=' + ','.join('DNS:' + s for s in sans)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def client_ctx():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+CLIENT_CTX = client_ctx()   # sessions resume only within the context they came from
+
+
+def handshake(port, server_name='localhost', session=None, ctx=None):
+    """One TLS connection; returns (certificate DER, session, reused)."""
+    raw = socket.create_connection(('127.0.0.1', port), timeout=10)
+    s = (ctx or CLIENT_CTX).wrap_socket(raw, server_hostname=server_name, session=session)
+    try:
+        assert s.recv(1024).startswith(b'* OK')   # the TLS 1.3 ticket comes with it
+        return s.getpeercert(binary_form=True), s.session, s.session_reused
+    finally:
+        s.close()
+
+
+class TlsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = harness.Env()
+        cls.b1 = cls.env.dovecot('backend1')
+        d = os.path.join(cls.env.dir, 'certs')
+        os.makedirs(d)
+        mail = make_cert(d, 'mail-cert', ['mail.example.org', 'imap.example.org'])
+        wild = make_cert(d, 'wild-cert', ['*.example.net'])
+        pair_key = cls.env.secret_file('pair-ticket-key', 'the pair shares this ticket secret')
+        other_key = cls.env.secret_file('other-ticket-key', 'a different proxy, another secret')
+        certs = {'certificate mail': {'cert': mail[0], 'key': mail[1]},
+                 'certificate wild': {'cert': wild[0], 'key': wild[1]}}
+        cls.a = cls.env.usher(workers=2, extra=dict(certs, tls={'ticket_key_file': pair_key}))
+        cls.b = cls.env.usher(workers=1, extra={'tls': {'ticket_key_file': pair_key}})
+        cls.c = cls.env.usher(workers=1, extra={'tls': {'ticket_key_file': other_key}})
+
+    @classmethod
+    def tearDownClass(cls):
+        rcs = [u.stop() for u in (cls.a, cls.b, cls.c)]
+        reports = cls.env.close()
+        assert rcs == [0, 0, 0] and not reports, (rcs, reports)
+
+    def test_sni_picks_the_certificate(self):
+        port = self.a.tls_port
+        self.assertIn(b'mail-cert', handshake(port, 'mail.example.org')[0])
+        self.assertIn(b'mail-cert', handshake(port, 'IMAP.example.org')[0])
+        self.assertIn(b'wild-cert', handshake(port, 'box.example.net')[0])
+        default = handshake(port, 'localhost')[0]
+        self.assertNotIn(b'mail-cert', default)
+        self.assertNotIn(b'wild-cert', default)
+        self.assertNotIn(b'wild-cert', handshake(port, 'a.b.example.net')[0])   # one label only
+        self.assertNotIn(b'mail-cert', handshake(port, None)[0])                  # no SNI
+
+    def test_sni_certificate_serves_a_login(self):
+        ctx = ssl.create_default_context(cafile=os.path.join(self.env.dir, 'certs',
+                                                             'mail-cert.pem'))
+        raw = socket.create_connection(('127.0.0.1', self.a.tls_port), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname='mail.example.org')   # verified
+        self.assertTrue(s.recv(1024).startswith(b'* OK'))
+        s.sendall(b'a LOGIN alice ' + USERS['alice'].encode() + b'\r\n')
+        buf = b''
+        while b'a OK' not in buf:
+            chunk = s.recv(4096)
+            self.assertTrue(chunk, buf)
+            buf += chunk
+        s.close()
+
+    def test_tickets_resume_on_the_twin_only(self):
+        _, session, reused = handshake(self.a.tls_port)
+        self.assertFalse(reused)
+        self.assertTrue(session.has_ticket)
+        _, _, reused = handshake(self.b.tls_port, session=session)
+        self.assertTrue(reused, 'the twin with the same ticket key file must resume')
+        _, _, reused = handshake(self.c.tls_port, session=session)
+        self.assertFalse(reused, 'another ticket secret must not resume')
+
+    def test_tls_1_1_is_refused(self):
+        ctx = client_ctx()
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        with self.assertRaises((ssl.SSLError, ConnectionResetError)):
+            handshake(self.a.tls_port, ctx=ctx)
+
+
+class TicketRotationTest(unittest.TestCase):
+    """Keys change every ticket_lifetime; a ticket made just before a change
+    still resumes just after it (the previous period's key is accepted)."""
+
+    def test_resumes_across_a_key_change(self):
+        env = harness.Env()
+        try:
+            env.dovecot('backend1')
+            u = env.usher(workers=2, extra={'tls': {'ticket_lifetime': '3s'},
+                                            'usher': {'log_level': 'debug'}})
+            # Just before a period boundary (periods are wall-clock aligned)...
+            time.sleep(3 - (time.time() % 3) + 2.3)
+            _, session, reused = handshake(u.tls_port)
+            self.assertFalse(reused)
+            # ... and just after it.
+            time.sleep(3 - (time.time() % 3) + 0.4)
+            _, session2, reused = handshake(u.tls_port, session=session)
+            self.assertTrue(reused, 'a ticket of the previous period must still resume')
+            self.assertGreaterEqual(u.log().count('event=ticket_keys period='), 2)
+            self.assertEqual(u.stop(), 0)
+        finally:
+            self.assertEqual(env.close(), [])
+
+
+if __name__ == '__main__':
+    unittest.main()
