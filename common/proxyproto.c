@@ -14,9 +14,13 @@
 static const uint8_t signature[PROXYPROTO_SIG_LEN] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                                       0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 
+#define COMMAND_LOCAL 0x0
+#define COMMAND_PROXY 0x1
 #define FAMILY_INET 0x1
 #define FAMILY_INET6 0x2
+#define FAMILY_UNIX 0x3
 #define TRANSPORT_STREAM 0x1
+#define TRANSPORT_DGRAM 0x2
 #define INET_BLOCK 12
 #define INET6_BLOCK 36
 
@@ -56,14 +60,26 @@ static int parse_addresses(const uint8_t *body, size_t body_len, uint8_t fam_byt
   return 0;
 }
 
+/* Bytes 13 and 14, as far as they have arrived: -1 as soon as they rule
+ * the header out, so a bad sender is dropped without waiting for more. */
+static int check_command_family(const uint8_t *buf, size_t len) {
+  if (len <= 12) return 0;
+  unsigned version = buf[12] >> 4, command = buf[12] & 0xf;
+  if (version != 2 || command > COMMAND_PROXY) return -1;
+  if (len <= 13 || command == COMMAND_LOCAL) return 0;   /* LOCAL ignores the family */
+  /* The spec names families 0-3 and transports 0-2, and tells receivers
+   * to refuse anything else. */
+  unsigned family = buf[13] >> 4, transport = buf[13] & 0xf;
+  if (family > FAMILY_UNIX || transport > TRANSPORT_DGRAM) return -1;
+  return 0;
+}
+
 int proxyproto_parse(const uint8_t *buf, size_t len, size_t max_len,
                      struct proxyproto_header *h) {
+  if (len == 0) return 0;   /* buf may be NULL, which memcmp must not see */
   size_t sig_have = len < PROXYPROTO_SIG_LEN ? len : PROXYPROTO_SIG_LEN;
   if (memcmp(buf, signature, sig_have) != 0) return -1;
-  if (len > PROXYPROTO_SIG_LEN) {
-    unsigned version = buf[12] >> 4, command = buf[12] & 0xf;
-    if (version != 2 || command > 1) return -1;
-  }
+  if (check_command_family(buf, len) != 0) return -1;
   if (len < PROXYPROTO_FIXED_LEN) return 0;
   size_t body_len = (size_t)buf[14] << 8 | buf[15];
   size_t total = PROXYPROTO_FIXED_LEN + body_len;
@@ -72,7 +88,7 @@ int proxyproto_parse(const uint8_t *buf, size_t len, size_t max_len,
 
   memset(h, 0, sizeof *h);
   h->length = total;
-  h->local = (buf[12] & 0xf) == 0;
+  h->local = (buf[12] & 0xf) == COMMAND_LOCAL;
   if (h->local) return 1;   /* addresses, if any, are to be ignored */
   if (parse_addresses(buf + PROXYPROTO_FIXED_LEN, body_len, buf[13], h) != 0) return -1;
   return 1;

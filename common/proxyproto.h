@@ -24,11 +24,14 @@ struct proxyproto_header {
 /* Looks at the len bytes received so far.
  *  1: a complete, valid header, *h filled;
  *  0: valid so far, incomplete: read more;
- * -1: not a v2 header (signature, version, command, an address block
- *     shorter than its family needs) or longer than max_len.
+ * -1: not a v2 header (signature, version, command, with PROXY a family
+ *     above 3 or a transport above 2, an address block shorter than its
+ *     family needs) or longer than max_len.
  * A prefix that already contradicts the signature is -1 at once, so a
  * client speaking IMAP to such a listener is refused on its first bytes.
- * TLVs after the addresses are skipped. */
+ * TLVs after the addresses are skipped. PROXY over UNSPEC, UNIX or
+ * datagrams is taken with src and dst of len 0: the caller keeps the
+ * socket's own addresses, as the spec allows. */
 int proxyproto_parse(const uint8_t *buf, size_t len, size_t max_len,
                      struct proxyproto_header *h);
 

@@ -18,6 +18,13 @@ static struct netaddr addr(const char *s) {
   return a;
 }
 
+/* The parser, with *h poisoned first: a field it should have cleared
+ * cannot pass for zero by luck. */
+static int parse(const uint8_t *buf, size_t len, size_t max_len, struct proxyproto_header *h) {
+  memset(h, 0xa5, sizeof *h);
+  return proxyproto_parse(buf, len, max_len, h);
+}
+
 static void assert_addr(const struct netaddr *a, const char *want) {
   char got[NETADDR_STRLEN];
   assert_string_equal(netaddr_str(a, got, sizeof got), want);
@@ -30,7 +37,7 @@ static void test_tcp4_round_trip(void **state) {
   size_t n = proxyproto_build(buf, sizeof buf, &src, &dst);
   assert_int_equal(n, 28);
   struct proxyproto_header h;
-  assert_int_equal(proxyproto_parse(buf, n, 4096, &h), 1);
+  assert_int_equal(parse(buf, n, 4096, &h), 1);
   assert_int_equal(h.length, 28);
   assert_false(h.local);
   assert_addr(&h.src, "203.0.113.7:40000");
@@ -44,8 +51,10 @@ static void test_tcp6_round_trip_and_prefixes(void **state) {
   size_t n = proxyproto_build(buf, sizeof buf, &src, &dst);
   assert_int_equal(n, 52);
   struct proxyproto_header h;
-  for (size_t i = 0; i < n; i++) assert_int_equal(proxyproto_parse(buf, i, 4096, &h), 0);
-  assert_int_equal(proxyproto_parse(buf, n, 4096, &h), 1);
+  for (size_t i = 0; i < n; i++) assert_int_equal(parse(buf, i, 4096, &h), 0);
+  assert_int_equal(parse(buf, n, 4096, &h), 1);
+  assert_int_equal(h.length, 52);
+  assert_false(h.local);
   assert_addr(&h.src, "[2001:db8::5]:40001");
   assert_addr(&h.dst, "[::1]:993");
 }
@@ -56,9 +65,11 @@ static void test_local_and_tlvs(void **state) {
   struct proxyproto_header h;
   size_t n = proxyproto_build(buf, sizeof buf, NULL, NULL);
   assert_int_equal(n, 16);
-  assert_int_equal(proxyproto_parse(buf, n, 4096, &h), 1);
+  assert_int_equal(parse(buf, n, 4096, &h), 1);
   assert_true(h.local);
+  assert_int_equal(h.length, 16);
   assert_int_equal(h.src.len, 0);
+  assert_int_equal(h.dst.len, 0);
 
   /* An IPv4 header followed by an AUTHORITY TLV: all of it is consumed,
    * and what follows (the client's first bytes) is not. */
@@ -68,7 +79,7 @@ static void test_local_and_tlvs(void **state) {
   memcpy(buf + n, tlv, sizeof tlv);
   buf[15] = (uint8_t)(12 + sizeof tlv);
   memcpy(buf + n + sizeof tlv, "a001 CAPA", 9);
-  assert_int_equal(proxyproto_parse(buf, n + sizeof tlv + 9, 4096, &h), 1);
+  assert_int_equal(parse(buf, n + sizeof tlv + 9, 4096, &h), 1);
   assert_int_equal(h.length, n + sizeof tlv);
 }
 
@@ -79,23 +90,42 @@ static void test_refusals(void **state) {
   size_t n = proxyproto_build(good, sizeof good, &src, &dst);
   struct proxyproto_header h;
 
-  assert_int_equal(proxyproto_parse((const uint8_t *)"a001 LOGIN x y\r\n", 16, 4096, &h), -1);
+  assert_int_equal(parse((const uint8_t *)"a001 LOGIN x y\r\n", 16, 4096, &h), -1);
   memcpy(bad, good, n);
   bad[3] ^= 1;   /* refused on the first bytes already */
-  assert_int_equal(proxyproto_parse(bad, 5, 4096, &h), -1);
+  assert_int_equal(parse(bad, 5, 4096, &h), -1);
   memcpy(bad, good, n);
   bad[12] = 0x11;   /* version 1 */
-  assert_int_equal(proxyproto_parse(bad, n, 4096, &h), -1);
+  assert_int_equal(parse(bad, n, 4096, &h), -1);
   bad[12] = 0x22;   /* command 2 */
-  assert_int_equal(proxyproto_parse(bad, 13, 4096, &h), -1);
+  assert_int_equal(parse(bad, 13, 4096, &h), -1);
   memcpy(bad, good, n);
   bad[15] = 8;      /* INET needs 12 bytes of addresses */
-  assert_int_equal(proxyproto_parse(bad, 24, 4096, &h), -1);
+  assert_int_equal(parse(bad, 24, 4096, &h), -1);
+  bad[13] = 0x21;   /* INET6 with the 12 bytes that would do for INET */
+  bad[15] = 12;
+  assert_int_equal(parse(bad, 28, 4096, &h), -1);
   memcpy(bad, good, n);
   bad[14] = 0x10;   /* 4096 + 16 + ... : above max_len, known from 16 bytes */
-  assert_int_equal(proxyproto_parse(bad, 16, 4096, &h), -1);
-  assert_int_equal(proxyproto_parse(good, n, 27, &h), -1);
-  assert_int_equal(proxyproto_parse(good, n, 28, &h), 1);
+  assert_int_equal(parse(bad, 16, 4096, &h), -1);
+  assert_int_equal(parse(good, n, 27, &h), -1);
+  assert_int_equal(parse(good, n, 28, &h), 1);
+}
+
+static void test_undefined_family_or_transport(void **state) {
+  (void)state;
+  struct netaddr src = addr("192.0.2.1:1"), dst = addr("192.0.2.2:2");
+  uint8_t buf[64];
+  size_t n = proxyproto_build(buf, sizeof buf, &src, &dst);
+  struct proxyproto_header h;
+  buf[13] = 0x41;   /* family 4 does not exist: refused from byte 14 on */
+  assert_int_equal(parse(buf, 14, 4096, &h), -1);
+  assert_int_equal(parse(buf, n, 4096, &h), -1);
+  buf[13] = 0x13;   /* nor does transport 3 */
+  assert_int_equal(parse(buf, n, 4096, &h), -1);
+  buf[12] = 0x20;   /* but LOCAL ignores the family byte altogether */
+  assert_int_equal(parse(buf, n, 4096, &h), 1);
+  assert_true(h.local);
 }
 
 static void test_other_families_keep_socket_addresses(void **state) {
@@ -105,17 +135,21 @@ static void test_other_families_keep_socket_addresses(void **state) {
   proxyproto_build(buf, sizeof buf, &src, &dst);
   struct proxyproto_header h;
   buf[13] = 0x00;   /* UNSPEC with PROXY: taken, no addresses */
-  assert_int_equal(proxyproto_parse(buf, 28, 4096, &h), 1);
+  assert_int_equal(parse(buf, 28, 4096, &h), 1);
+  assert_false(h.local);
+  assert_int_equal(h.length, 28);
   assert_int_equal(h.src.len, 0);
+  assert_int_equal(h.dst.len, 0);
   buf[13] = 0x31;   /* UNIX stream: 216 bytes of paths */
   buf[14] = 0;
   buf[15] = 216;
   memset(buf + 16, 0, 216);
-  assert_int_equal(proxyproto_parse(buf, sizeof buf, 4096, &h), 1);
+  assert_int_equal(parse(buf, sizeof buf, 4096, &h), 1);
   assert_int_equal(h.src.len, 0);
+  assert_int_equal(h.dst.len, 0);
   assert_int_equal(h.length, sizeof buf);
   buf[13] = 0x12;   /* INET over datagrams: not a TCP client */
-  assert_int_equal(proxyproto_parse(buf, sizeof buf, 4096, &h), 1);
+  assert_int_equal(parse(buf, sizeof buf, 4096, &h), 1);
   assert_int_equal(h.src.len, 0);
 }
 
@@ -125,6 +159,7 @@ int main(void) {
       cmocka_unit_test(test_tcp6_round_trip_and_prefixes),
       cmocka_unit_test(test_local_and_tlvs),
       cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_undefined_family_or_transport),
       cmocka_unit_test(test_other_families_keep_socket_addresses),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
