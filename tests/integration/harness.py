@@ -40,13 +40,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=15.0, proc=None):
+def wait_port(port, timeout=15.0, proc=None, host='127.0.0.1'):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError('process exited with %s while starting' % proc.returncode)
         try:
-            with socket.create_connection(('127.0.0.1', port), timeout=1) as s:
+            with socket.create_connection((host, port), timeout=1) as s:
                 s.settimeout(2)
                 if s.recv(200).startswith(b'* OK'):
                     return
@@ -80,8 +80,12 @@ def sha256(data):
 class Dovecot:
     """One real Dovecot instance. All instances of an Env share the mail store."""
 
-    def __init__(self, env, name, tls=False, trust_proxy=False):
+    def __init__(self, env, name, tls=False, trust_proxy=False, host='127.0.0.1',
+                 trusted_networks='127.0.0.0/8'):
         self.env, self.name = env, name
+        # host: the address to listen on; trusted_networks: Dovecot's
+        # login_trusted_networks (the proxies whose ID it believes).
+        self.host, self.trusted_networks = host, trusted_networks
         # trust_proxy: accept any password (the backend trusts usher, which
         # authenticated the user): for users who live in LDAP only.
         self.trust_proxy = trust_proxy
@@ -107,7 +111,7 @@ state_dir = {self.dir}/state
 log_path = {self.log}
 instance_name = usher-{os.path.basename(e.dir)}-{self.name}
 protocols = imap
-listen = 127.0.0.1
+listen = {self.host}
 {ssl_part}disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{e.mail}/%u
@@ -130,7 +134,7 @@ service imap-login {{
   process_min_avail = 2
   client_limit = 1000
 }}
-login_trusted_networks = 127.0.0.0/8
+login_trusted_networks = {self.trusted_networks}
 imap_id_send = name {self.name}
 protocol imap {{
   mail_max_userip_connections = 1000
@@ -146,7 +150,7 @@ imap_idle_notify_interval = 1 secs
     def start(self):
         self.proc = subprocess.Popen(['dovecot', '-F', '-c', self.conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        wait_port(self.port, proc=self.proc)
+        wait_port(self.port, proc=self.proc, host=self.host)
 
     def stop(self):
         terminate(self.proc)
@@ -287,13 +291,13 @@ class Env:
                 f.write(line + '\n')
         os.replace(self.users_file + '.new', self.users_file)
 
-    def dovecot(self, name, tls=False, trust_proxy=False):
-        b = Dovecot(self, name, tls=tls, trust_proxy=trust_proxy)
+    def dovecot(self, name, tls=False, trust_proxy=False, **kw):
+        b = Dovecot(self, name, tls=tls, trust_proxy=trust_proxy, **kw)
         self.backends.append(b)
         return b
 
-    def slapd(self):
-        s = Slapd(self)
+    def slapd(self, **kw):
+        s = Slapd(self, **kw)
         self.others.append(s)
         return s
 
@@ -347,14 +351,14 @@ class Slapd:
     SERVICE = 'cn=usher,dc=example,dc=org'
     SERVICE_PW = 'service-secret'
 
-    def __init__(self, env):
+    def __init__(self, env, host='127.0.0.1'):
         self.env = env
         self.dir = os.path.join(env.dir, 'slapd-%d' % len(env.others))
         os.makedirs(os.path.join(self.dir, 'db'))
         self.port = free_port()
         self.tls_port = free_port()
-        self.uri = 'ldap://127.0.0.1:%d' % self.port
-        self.tls_uri = 'ldaps://127.0.0.1:%d' % self.tls_port
+        self.uri = 'ldap://%s:%d' % (host, self.port)
+        self.tls_uri = 'ldaps://%s:%d' % (host, self.tls_port)
         self.conf = os.path.join(self.dir, 'slapd.conf')
         self.log = os.path.join(self.dir, 'slapd.log')
         with open(self.conf, 'w') as f:
@@ -463,8 +467,8 @@ class Redis:
     of another when replica_of is given; a Sentinel watching `monitor`
     (a Redis, as master "usher") when that is given."""
 
-    def __init__(self, env, replica_of=None, monitor=None):
-        self.env = env
+    def __init__(self, env, replica_of=None, monitor=None, host='127.0.0.1'):
+        self.env, self.host = env, host
         self.dir = os.path.join(env.dir, 'redis-%d' % len(env.others))
         os.makedirs(self.dir)
         self.port = free_port()
@@ -483,8 +487,10 @@ class Redis:
                         'sentinel parallel-syncs usher 1\n'
                         % (self.port, self.dir, self.monitor.port))
             return ['redis-server', conf, '--sentinel']
-        args = ['redis-server', '--port', str(self.port), '--bind', '127.0.0.1', '--save', '',
+        args = ['redis-server', '--port', str(self.port), '--bind', self.host, '--save', '',
                 '--appendonly', 'no', '--dir', self.dir, '--daemonize', 'no']
+        if self.host != '127.0.0.1':   # reached from other hosts (or namespaces)
+            args += ['--protected-mode', 'no']
         if self.replica_of:
             args += ['--replicaof', '127.0.0.1', str(self.replica_of.port)]
         return args
@@ -509,8 +515,8 @@ class Redis:
 
     def command(self, *args):
         """One command through redis-cli; its output as text."""
-        r = subprocess.run(['redis-cli', '-p', str(self.port), '--raw'] + list(args),
-                           capture_output=True, text=True, timeout=10)
+        r = subprocess.run(['redis-cli', '-h', self.host, '-p', str(self.port), '--raw']
+                           + list(args), capture_output=True, text=True, timeout=10)
         if r.returncode != 0:
             raise OSError(r.stderr)
         return r.stdout.strip()
