@@ -384,8 +384,12 @@ def measure(prog, opts):
     r['cpu_login_tls_us'], _ = cpu_per_session(prog, opts.tls_logins, ['--tls', 'implicit'], 20)
     r['cpu_login_resume_us'], _ = cpu_per_session(prog, opts.tls_logins,
                                                   ['--tls', 'implicit', '--resume'], 20)
-    r['kib_idle'] = idle_kib(prog, opts.idle, False)
-    r['kib_idle_tls'] = idle_kib(prog, opts.idle, True)
+    # Each idle figure on a fresh process: memory freed by earlier sessions
+    # stays resident and would be reused, hiding what new sessions cost.
+    for key, tls in (('kib_idle', False), ('kib_idle_tls', True)):
+        prog.stop()
+        prog.start()
+        r[key] = idle_kib(prog, opts.idle, tls)
     r['cpu_s_per_gib'] = fetch_cost(prog, opts.fetch_mib, opts.fetch_loops)
     return r
 

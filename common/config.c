@@ -125,6 +125,7 @@ static int on_tls(struct loader *l, const char *k, const char *v) {
   if (!strcmp(k, "ciphers")) { set_str(&c->tls_ciphers, v); return 1; }
   if (!strcmp(k, "ticket_key_file")) { set_str(&c->tls_ticket_key_file, v); return 1; }
   if (!strcmp(k, "ticket_lifetime")) return get_duration(l, k, v, &c->tls_ticket_lifetime_ms);
+  if (!strcmp(k, "release_after_handshake")) return get_bool(l, k, v, &c->tls_release);
   if (!strcmp(k, "min_version")) {
     if (strcmp(v, "TLSv1.2") != 0 && strcmp(v, "TLSv1.3") != 0)
       return fail(l, "min_version: expected TLSv1.2 or TLSv1.3, got '%s'", v);
@@ -378,6 +379,7 @@ static void config_defaults(struct config *c) {
   c->runtime_dir = xstrdup("/run/usher");
   c->drain_ms = 10000;
   c->tls_ticket_lifetime_ms = 3600 * 1000;
+  c->tls_release = 1;
   char host[256] = "usher";
   gethostname(host, sizeof host - 1);
   c->name = xstrdup(host);

@@ -8,7 +8,7 @@
  *   [listener NAME]    address, tls = none|starttls|implicit, proxy_protocol,
  *                      proxy_from
  *   [tls]              cert, key, min_version, ciphers, ticket_key_file,
- *                      ticket_lifetime
+ *                      ticket_lifetime, release_after_handshake
  *   [certificate NAME] cert, key (served to clients asking for its names)
  *   [backend NAME]     address, weight, tls = none|starttls|implicit,
  *                      tls_verify, ca_file, server_name, send_id
@@ -100,6 +100,8 @@ struct config {
   char *tls_ticket_key_file;    /* secret the ticket keys derive from; NULL: random
                                    at start (then only this proxy resumes) */
   uint64_t tls_ticket_lifetime_ms; /* key period; default 1h; 0: no tickets */
+  int tls_release;              /* TLS 1.3 sessions leave OpenSSL after the handshake
+                                   for our record layer (tlsrec.h); default yes */
 
   /* [certificate NAME] */
   struct config_certificate certificates[CONFIG_MAX_CERTIFICATES];

@@ -21,6 +21,7 @@
 #include "common/util.h"
 #include "proxy/sessiond_link.h"
 #include "proxy/tls.h"
+#include "proxy/tlsrec.h"
 #include "proxy/worker.h"
 
 #define CLOSE_FLUSH_MS 5000   /* a client that will not read its BYE */
@@ -140,6 +141,7 @@ int client_start_tls(struct client *c) {
   struct worker *w = c->w;
   SSL *ssl = w->tls_server ? SSL_new(w->tls_server) : NULL;
   if (!ssl) return -1;
+  if (w->cfg->tls_release) tlsrec_watch(ssl);   /* without it, OpenSSL keeps the session */
   if (c->cbev) bufferevent_free(c->cbev);   /* a plain bev: leaves the fd open */
   c->cbev = bufferevent_openssl_socket_new(w->base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                            BEV_OPT_CLOSE_ON_FREE);
@@ -226,8 +228,9 @@ void client_free(struct client *c, const char *reason) {
   for (int i = 0; i < 2; i++)
     if (c->rd[i]) event_free(c->rd[i]);
   backend_free(c);
+  if (c->cbev && c->tls_own) tlsrec_release_fd(c->cbev);
   if (c->cbev) bufferevent_free(c->cbev);
-  if (!c->is_tls && c->fd >= 0) close(c->fd);   /* a TLS bev closed it */
+  if ((!c->is_tls || c->tls_own) && c->fd >= 0) close(c->fd);   /* an OpenSSL bev closed it */
   if (c->timer) event_free(c->timer);
   imap_parser_free(c->parser);
   free(c->proxy_read);
@@ -265,6 +268,32 @@ static void on_client_write(struct bufferevent *bev, void *arg) {
   else if (c->state == CS_STARTTLS) starttls_switch(c);
 }
 
+/* A loop turn after the handshake, OpenSSL is out of its callbacks: the
+ * session moves to our record layer when it can (tlsrec.h), with whatever
+ * is queued for the client (the greeting, on implicit TLS). */
+static void on_tls_release(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  struct client *c = arg;
+  event_free(c->rd[0]);
+  c->rd[0] = NULL;
+  if (c->state != CS_PREAUTH) return;   /* closing meanwhile: as it is */
+  struct bufferevent *old = c->cbev;
+  SSL *ssl = bufferevent_openssl_get_ssl(old);
+  struct bufferevent *bev = ssl ? tlsrec_takeover(c->w->base, c->fd, ssl) : NULL;
+  if (!bev) {
+    bufferevent_enable(old, EV_READ | EV_WRITE);
+    return;
+  }
+  evbuffer_add_buffer(bufferevent_get_input(bev), bufferevent_get_input(old));
+  evbuffer_add_buffer(bufferevent_get_output(bev), bufferevent_get_output(old));
+  SSL_set_bio(ssl, NULL, NULL);   /* so that freeing it frees the SSL, not the socket */
+  bufferevent_free(old);
+  c->cbev = bev;
+  c->tls_own = 1;
+  set_client_callbacks(c);
+  log_event(LOG_LVL_DEBUG, "tls_release", "session=%s", c->sid_hex);
+}
+
 static void on_client_event(struct bufferevent *bev, short what, void *arg) {
   (void)bev;
   struct client *c = arg;
@@ -274,6 +303,12 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg) {
       char desc[128];
       log_event(LOG_LVL_DEBUG, "tls", "session=%s tls=%s", c->sid_hex,
                 tls_describe(bufferevent_openssl_get_ssl(c->cbev), desc, sizeof desc));
+      if (c->w->cfg->tls_release && !c->rd[0]) {
+        bufferevent_disable(c->cbev, EV_READ | EV_WRITE);
+        static const struct timeval now = {0, 0};
+        c->rd[0] = evtimer_new(c->w->base, on_tls_release, c);
+        evtimer_add(c->rd[0], &now);
+      }
     }
     return;
   }

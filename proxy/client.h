@@ -70,6 +70,7 @@ struct client {
   struct proxy_read *proxy_read;    /* PROXY_HEADER only */
   const struct config_listener *listener;
   unsigned is_tls : 1;              /* client side runs TLS (now) */
+  unsigned tls_own : 1;             /* ... on our record layer since the handshake (tlsrec.h) */
   unsigned plaintext_ok : 1;        /* LOGIN allowed without TLS */
   unsigned counted : 1;             /* counted in the per-address limit */
   unsigned registered : 1;          /* sessiond knows the session (LOGIN OK) */

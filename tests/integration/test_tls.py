@@ -2,7 +2,9 @@
 keys rotate and are shared by proxies given the same ticket key file (a
 failover twin resumes the sessions of the node that died), and the
 protocol floor."""
+import imaplib
 import os
+import select
 import socket
 import ssl
 import subprocess
@@ -57,7 +59,8 @@ class TlsTest(unittest.TestCase):
         other_key = cls.env.secret_file('other-ticket-key', 'a different proxy, another secret')
         certs = {'certificate mail': {'cert': mail[0], 'key': mail[1]},
                  'certificate wild': {'cert': wild[0], 'key': wild[1]}}
-        cls.a = cls.env.usher(workers=2, extra=dict(certs, tls={'ticket_key_file': pair_key}))
+        cls.a = cls.env.usher(workers=2, extra=dict(certs, tls={'ticket_key_file': pair_key},
+                                                     usher={'log_level': 'debug'}))
         cls.b = cls.env.usher(workers=1, extra={'tls': {'ticket_key_file': pair_key}})
         cls.c = cls.env.usher(workers=1, extra={'tls': {'ticket_key_file': other_key}})
 
@@ -100,6 +103,98 @@ class TlsTest(unittest.TestCase):
         self.assertTrue(reused, 'the twin with the same ticket key file must resume')
         _, _, reused = handshake(self.c.tls_port, session=session)
         self.assertFalse(reused, 'another ticket secret must not resume')
+
+    # ---- sessions on usher's own record layer after the handshake ----------
+
+    def released(self, before):
+        """How many sessions moved to usher's record layer since `before`."""
+        return self.a.log().count('event=tls_release') - before
+
+    def test_big_append_and_fetch_byte_exact_after_release(self):
+        before = self.released(0)
+        text = harness.random_bytes(3 * 1024 * 1024, seed=11).hex().encode()   # 6 MiB
+        body = (b'From: tls@example.org\r\nSubject: big over tls\r\n\r\n' +
+                b'\r\n'.join(text[i:i + 998] for i in range(0, len(text), 998)) + b'\r\n')
+        m = imaplib.IMAP4_SSL('127.0.0.1', self.a.tls_port, ssl_context=self.env.tls_context())
+        m.login('user30', USERS['user30'])
+        m.create('TlsBig')
+        self.assertEqual(m.append('TlsBig', None, None, body)[0], 'OK')
+        n = m.select('TlsBig')[1][0].decode()
+        typ, data = m.fetch(n, '(BODY.PEEK[])')
+        self.assertEqual(typ, 'OK')
+        self.assertEqual(harness.sha256(data[0][1]), harness.sha256(body))
+        m.logout()
+        self.assertGreaterEqual(self.released(before), 1)
+
+    def test_starttls_session_is_released_too(self):
+        before = self.released(0)
+        m = imaplib.IMAP4('127.0.0.1', self.a.port)
+        m.starttls(ssl_context=self.env.tls_context())
+        self.assertEqual(m.login('user31', USERS['user31'])[0], 'OK')
+        self.assertEqual(m.select('INBOX')[0], 'OK')
+        m.logout()
+        self.assertGreaterEqual(self.released(before), 1)
+
+    def test_key_update_both_ways(self):
+        """openssl s_client sends KeyUpdate: 'K' asks usher to update its own
+        keys too, 'k' does not. Commands after each still work."""
+        p = subprocess.Popen(['openssl', 's_client', '-connect', '127.0.0.1:%d' % self.a.tls_port,
+                              '-tls1_3', '-servername', 'localhost'],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            def until(needle, timeout=10):
+                out, end = b'', time.time() + timeout
+                while needle not in out and time.time() < end:
+                    if select.select([p.stdout], [], [], 0.2)[0]:
+                        chunk = os.read(p.stdout.fileno(), 65536)
+                        if not chunk:
+                            break
+                        out += chunk
+                return out
+            self.assertIn(b'* OK', until(b'usher ready'))
+            for cmd in (b'a LOGIN alice ' + USERS['alice'].encode(), b'K', b'b NOOP', b'k',
+                        b'c SELECT INBOX', b'K', b'd NOOP'):
+                p.stdin.write(cmd + b'\n')
+                p.stdin.flush()
+                if cmd[:1] in b'Kk':
+                    time.sleep(0.3)
+                    continue
+                tag = cmd.split()[0]
+                self.assertIn(tag + b' OK', until(tag + b' OK'), cmd)
+        finally:
+            p.kill()
+            _, err = p.communicate()
+        self.assertGreaterEqual(err.count(b'KEYUPDATE'), 3)
+
+    def test_tls_1_2_stays_with_openssl(self):
+        before = self.released(0)
+        ctx = client_ctx()
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        m = imaplib.IMAP4_SSL('127.0.0.1', self.a.tls_port, ssl_context=ctx)
+        self.assertEqual(m.sock.version(), 'TLSv1.2')
+        self.assertEqual(m.login('user32', USERS['user32'])[0], 'OK')
+        self.assertEqual(m.select('INBOX')[0], 'OK')
+        m.logout()
+        self.assertEqual(self.released(before), 0)
+
+    def test_forged_record_closes_the_session(self):
+        raw = socket.create_connection(('127.0.0.1', self.a.tls_port), timeout=10)
+        s = CLIENT_CTX.wrap_socket(raw, server_hostname='localhost')
+        self.assertTrue(s.recv(1024).startswith(b'* OK'))
+        time.sleep(0.2)
+        # An application-data record whose tag cannot be right.
+        os.write(s.fileno(), bytes([23, 3, 3, 0, 40]) + os.urandom(40))
+        raw_closed = False
+        try:
+            raw_closed = s.recv(1024) == b''
+        except (ssl.SSLError, ConnectionResetError):
+            raw_closed = True
+        self.assertTrue(raw_closed)
+        s.close()
+        # The next client is served normally.
+        m = imaplib.IMAP4_SSL('127.0.0.1', self.a.tls_port, ssl_context=self.env.tls_context())
+        self.assertEqual(m.login('user33', USERS['user33'])[0], 'OK')
+        m.logout()
 
     def test_tls_1_1_is_refused(self):
         ctx = client_ctx()

@@ -1,0 +1,366 @@
+/* usher's TLS 1.3 record layer, for sessions taken over from OpenSSL after
+ * the handshake (see tlsrec.h for why). RFC 8446: records in section 5,
+ * the key schedule's HKDF-Expand-Label in 7.1, traffic keys in 7.3,
+ * KeyUpdate in 4.6.3. */
+#include "proxy/tlsrec.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/tls1.h>
+
+#include "common/bev_send.h"
+#include "common/util.h"
+
+#define HEADER_LEN 5
+#define TAG_LEN 16
+#define MAX_PLAIN 16384                      /* 2^14 per record */
+#define MAX_CIPHER (MAX_PLAIN + 256)         /* what a peer may send */
+#define MAX_SECRET 48                        /* SHA-384 */
+#define IV_LEN 12
+
+#define CT_ALERT 21
+#define CT_HANDSHAKE 22
+#define CT_APPLICATION 23
+#define HS_FINISHED 20
+#define HS_KEY_UPDATE 24
+
+struct direction {
+  uint64_t seq;
+  uint8_t secret[MAX_SECRET];
+  uint8_t key[32];
+  uint8_t iv[IV_LEN];
+};
+
+struct tlsrec {
+  /* While OpenSSL does the handshake: the traffic secrets as it derives
+   * them, and the records it protects under them (after each side's
+   * Finished, every record is). */
+  uint8_t have_secret[2];                    /* [0] client's, [1] server's */
+  uint8_t after_finished[2];                 /* [0] read, [1] written */
+  uint64_t records[2];                       /* [0] read, [1] written */
+
+  /* The record layer. */
+  const EVP_CIPHER *cipher;
+  const EVP_MD *md;
+  uint8_t key_len, secret_len;
+  uint8_t closed;                            /* close_notify came */
+  int fd;
+  struct bufferevent *bev, *under;           /* the filter and its socket */
+  struct direction rd, wr;
+};
+
+static int ex_index = -1;
+
+/* One cipher context and two record buffers serve every connection of
+ * this single-threaded worker. */
+static EVP_CIPHER_CTX *scratch_ctx;
+static uint8_t plain_buf[MAX_CIPHER];
+static uint8_t record_buf[HEADER_LEN + MAX_PLAIN + 1 + TAG_LEN];
+
+static void tlsrec_free(void *p) {
+  if (!p) return;
+  wipe(p, sizeof(struct tlsrec));
+  free(p);
+}
+
+static void ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+  (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+  tlsrec_free(ptr);
+}
+
+/* ---- watching the handshake ---------------------------------------------- */
+
+static int hex_value(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* "CLIENT_TRAFFIC_SECRET_0 <client random> <secret>", and SERVER_... */
+static void on_keylog(const SSL *ssl, const char *line) {
+  struct tlsrec *t = SSL_get_ex_data(ssl, ex_index);
+  if (!t) return;
+  int side;
+  if (!strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24)) side = 0;
+  else if (!strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24)) side = 1;
+  else return;
+  const char *hex = strchr(line + 24, ' ');
+  if (!hex) return;
+  hex++;
+  size_t n = strlen(hex) / 2;
+  if (n != 32 && n != 48) return;
+  uint8_t *out = side ? t->wr.secret : t->rd.secret;
+  for (size_t i = 0; i < n; i++) {
+    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return;
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  t->secret_len = (uint8_t)n;
+  t->have_secret[side] = 1;
+}
+
+/* Counts the records protected under the traffic keys: those after the
+ * Finished message of their direction. OpenSSL reports a record's header
+ * before the messages in it. */
+static void on_message(int write_p, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg) {
+  (void)version; (void)ssl;
+  struct tlsrec *t = arg;
+  int dir = write_p ? 1 : 0;
+  if (content_type == SSL3_RT_HEADER) {
+    if (t->after_finished[dir]) t->records[dir]++;
+  } else if (content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+             ((const uint8_t *)buf)[0] == HS_FINISHED) {
+    t->after_finished[dir] = 1;
+  }
+}
+
+void tlsrec_ctx_setup(SSL_CTX *ctx) {
+  if (ex_index < 0) ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, ex_free);
+  SSL_CTX_set_keylog_callback(ctx, on_keylog);
+}
+
+int tlsrec_watch(SSL *ssl) {
+  if (ex_index < 0) return -1;
+  struct tlsrec *t = calloc(1, sizeof *t);
+  if (!t || SSL_set_ex_data(ssl, ex_index, t) != 1) {
+    free(t);
+    return -1;
+  }
+  SSL_set_msg_callback(ssl, on_message);
+  SSL_set_msg_callback_arg(ssl, t);
+  return 0;
+}
+
+/* ---- keys ------------------------------------------------------------------ */
+
+/* HKDF-Expand-Label(secret, label, "", len) for len up to the hash size:
+ * one HMAC block, T(1) = HMAC(secret, HkdfLabel || 0x01). */
+static void expand_label(const struct tlsrec *t, const uint8_t *secret, const char *label,
+                         uint8_t *out, size_t len) {
+  uint8_t info[64], md[EVP_MAX_MD_SIZE];
+  unsigned mdlen = sizeof md;
+  size_t llen = strlen(label), n = 0;
+  info[n++] = (uint8_t)(len >> 8);
+  info[n++] = (uint8_t)len;
+  info[n++] = (uint8_t)(6 + llen);
+  memcpy(info + n, "tls13 ", 6);
+  memcpy(info + n + 6, label, llen);
+  n += 6 + llen;
+  info[n++] = 0;      /* empty context */
+  info[n++] = 1;      /* block counter */
+  HMAC(t->md, secret, t->secret_len, info, n, md, &mdlen);
+  memcpy(out, md, len);
+  wipe(md, sizeof md);
+}
+
+static void direction_keys(const struct tlsrec *t, struct direction *d) {
+  expand_label(t, d->secret, "key", d->key, t->key_len);
+  expand_label(t, d->secret, "iv", d->iv, IV_LEN);
+}
+
+static void key_update(const struct tlsrec *t, struct direction *d) {
+  uint8_t next[MAX_SECRET];
+  expand_label(t, d->secret, "traffic upd", next, t->secret_len);
+  memcpy(d->secret, next, t->secret_len);
+  wipe(next, sizeof next);
+  direction_keys(t, d);
+  d->seq = 0;
+}
+
+static void nonce_of(const struct direction *d, uint8_t nonce[IV_LEN]) {
+  memcpy(nonce, d->iv, IV_LEN);
+  for (int i = 0; i < 8; i++) nonce[IV_LEN - 1 - i] ^= (uint8_t)(d->seq >> (8 * i));
+}
+
+/* ---- records ---------------------------------------------------------------- */
+
+/* Protects n bytes of type into record_buf; returns the record's length. */
+static size_t seal(struct tlsrec *t, uint8_t type, const uint8_t *in, size_t n) {
+  size_t body = n + 1 + TAG_LEN;
+  uint8_t *r = record_buf, nonce[IV_LEN];
+  int l;
+  r[0] = CT_APPLICATION;
+  r[1] = 3;
+  r[2] = 3;
+  r[3] = (uint8_t)(body >> 8);
+  r[4] = (uint8_t)body;
+  nonce_of(&t->wr, nonce);
+  if (EVP_EncryptInit_ex(scratch_ctx, t->cipher, NULL, t->wr.key, nonce) != 1 ||
+      EVP_EncryptUpdate(scratch_ctx, NULL, &l, r, HEADER_LEN) != 1 ||
+      EVP_EncryptUpdate(scratch_ctx, r + HEADER_LEN, &l, in, (int)n) != 1 ||
+      EVP_EncryptUpdate(scratch_ctx, r + HEADER_LEN + n, &l, &type, 1) != 1 ||
+      EVP_EncryptFinal_ex(scratch_ctx, r + HEADER_LEN + n + 1, &l) != 1 ||
+      EVP_CIPHER_CTX_ctrl(scratch_ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN,
+                          r + HEADER_LEN + n + 1) != 1)
+    return 0;
+  t->wr.seq++;
+  return HEADER_LEN + body;
+}
+
+/* Opens a whole record (header included) into plain_buf: the content's
+ * length and type, or -1 (bad tag, no content type). */
+static long open_record(struct tlsrec *t, const uint8_t *r, size_t body, uint8_t *type) {
+  uint8_t nonce[IV_LEN];
+  int l, l2;
+  if (body < TAG_LEN + 1) return -1;
+  size_t n = body - TAG_LEN;
+  nonce_of(&t->rd, nonce);
+  if (EVP_DecryptInit_ex(scratch_ctx, t->cipher, NULL, t->rd.key, nonce) != 1 ||
+      EVP_DecryptUpdate(scratch_ctx, NULL, &l, r, HEADER_LEN) != 1 ||
+      EVP_DecryptUpdate(scratch_ctx, plain_buf, &l, r + HEADER_LEN, (int)n) != 1 ||
+      EVP_CIPHER_CTX_ctrl(scratch_ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN,
+                          (void *)(r + HEADER_LEN + n)) != 1 ||
+      EVP_DecryptFinal_ex(scratch_ctx, plain_buf + l, &l2) != 1)
+    return -1;
+  t->rd.seq++;
+  while (n > 0 && plain_buf[n - 1] == 0) n--;   /* padding */
+  if (n == 0) return -1;
+  *type = plain_buf[n - 1];
+  return (long)(n - 1);
+}
+
+/* Sends a record now if nothing is queued ahead (as bev_send does for
+ * plain sockets), else queues it behind. */
+static void emit(struct tlsrec *t, struct evbuffer *dst, size_t len) {
+  size_t done = bev_send_direct(t->under, t->fd, record_buf, len);
+  if (done < len) evbuffer_add(dst, record_buf + done, len - done);
+}
+
+/* Post-handshake messages: only KeyUpdate is expected of a client. */
+static int on_handshake(struct tlsrec *t, const uint8_t *p, size_t n) {
+  while (n >= 4) {
+    size_t len = (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+    if (p[0] != HS_KEY_UPDATE || len != 1 || n < 5 || p[4] > 1) return -1;
+    key_update(t, &t->rd);
+    if (p[4] == 1) {   /* update_requested: answer with ours, then switch */
+      static const uint8_t ours[] = {HS_KEY_UPDATE, 0, 0, 1, 0};
+      size_t r = seal(t, CT_HANDSHAKE, ours, sizeof ours);
+      if (r == 0) return -1;
+      emit(t, bufferevent_get_output(t->under), r);
+      key_update(t, &t->wr);
+    }
+    p += 5;
+    n -= 5;
+  }
+  return n == 0 ? 0 : -1;
+}
+
+static void fail(struct tlsrec *t, short what) {
+  t->closed = 1;
+  bufferevent_trigger_event(t->bev, what, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* Socket bytes -> records -> the session's input. */
+static enum bufferevent_filter_result on_input(struct evbuffer *src, struct evbuffer *dst,
+                                               ev_ssize_t limit, enum bufferevent_flush_mode mode,
+                                               void *arg) {
+  (void)mode;
+  struct tlsrec *t = arg;
+  int produced = 0;
+  uint8_t h[HEADER_LEN];
+  while (!t->closed && evbuffer_copyout(src, h, HEADER_LEN) == HEADER_LEN) {
+    size_t body = (size_t)h[3] << 8 | h[4];
+    if (h[0] != CT_APPLICATION || h[1] != 3 || body > MAX_CIPHER) {
+      fail(t, BEV_EVENT_READING | BEV_EVENT_ERROR);
+      break;
+    }
+    if (evbuffer_get_length(src) < HEADER_LEN + body) break;
+    const uint8_t *r = evbuffer_pullup(src, (ev_ssize_t)(HEADER_LEN + body));
+    uint8_t type = 0;
+    long n = open_record(t, r, body, &type);
+    evbuffer_drain(src, HEADER_LEN + body);
+    if (n >= 0 && type == CT_APPLICATION) {
+      evbuffer_add(dst, plain_buf, (size_t)n);
+      produced = 1;
+    } else if (n >= 2 && type == CT_ALERT && plain_buf[1] == 0) {
+      fail(t, BEV_EVENT_READING | BEV_EVENT_EOF);   /* close_notify */
+    } else if (n < 0 || type != CT_HANDSHAKE || on_handshake(t, plain_buf, (size_t)n) != 0) {
+      fail(t, BEV_EVENT_READING | BEV_EVENT_ERROR);
+    }
+    if (limit >= 0 && evbuffer_get_length(dst) >= (size_t)limit) break;
+  }
+  if (t->closed) evbuffer_drain(src, evbuffer_get_length(src));
+  return produced ? BEV_OK : BEV_NEED_MORE;
+}
+
+/* The session's output -> records -> the socket. */
+static enum bufferevent_filter_result on_output(struct evbuffer *src, struct evbuffer *dst,
+                                                ev_ssize_t limit, enum bufferevent_flush_mode mode,
+                                                void *arg) {
+  (void)mode;
+  struct tlsrec *t = arg;
+  size_t moved = 0, n;
+  while ((n = evbuffer_get_length(src)) > 0 && (limit < 0 || moved < (size_t)limit)) {
+    if (n > MAX_PLAIN) n = MAX_PLAIN;
+    size_t len = seal(t, CT_APPLICATION, evbuffer_pullup(src, (ev_ssize_t)n), n);
+    if (len == 0) {
+      fail(t, BEV_EVENT_WRITING | BEV_EVENT_ERROR);
+      return BEV_ERROR;
+    }
+    emit(t, dst, len);
+    evbuffer_drain(src, n);
+    moved += len;
+  }
+  return BEV_OK;
+}
+
+/* ---- the take-over ---------------------------------------------------------- */
+
+static int choose_cipher(struct tlsrec *t, const SSL_CIPHER *c) {
+  switch (SSL_CIPHER_get_id(c)) {
+  case TLS1_3_CK_AES_128_GCM_SHA256:
+    t->cipher = EVP_aes_128_gcm(), t->md = EVP_sha256(), t->key_len = 16;
+    break;
+  case TLS1_3_CK_AES_256_GCM_SHA384:
+    t->cipher = EVP_aes_256_gcm(), t->md = EVP_sha384(), t->key_len = 32;
+    break;
+  case TLS1_3_CK_CHACHA20_POLY1305_SHA256:
+    t->cipher = EVP_chacha20_poly1305(), t->md = EVP_sha256(), t->key_len = 32;
+    break;
+  default:
+    return -1;
+  }
+  return (size_t)EVP_MD_get_size(t->md) == t->secret_len ? 0 : -1;
+}
+
+struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl) {
+  struct tlsrec *t = ex_index < 0 ? NULL : SSL_get_ex_data(ssl, ex_index);
+  if (!t || SSL_version(ssl) != TLS1_3_VERSION || !t->have_secret[0] || !t->have_secret[1] ||
+      !t->after_finished[0] || !t->after_finished[1] || SSL_has_pending(ssl) ||
+      choose_cipher(t, SSL_get_current_cipher(ssl)) != 0)
+    return NULL;
+  if (!scratch_ctx && !(scratch_ctx = EVP_CIPHER_CTX_new())) return NULL;
+  struct bufferevent *under = bufferevent_socket_new(base, fd, 0);
+  struct bufferevent *bev = under ? bufferevent_filter_new(under, on_input, on_output,
+                                                           BEV_OPT_CLOSE_ON_FREE, tlsrec_free, t)
+                                  : NULL;
+  if (!bev) {
+    if (under) bufferevent_free(under);
+    return NULL;
+  }
+  SSL_set_ex_data(ssl, ex_index, NULL);   /* ours now */
+  SSL_set_msg_callback(ssl, NULL);
+  t->rd.seq = t->records[0];
+  t->wr.seq = t->records[1];
+  direction_keys(t, &t->rd);
+  direction_keys(t, &t->wr);
+  t->fd = fd;
+  t->bev = bev;
+  t->under = under;
+  return bev;
+}
+
+void tlsrec_release_fd(struct bufferevent *bev) {
+  struct bufferevent *under = bufferevent_get_underlying(bev);
+  if (!under) return;
+  bufferevent_disable(under, EV_READ | EV_WRITE);
+  bufferevent_setfd(under, -1);
+}

@@ -1,0 +1,41 @@
+/* After a TLS 1.3 handshake, usher's own record layer instead of OpenSSL's.
+ *
+ * Most IMAP sessions sit in IDLE for hours. An OpenSSL 3 connection holds
+ * about 14 KiB for as long as it lives (the SSL object alone is 7.6 KiB,
+ * then cipher contexts, the session, a copy of the certificate settings,
+ * the ephemeral keys, locks), four times what the rest of a session costs.
+ * What the connection needs after the handshake is far less: per direction
+ * a traffic secret, a key, an IV and a sequence number (about 220 bytes in
+ * all). So once OpenSSL has finished the handshake (and sent its ticket),
+ * we take the traffic secrets it reports through the key log callback,
+ * count the records it has already protected under them, free the SSL,
+ * and go on with a libevent filter bufferevent that seals and opens TLS
+ * 1.3 records (RFC 8446 section 5) with the same AEAD, handling KeyUpdate
+ * and alerts.
+ *
+ * Only TLS 1.3 with AES-GCM or ChaCha20-Poly1305 is taken over, and only
+ * when OpenSSL holds nothing unprocessed; anything else stays with
+ * OpenSSL, which is always correct, just larger. */
+#ifndef USHER_PROXY_TLSREC_H
+#define USHER_PROXY_TLSREC_H
+
+#include <event2/bufferevent.h>
+#include <openssl/ssl.h>
+
+/* On every server context when the take-over is on: the key log callback
+ * that hands traffic secrets to the connection's state. */
+void tlsrec_ctx_setup(SSL_CTX *ctx);
+/* On each new server SSL: the state that watches the handshake. 0 or -1. */
+int tlsrec_watch(SSL *ssl);
+/* After the handshake: a filter bufferevent on fd carrying the session
+ * from here, or NULL when this session stays with OpenSSL. On success the
+ * caller frees the SSL (its buffers must be empty: see tlsrec.c). */
+struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl);
+
+/* Before the socket is closed: the filter's socket side lets go of fd at
+ * once. (Freeing a bufferevent from inside its own callbacks is finished
+ * later, and its events must not live on to catch the next connection
+ * given the same descriptor number.) */
+void tlsrec_release_fd(struct bufferevent *bev);
+
+#endif
