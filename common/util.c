@@ -83,10 +83,19 @@ void random_bytes(void *buf, size_t n) {
   }
 }
 
+/* Session ids need to be unique, not secret: they come from a pool
+ * refilled 64 at a time, one getrandom call where there were 64. (Each
+ * process is exec'd, so no two share a pool.) */
 void session_id_new(char out[17]) {
   static const char hex[] = "0123456789abcdef";
-  unsigned char b[8];
-  random_bytes(b, sizeof b);
+  static unsigned char pool[512];
+  static size_t left;
+  if (left == 0) {
+    random_bytes(pool, sizeof pool);
+    left = sizeof pool;
+  }
+  left -= 8;
+  const unsigned char *b = pool + left;
   for (int i = 0; i < 8; i++) {
     out[2 * i] = hex[b[i] >> 4];
     out[2 * i + 1] = hex[b[i] & 15];

@@ -82,8 +82,7 @@ void client_accept(struct worker *w, int fd, const struct config_listener *ls,
   netaddr_from_sockaddr(&c->peer, sa, (socklen_t)salen);
   c->local.len = sizeof c->local.ss;
   getsockname(fd, (struct sockaddr *)&c->local.ss, &c->local.len);
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  /* TCP_NODELAY comes from the listening socket (master.c). */
 
   session_id_new(c->sid_hex);
   c->sid = strtoull(c->sid_hex, NULL, 16);
@@ -182,8 +181,7 @@ void client_forget_login(struct client *c) {
 }
 
 void client_report_up(struct client *c) {
-  sessiond_link_session_up(c->w->link, c);
-  c->up = 1;
+  c->up = 1;   /* sessiond counted it at LOGIN OK; SESSION_UP is for re-registering */
 }
 
 void client_close(struct client *c, const char *last_words, const char *reason) {

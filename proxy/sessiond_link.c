@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "common/bev_send.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
@@ -27,6 +28,12 @@ struct sessiond_link {
   uint64_t retry_ms;
   struct event *retry;
   uint8_t body[PROTO_MAX_BODY];   /* the frame being decoded */
+  /* SESSION_END frames of one loop turn go out together at its end: one
+   * send and one wake-up of sessiond for many closes under load. They
+   * hold no secret, unlike LOGIN, which goes out at once. */
+  uint8_t batch[4096];
+  size_t batch_len;
+  struct event *flush;
 };
 
 static void link_connect(struct sessiond_link *l);
@@ -142,9 +149,30 @@ static void on_retry(evutil_socket_t fd, short what, void *arg) {
   if (!l->bev) link_connect(l);
 }
 
+static void on_flush(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  struct sessiond_link *l = arg;
+  if (l->batch_len && l->up && l->bev) bev_send(l->bev, bufferevent_getfd(l->bev), l->batch, l->batch_len);
+  l->batch_len = 0;
+}
+
+static void batch_add(struct sessiond_link *l, const struct proto_msg *m) {
+  uint8_t frame[512];
+  ssize_t n = proto_encode(m, frame, sizeof frame);
+  if (n <= 0) {   /* unusually long (a reason text): on its own */
+    sessiond_link_send(l, m);
+    return;
+  }
+  if (l->batch_len + (size_t)n > sizeof l->batch) on_flush(-1, 0, l);
+  memcpy(l->batch + l->batch_len, frame, (size_t)n);
+  if (l->batch_len == 0) event_active(l->flush, EV_TIMEOUT, 0);
+  l->batch_len += (size_t)n;
+}
+
 struct sessiond_link *sessiond_link_new(struct worker *w) {
   struct sessiond_link *l = xcalloc(1, sizeof *l);
   l->w = w;
+  l->flush = event_new(w->base, -1, 0, on_flush, l);
   l->retry = evtimer_new(w->base, on_retry, l);
   link_connect(l);
   return l;
@@ -152,7 +180,9 @@ struct sessiond_link *sessiond_link_new(struct worker *w) {
 
 void sessiond_link_free(struct sessiond_link *l) {
   if (!l) return;
+  on_flush(-1, 0, l);
   if (l->bev) bufferevent_free(l->bev);
+  event_free(l->flush);
   event_free(l->retry);
   wipe(l->body, sizeof l->body);
   free(l);
@@ -213,5 +243,5 @@ void sessiond_link_session_end(struct sessiond_link *l, struct client *c, const 
   struct proto_msg m = {.type = PROTO_SESSION_END, .session = c->sid_hex,
                         .bytes_in = c->bytes_in, .bytes_out = c->bytes_out, .reason = why,
                         .duration_ms = c->relay_start_ms ? now_ms() - c->relay_start_ms : 0};
-  sessiond_link_send(l, &m);
+  if (l->up && l->bev) batch_add(l, &m);
 }
