@@ -196,6 +196,30 @@ class TlsTest(unittest.TestCase):
         self.assertEqual(m.login('user33', USERS['user33'])[0], 'OK')
         m.logout()
 
+    def test_client_renegotiation_is_refused(self):
+        """TLS 1.2 (TLS 1.3 has no renegotiation): s_client's 'R' asks for
+        one; usher answers no_renegotiation and serves others meanwhile."""
+        p = subprocess.Popen(['openssl', 's_client', '-connect', '127.0.0.1:%d' % self.a.tls_port,
+                              '-tls1_2'], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        try:
+            out, end = b'', time.time() + 10
+            while b'usher ready' not in out and time.time() < end:
+                if select.select([p.stdout], [], [], 0.2)[0]:
+                    out += os.read(p.stdout.fileno(), 65536)
+            self.assertIn(b'usher ready', out)
+            p.stdin.write(b'R\n')
+            p.stdin.flush()
+            _, err = p.communicate(timeout=10)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        self.assertIn(b'RENEGOTIATING', err)
+        self.assertIn(b'no renegotiation', err)
+        m = imaplib.IMAP4_SSL('127.0.0.1', self.a.tls_port, ssl_context=self.env.tls_context())
+        self.assertEqual(m.login('user34', USERS['user34'])[0], 'OK')
+        m.logout()
+
     def test_tls_1_1_is_refused(self):
         ctx = client_ctx()
         ctx.minimum_version = ssl.TLSVersion.TLSv1
