@@ -67,6 +67,21 @@ def terminate(proc, timeout=10):
             proc.wait()
 
 
+def admin_command(path, command):
+    """One command on usher's admin socket at path; the JSON answer as text."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(command.encode() + b'\n')
+        buf = b''
+        while not buf.endswith(b'\n'):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return buf.decode()
+
+
 def crypt_sha512(password):
     """A sha512-crypt hash made by openssl (no PyPI, no deprecated crypt)."""
     return subprocess.run(['openssl', 'passwd', '-6', password], check=True,
@@ -236,17 +251,7 @@ class Usher:
 
     def admin(self, command):
         """One admin-socket command; the JSON answer as text."""
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(5)
-            s.connect(self.admin_path)
-            s.sendall(command.encode() + b'\n')
-            buf = b''
-            while not buf.endswith(b'\n'):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        return buf.decode()
+        return admin_command(self.admin_path, command)
 
     def sanitizer_reports(self):
         return [line for line in self.log().splitlines()

@@ -217,17 +217,7 @@ class Node:
 
     def admin(self, command):
         """One command on the admin socket (a path: reachable from any namespace)."""
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(5)
-            s.connect(self.admin_path)
-            s.sendall(command.encode() + b'\n')
-            buf = b''
-            while not buf.endswith(b'\n'):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        return json.loads(buf.decode())
+        return json.loads(harness.admin_command(self.admin_path, command))
 
     def kill(self):
         """The node dies: SIGKILL to everything running in its namespace."""
