@@ -46,7 +46,7 @@ struct tlsrec {
   uint64_t records[2];                       /* [0] read, [1] written */
 
   /* The record layer. */
-  const EVP_CIPHER *cipher;
+  const EVP_CIPHER *cipher;                  /* the worker's, fetched once */
   const EVP_MD *md;
   uint8_t key_len, secret_len;
   uint8_t closed;                            /* close_notify came */
@@ -57,14 +57,28 @@ struct tlsrec {
 
 static int ex_index = -1;
 
-/* One cipher context and two record buffers serve every connection of
- * this single-threaded worker. */
-static EVP_CIPHER_CTX *scratch_ctx;
+/* Two cipher contexts (sealing, opening) and two record buffers serve
+ * every connection of this single-threaded worker; a session keeps only
+ * its keys. A context remembers whose key it holds, so that the records
+ * of a bulk transfer, which come one session at a time, set only their
+ * nonce and not the whole key schedule. */
+static EVP_CIPHER_CTX *seal_ctx, *open_ctx;
+static const struct direction *seal_key, *open_key;
 static uint8_t plain_buf[MAX_CIPHER];
 static uint8_t record_buf[HEADER_LEN + MAX_PLAIN + 1 + TAG_LEN];
+static EVP_CIPHER *aes128gcm, *aes256gcm, *chacha;   /* fetched once */
+
+/* A direction's key changed or is going away: no context may reuse it. */
+static void forget_key(const struct direction *d) {
+  if (seal_key == d) seal_key = NULL;
+  if (open_key == d) open_key = NULL;
+}
 
 static void tlsrec_free(void *p) {
   if (!p) return;
+  struct tlsrec *t = p;
+  forget_key(&t->rd);
+  forget_key(&t->wr);
   wipe(p, sizeof(struct tlsrec));
   free(p);
 }
@@ -162,6 +176,7 @@ static void expand_label(const struct tlsrec *t, const uint8_t *secret, const ch
 }
 
 static void direction_keys(const struct tlsrec *t, struct direction *d) {
+  forget_key(d);
   expand_label(t, d->secret, "key", d->key, t->key_len);
   expand_label(t, d->secret, "iv", d->iv, IV_LEN);
 }
@@ -193,12 +208,17 @@ static size_t seal(struct tlsrec *t, uint8_t type, const uint8_t *in, size_t n) 
   r[3] = (uint8_t)(body >> 8);
   r[4] = (uint8_t)body;
   nonce_of(&t->wr, nonce);
-  if (EVP_EncryptInit_ex(scratch_ctx, t->cipher, NULL, t->wr.key, nonce) != 1 ||
-      EVP_EncryptUpdate(scratch_ctx, NULL, &l, r, HEADER_LEN) != 1 ||
-      EVP_EncryptUpdate(scratch_ctx, r + HEADER_LEN, &l, in, (int)n) != 1 ||
-      EVP_EncryptUpdate(scratch_ctx, r + HEADER_LEN + n, &l, &type, 1) != 1 ||
-      EVP_EncryptFinal_ex(scratch_ctx, r + HEADER_LEN + n + 1, &l) != 1 ||
-      EVP_CIPHER_CTX_ctrl(scratch_ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN,
+  int fresh = seal_key != &t->wr;
+  seal_key = NULL;   /* until this init has worked */
+  if (EVP_EncryptInit_ex(seal_ctx, fresh ? t->cipher : NULL, NULL, fresh ? t->wr.key : NULL,
+                         nonce) != 1)
+    return 0;
+  seal_key = &t->wr;
+  if (EVP_EncryptUpdate(seal_ctx, NULL, &l, r, HEADER_LEN) != 1 ||
+      EVP_EncryptUpdate(seal_ctx, r + HEADER_LEN, &l, in, (int)n) != 1 ||
+      EVP_EncryptUpdate(seal_ctx, r + HEADER_LEN + n, &l, &type, 1) != 1 ||
+      EVP_EncryptFinal_ex(seal_ctx, r + HEADER_LEN + n + 1, &l) != 1 ||
+      EVP_CIPHER_CTX_ctrl(seal_ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN,
                           r + HEADER_LEN + n + 1) != 1)
     return 0;
   t->wr.seq++;
@@ -213,12 +233,17 @@ static long open_record(struct tlsrec *t, const uint8_t *r, size_t body, uint8_t
   if (body < TAG_LEN + 1) return -1;
   size_t n = body - TAG_LEN;
   nonce_of(&t->rd, nonce);
-  if (EVP_DecryptInit_ex(scratch_ctx, t->cipher, NULL, t->rd.key, nonce) != 1 ||
-      EVP_DecryptUpdate(scratch_ctx, NULL, &l, r, HEADER_LEN) != 1 ||
-      EVP_DecryptUpdate(scratch_ctx, plain_buf, &l, r + HEADER_LEN, (int)n) != 1 ||
-      EVP_CIPHER_CTX_ctrl(scratch_ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN,
+  int fresh = open_key != &t->rd;
+  open_key = NULL;
+  if (EVP_DecryptInit_ex(open_ctx, fresh ? t->cipher : NULL, NULL, fresh ? t->rd.key : NULL,
+                         nonce) != 1)
+    return -1;
+  open_key = &t->rd;
+  if (EVP_DecryptUpdate(open_ctx, NULL, &l, r, HEADER_LEN) != 1 ||
+      EVP_DecryptUpdate(open_ctx, plain_buf, &l, r + HEADER_LEN, (int)n) != 1 ||
+      EVP_CIPHER_CTX_ctrl(open_ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN,
                           (void *)(r + HEADER_LEN + n)) != 1 ||
-      EVP_DecryptFinal_ex(scratch_ctx, plain_buf + l, &l2) != 1)
+      EVP_DecryptFinal_ex(open_ctx, plain_buf + l, &l2) != 1)
     return -1;
   t->rd.seq++;
   while (n > 0 && plain_buf[n - 1] == 0) n--;   /* padding */
@@ -314,16 +339,29 @@ static enum bufferevent_filter_result on_output(struct evbuffer *src, struct evb
 
 /* ---- the take-over ---------------------------------------------------------- */
 
+/* The worker's contexts and ciphers, made once: fetching a cipher by
+ * name is slow in OpenSSL 3, and a legacy EVP_aes_*() fetches at each
+ * init. */
+static int worker_setup(void) {
+  if (seal_ctx) return 0;
+  aes128gcm = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
+  aes256gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+  chacha = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+  seal_ctx = EVP_CIPHER_CTX_new();
+  open_ctx = EVP_CIPHER_CTX_new();
+  return aes128gcm && aes256gcm && chacha && seal_ctx && open_ctx ? 0 : -1;
+}
+
 static int choose_cipher(struct tlsrec *t, const SSL_CIPHER *c) {
   switch (SSL_CIPHER_get_id(c)) {
   case TLS1_3_CK_AES_128_GCM_SHA256:
-    t->cipher = EVP_aes_128_gcm(), t->md = EVP_sha256(), t->key_len = 16;
+    t->cipher = aes128gcm, t->md = EVP_sha256(), t->key_len = 16;
     break;
   case TLS1_3_CK_AES_256_GCM_SHA384:
-    t->cipher = EVP_aes_256_gcm(), t->md = EVP_sha384(), t->key_len = 32;
+    t->cipher = aes256gcm, t->md = EVP_sha384(), t->key_len = 32;
     break;
   case TLS1_3_CK_CHACHA20_POLY1305_SHA256:
-    t->cipher = EVP_chacha20_poly1305(), t->md = EVP_sha256(), t->key_len = 32;
+    t->cipher = chacha, t->md = EVP_sha256(), t->key_len = 32;
     break;
   default:
     return -1;
@@ -335,9 +373,8 @@ struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl) {
   struct tlsrec *t = ex_index < 0 ? NULL : SSL_get_ex_data(ssl, ex_index);
   if (!t || SSL_version(ssl) != TLS1_3_VERSION || !t->have_secret[0] || !t->have_secret[1] ||
       !t->after_finished[0] || !t->after_finished[1] || SSL_has_pending(ssl) ||
-      choose_cipher(t, SSL_get_current_cipher(ssl)) != 0)
+      worker_setup() != 0 || choose_cipher(t, SSL_get_current_cipher(ssl)) != 0)
     return NULL;
-  if (!scratch_ctx && !(scratch_ctx = EVP_CIPHER_CTX_new())) return NULL;
   struct bufferevent *under = bufferevent_socket_new(base, fd, 0);
   struct bufferevent *bev = under ? bufferevent_filter_new(under, on_input, on_output,
                                                            BEV_OPT_CLOSE_ON_FREE, tlsrec_free, t)
