@@ -11,6 +11,7 @@ Figures per program (each the median of --runs runs):
   kib_idle            proxy PSS per idle (IDLE) plaintext session, --idle sessions
   kib_idle_tls        the same over TLS
   cpu_s_per_gib       proxy CPU seconds per GiB relayed by FETCH BODY[]
+  cpu_s_per_gib_tls   the same to a client on implicit TLS
 and usher again with 1 and 2 workers. The table also gives ratios against
 nginx and HAProxy measured in the same run.
 
@@ -373,11 +374,11 @@ def idle_kib(prog, n, tls):
     return used / parked
 
 
-def fetch_cost(prog, mib, loops):
+def fetch_cost(prog, mib, loops, tls=False):
     before = cpu_seconds(prog.proc.pid)
-    fig = loadgen(['--port', str(prog.port), '--scenario', 'fetch', '--sessions', '4',
-                   '--concurrency', '4', '--fetch-size', str(mib << 20), '--fetch-loops', str(loops)]
-                  + COMMON)
+    fig = loadgen(['--port', str(prog.tls_port if tls else prog.port), '--scenario', 'fetch',
+                   '--sessions', '4', '--concurrency', '4', '--fetch-size', str(mib << 20),
+                   '--fetch-loops', str(loops)] + (['--tls', 'implicit'] if tls else []) + COMMON)
     gib = int(fig['bytes']) / (1 << 30)
     return (cpu_seconds(prog.proc.pid) - before) / gib
 
@@ -395,6 +396,7 @@ def measure(prog, opts):
         prog.start()
         r[key] = idle_kib(prog, opts.idle, tls)
     r['cpu_s_per_gib'] = fetch_cost(prog, opts.fetch_mib, opts.fetch_loops)
+    r['cpu_s_per_gib_tls'] = fetch_cost(prog, opts.fetch_mib, opts.fetch_loops, tls=True)
     return r
 
 
@@ -464,7 +466,8 @@ FIGS = [('cpu_login_us', 'CPU per plaintext login session (us)'),
         ('logins_per_s', 'plaintext login sessions per second'),
         ('kib_idle', 'PSS per idle plaintext session (KiB)'),
         ('kib_idle_tls', 'PSS per idle TLS session (KiB)'),
-        ('cpu_s_per_gib', 'CPU seconds per GiB relayed (FETCH)')]
+        ('cpu_s_per_gib', 'CPU seconds per GiB relayed (FETCH)'),
+        ('cpu_s_per_gib_tls', 'CPU seconds per GiB relayed to a TLS client (FETCH)')]
 
 
 def report(results, opts):
