@@ -435,12 +435,12 @@ static int config_check(struct loader *l) {
     if (c->listeners[i].addr.len == 0)
       return fail(l, "[listener %s] has no address", c->listeners[i].name);
     if (c->listeners[i].tls != TLS_NONE) need_cert = 1;
-    if (c->tls_ticket_lifetime_ms && c->tls_ticket_lifetime_ms < 1000)
-      return fail(l, "[tls] ticket_lifetime: at least 1s (or 0: no tickets)");
     if (c->listeners[i].proxy_protocol && c->listeners[i].n_proxy_from == 0)
       return fail(l, "[listener %s] proxy_protocol = yes needs proxy_from (the balancers' networks)",
                   c->listeners[i].name);
   }
+  if (c->tls_ticket_lifetime_ms && c->tls_ticket_lifetime_ms < 1000)
+    return fail(l, "[tls] ticket_lifetime: at least 1s (or 0: no tickets)");
   for (unsigned i = 0; i < c->n_certificates; i++)
     if (!c->certificates[i].cert || !c->certificates[i].key)
       return fail(l, "[certificate %s] needs both cert and key", c->certificates[i].name);

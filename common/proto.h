@@ -25,8 +25,9 @@
  *   BACKEND_FAILED w->s  req, session, backend, reason; answered by a
  *                        LOGIN_REPLY with the same req: another seat, or not
  *   SESSION_UP     w->s  session, user, backend, client_addr, client_port;
- *                        also sent again for every live session after the
- *                        worker reconnects to a restarted sessiond
+ *                        sent for every relayed session when the worker
+ *                        reconnects to a restarted sessiond (a session
+ *                        counts from its LOGIN_REPLY OK otherwise)
  *   SESSION_END    w->s  session, bytes_in, bytes_out, duration_ms, reason;
  *                        for every session that got a LOGIN_REPLY OK,
  *                        whether or not it came up

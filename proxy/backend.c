@@ -265,7 +265,6 @@ static void login_done(struct client *c) {
   client_forget_login(c);
   free(c->bcapability);
   c->bcapability = NULL;
-  client_report_up(c);
   relay_start(c);
 }
 

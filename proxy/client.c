@@ -180,10 +180,6 @@ void client_forget_login(struct client *c) {
   c->tag = NULL;
 }
 
-void client_report_up(struct client *c) {
-  c->up = 1;   /* sessiond counted it at LOGIN OK; SESSION_UP is for re-registering */
-}
-
 void client_close(struct client *c, const char *last_words, const char *reason) {
   if (c->state == CS_CLOSING) return;
   backend_free(c);

@@ -74,7 +74,6 @@ struct client {
   unsigned plaintext_ok : 1;        /* LOGIN allowed without TLS */
   unsigned counted : 1;             /* counted in the per-address limit */
   unsigned registered : 1;          /* sessiond knows the session (LOGIN OK) */
-  unsigned up : 1;                  /* SESSION_UP sent */
   unsigned backend_retried : 1;     /* one BACKEND_FAILED round used */
 
   /* Pre-auth. */
@@ -104,7 +103,9 @@ struct client {
   uint64_t bytes_in;                /* client -> backend */
   uint64_t bytes_out;               /* backend -> client */
   uint64_t relay_start_ms;
-  struct event *rd[2];              /* reading a plain client [0] / backend [1] socket */
+  struct event *rd[2];              /* reading a plain client [0] / backend [1] socket;
+                                       before the relay, [0] is a one-shot event of
+                                       proxied.c (the header) or of the TLS release */
   int client_eof, backend_eof;
 };
 
@@ -134,8 +135,6 @@ void client_timer(struct client *c, uint64_t ms);
 int client_start_tls(struct client *c);
 /* Wipes and frees the login's user/password/tag. */
 void client_forget_login(struct client *c);
-/* Sends SESSION_UP for this client to sessiond (now, or again after a reconnect). */
-void client_report_up(struct client *c);
 /* The sessiond link lost or answered: see sessiond_link.h */
 
 /* preauth.c */

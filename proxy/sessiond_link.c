@@ -124,7 +124,7 @@ static void on_link_event(struct bufferevent *bev, short what, void *arg) {
     sessiond_link_send(l, &m);
     /* A restarted sessiond learns the sessions that outlived it. */
     for (struct client *c = w->clients; c; c = c->next)
-      if (c->state == CS_RELAY && c->up) sessiond_link_session_up(l, c);
+      if (c->state == CS_RELAY) sessiond_link_session_up(l, c);
     return;
   }
   link_down(l);

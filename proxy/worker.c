@@ -234,23 +234,25 @@ static int worker_drop_privileges(const struct config *cfg) {
 
 /* Ticket keys from the master: one set at start, then one at each new
  * period (tickets.h). Records are small and written whole, so a read
- * returns whole ones; the last read is the newest. */
+ * returns whole ones; the last read is the newest. Returns 1 with new
+ * keys, 0 when there is nothing to read yet, -1 when the pipe is done
+ * (the master is gone) or broken. */
 static int tickets_read(struct worker *w) {
   struct ticket_keys k[4];
   ssize_t n = read(w->tickets_fd, k, sizeof k);
-  if (n <= 0 || n % (ssize_t)sizeof k[0] != 0) {
-    wipe(k, sizeof k);
-    return -1;
+  int rc = n < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+  if (n > 0 && n % (ssize_t)sizeof k[0] == 0) {
+    tickets_set(&k[n / (ssize_t)sizeof k[0] - 1]);
+    rc = 1;
   }
-  tickets_set(&k[n / (ssize_t)sizeof k[0] - 1]);
   wipe(k, sizeof k);
-  return 0;
+  return rc;
 }
 
 static void on_tickets(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what;
   struct worker *w = arg;
-  if (tickets_read(w) != 0 && errno != EAGAIN) event_del(w->tickets_ev);   /* master gone */
+  if (tickets_read(w) < 0) event_del(w->tickets_ev);   /* at EOF it would wake us forever */
 }
 
 static void worker_tickets_start(struct worker *w) {
@@ -259,7 +261,7 @@ static void worker_tickets_start(struct worker *w) {
   unsetenv("USHER_TICKET_KEY_FD");
   if (w->tickets_fd < 0) return;
   fd_set_nonblock_cloexec(w->tickets_fd);
-  if (tickets_read(w) != 0)
+  if (tickets_read(w) != 1)
     log_event(LOG_LVL_WARN, "ticket_keys", "error=\"none from the master\"");
   w->tickets_ev = event_new(w->base, w->tickets_fd, EV_READ | EV_PERSIST, on_tickets, w);
   event_add(w->tickets_ev, NULL);

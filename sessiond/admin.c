@@ -53,8 +53,7 @@ static void json_session(struct evbuffer *out, const struct session *s, uint64_t
   json_str(out, s->backend);
   evbuffer_add_printf(out, ",\"client\":");
   json_str(out, s->client);
-  evbuffer_add_printf(out, ",\"state\":\"%s\",\"age_s\":%llu}", s->up ? "up" : "pending",
-                      (unsigned long long)((now - s->start_ms) / 1000));
+  evbuffer_add_printf(out, ",\"age_s\":%llu}", (unsigned long long)((now - s->start_ms) / 1000));
 }
 
 struct listing {

@@ -113,7 +113,7 @@ static void finish_ok(struct pending *p, enum source src) {
   /* The seat's key is the keyed hash of the canonical name: already made
    * for the login, unless it is an alias. */
   const char *key = strcmp(p->canonical, p->login) ? NULL : p->key_hex;
-  seatstore_route(sd, p->wc, p->session, p->canonical, key, p->pinned, on_routed, p);
+  seatstore_route(sd, p->wc, p->session, p->client, p->canonical, key, p->pinned, on_routed, p);
 }
 
 /* The seat is known (or there is none to be had). */
@@ -137,13 +137,6 @@ static void on_routed(void *cookie, int idx) {
     log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=ok source=%s backend=%s",
               p->session, p->client, user, source_names[src], sd->cfg->backends[idx].name);
     workers_reply_ok(sd, p->wc, p->req, p->session, p->canonical, idx);
-    /* The session counts as up from here; workers send SESSION_UP only to
-     * re-register their sessions with a restarted sessiond. */
-    struct session *s = session_find(sd->seats, p->session);
-    if (s) {
-      s->up = 1;
-      snprintf(s->client, sizeof s->client, "%s", p->client);
-    }
   }
   pending_free(p);
 }

@@ -158,10 +158,11 @@ static void sess_tab_grow(struct seats *t) {
 }
 
 struct session *session_add(struct seats *t, const char *id, const char *user,
-                            const char *backend, void *owner, uint64_t now) {
+                            const char *backend, const char *client, void *owner, uint64_t now) {
   if (t->n_sessions >= t->sess_cap) sess_tab_grow(t);
   struct session *s = xcalloc(1, sizeof *s);
   snprintf(s->id, sizeof s->id, "%s", id);
+  snprintf(s->client, sizeof s->client, "%s", client);
   s->user = xstrdup(user);
   s->backend = xstrdup(backend);
   s->owner = owner;

@@ -1,8 +1,9 @@
 /* The seat table and the session table, in sessiond's memory.
  *
  * A seat answers "which backend serves this user now". It exists while the
- * user has sessions (pending: routed but not yet logged in at the backend;
- * or up) and for seat_expire after the last one ends; then it may be
+ * user has sessions (from sessiond's LOGIN OK on, while the worker still
+ * logs in at the backend too) and for seat_expire after the last one
+ * ends; then it may be
  * re-chosen. Sessions are keyed by the worker's session id.
  * All operations on the login path are O(1) on average. */
 #ifndef USHER_SESSIOND_SEATS_H
@@ -17,7 +18,7 @@ struct seat {
   char *user;                 /* canonical user name */
   char *backend;
   uint64_t created_ms;
-  unsigned sessions;          /* pending + up, on this proxy */
+  unsigned sessions;          /* the user's sessions on this proxy */
   uint64_t expires_ms;        /* when sessions == 0 */
   uint64_t gen;               /* the seat's generation in Redis (0: not known there) */
   int fenced;                 /* confirmed in Redis; 0: chosen while Redis was away */
@@ -30,7 +31,6 @@ struct session {
   char *user;
   char *backend;
   void *owner;                /* the worker connection that holds it */
-  int up;
   char client[64];            /* "addr:port" */
   uint64_t start_ms;
   uint64_t gen;               /* the seat's generation when it was routed */
@@ -53,9 +53,10 @@ size_t seats_count(const struct seats *t);
 /* Calls fn for every seat; fn may not add or remove seats. */
 void seats_foreach(struct seats *t, void (*fn)(struct seat *, void *), void *arg);
 
-/* Adds a session of user on backend; the user's seat must exist. */
+/* Adds a session of user on backend, from client ("addr:port"); the
+ * user's seat must exist. */
 struct session *session_add(struct seats *t, const char *id, const char *user,
-                            const char *backend, void *owner, uint64_t now);
+                            const char *backend, const char *client, void *owner, uint64_t now);
 struct session *session_find(struct seats *t, const char *id);
 /* Removes and frees; starts the seat's expiry when it was the user's last. */
 void session_remove(struct seats *t, struct session *s, uint64_t now, uint64_t seat_expire_ms);

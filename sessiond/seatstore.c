@@ -144,6 +144,7 @@ struct route {
   struct sessiond *sd;
   struct wconn *wc;
   char session[17];
+  char client[64];
   char *user, *pinned;
   char key_hex[AUTHCACHE_HEX_LEN + 1];
   seatstore_done_fn done;
@@ -172,7 +173,7 @@ static void commit(struct route *r, int idx, uint64_t gen, int fenced) {
   snprintf(seat->key_hex, sizeof seat->key_hex, "%s", r->key_hex);
   struct session *old = session_find(sd->seats, r->session);
   if (old) session_remove(sd->seats, old, now, sd->cfg->seat_expire_ms);
-  if (!r->wc->closed) session_add(sd->seats, r->session, r->user, backend, r->wc, now);
+  if (!r->wc->closed) session_add(sd->seats, r->session, r->user, backend, r->client, r->wc, now);
 }
 
 static void route_done(struct route *r, int idx) {
@@ -289,14 +290,15 @@ static void on_attached(void *cookie, const redisReply *rep) {
   route_done(r, idx);
 }
 
-void seatstore_route(struct sessiond *sd, struct wconn *wc, const char *session, const char *user,
-                     const char *key_hex, const char *pinned, seatstore_done_fn done,
-                     void *cookie) {
+void seatstore_route(struct sessiond *sd, struct wconn *wc, const char *session,
+                     const char *client, const char *user, const char *key_hex,
+                     const char *pinned, seatstore_done_fn done, void *cookie) {
   struct route *r = xcalloc(1, sizeof *r);
   r->sd = sd;
   r->wc = wc;
   wconn_ref(wc);
   snprintf(r->session, sizeof r->session, "%s", session);
+  snprintf(r->client, sizeof r->client, "%s", client);
   r->user = xstrdup(user);
   r->pinned = pinned ? xstrdup(pinned) : NULL;
   r->done = done;

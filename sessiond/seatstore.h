@@ -34,12 +34,12 @@ struct wconn;
 /* idx: the backend's index, or -1 (no backend can take the user). */
 typedef void (*seatstore_done_fn)(void *cookie, int idx);
 
-/* Seats user for a new session and adds the session (on success). done is
- * called exactly once, possibly before this returns. key_hex: the user's
- * keyed hash if the caller has it, else NULL. */
-void seatstore_route(struct sessiond *sd, struct wconn *wc, const char *session, const char *user,
-                     const char *key_hex, const char *pinned, seatstore_done_fn done,
-                     void *cookie);
+/* Seats user for a new session (from client, "addr:port") and adds the
+ * session (on success). done is called exactly once, possibly before this
+ * returns. key_hex: the user's keyed hash if the caller has it, else NULL. */
+void seatstore_route(struct sessiond *sd, struct wconn *wc, const char *session,
+                     const char *client, const char *user, const char *key_hex,
+                     const char *pinned, seatstore_done_fn done, void *cookie);
 /* The worker could not reach the seated backend for this session: re-seat
  * (compare-and-set) when it is the user's only session here. */
 void seatstore_backend_failed(struct sessiond *sd, const char *session, seatstore_done_fn done,

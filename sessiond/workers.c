@@ -85,18 +85,18 @@ static void on_session_up(struct wconn *wc, const struct proto_msg *m) {
   uint64_t now = now_ms();
   struct session *s = session_find(sd->seats, m->session);
   if (!s) {
+    char client[64];
+    snprintf(client, sizeof client, "%s:%u", m->client_addr ? m->client_addr : "?",
+             m->client_port);
     struct seat *seat = seat_find(sd->seats, m->user, now);
     if (!seat) seat = seat_create(sd->seats, m->user, m->backend, now);
-    s = session_add(sd->seats, m->session, m->user, m->backend, wc, now);
+    s = session_add(sd->seats, m->session, m->user, m->backend, client, wc, now);
     if (strcmp(seat->backend, m->backend) != 0) {
       workers_kick(sd, s, "seated_elsewhere");   /* the rule wins */
       return;
     }
   }
-  s->up = 1;
   s->owner = wc;
-  snprintf(s->client, sizeof s->client, "%s:%u", m->client_addr ? m->client_addr : "?",
-           m->client_port);
 }
 
 static void on_session_end(struct wconn *wc, const struct proto_msg *m) {
