@@ -1,10 +1,14 @@
 /* Direct sends on plain sockets (see bev_send.h). */
 #include "common/bev_send.h"
 
+#include <errno.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 size_t bev_send_direct(struct bufferevent *bev, int fd, const void *data, size_t len) {
   if (fd < 0 || evbuffer_get_length(bufferevent_get_output(bev)) != 0) return 0;
@@ -14,5 +18,39 @@ size_t bev_send_direct(struct bufferevent *bev, int fd, const void *data, size_t
 
 void bev_send(struct bufferevent *bev, int fd, const void *data, size_t len) {
   size_t done = bev_send_direct(bev, fd, data, len);
-  if (done < len) bufferevent_write(bev, (const char *)data + done, len - done);
+  if (done < len) {
+    bufferevent_write(bev, (const char *)data + done, len - done);
+    bev_queued(bev);
+  }
+}
+
+ssize_t sock_read_into(int fd, struct evbuffer *in, size_t max) {
+  struct evbuffer_iovec v[2];
+  int nv = evbuffer_reserve_space(in, (ev_ssize_t)max, v, 2);
+  if (nv <= 0) {
+    errno = ENOMEM;
+    return -1;
+  }
+  struct iovec iov[2];
+  for (int k = 0; k < nv; k++) iov[k] = (struct iovec){v[k].iov_base, v[k].iov_len};
+  ssize_t n = nv == 1 ? read(fd, iov[0].iov_base, iov[0].iov_len) : readv(fd, iov, nv);
+  size_t left = n > 0 ? (size_t)n : 0;
+  for (int k = 0; k < nv; k++) {
+    v[k].iov_len = left < v[k].iov_len ? left : v[k].iov_len;
+    left -= v[k].iov_len;
+  }
+  int saved = errno;
+  evbuffer_commit_space(in, v, nv);
+  errno = saved;
+  return n;
+}
+
+void bev_read_by_us(struct bufferevent *bev) {
+  evbuffer_unfreeze(bufferevent_get_input(bev), 0);
+}
+
+void bev_queued(struct bufferevent *bev) {
+  if (!(bufferevent_get_enabled(bev) & EV_WRITE) &&
+      evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+    bufferevent_enable(bev, EV_WRITE);
 }

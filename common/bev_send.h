@@ -1,15 +1,21 @@
-/* Writing to a bufferevent's plain socket without waiting a loop turn.
+/* Plain sockets beside their bufferevents: direct writes and our own reads.
  *
  * Queuing on a bufferevent costs a loop turn and two epoll_ctl calls (the
  * write event on, then off) for every line of a login dialogue. When
  * nothing is queued ahead, the bytes can go straight to the kernel; only
- * what it does not take is queued, so ordering is kept. */
+ * what it does not take is queued, so ordering is kept.
+ *
+ * Reading: a bufferevent asks the kernel for FIONREAD before every read,
+ * one system call per line of a login dialogue. The proxy reads its plain
+ * sockets itself, into the bufferevent's input, with sock_read_into(). */
 #ifndef USHER_BEV_SEND_H
 #define USHER_BEV_SEND_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct bufferevent;
+struct evbuffer;
 
 /* Sends what it can of data on fd now, if bev's output is empty and
  * fd >= 0 (a plain, connected socket). Queues nothing. Returns the bytes
@@ -19,5 +25,21 @@ size_t bev_send_direct(struct bufferevent *bev, int fd, const void *data, size_t
 /* bev_send_direct, then queues the rest on bev. fd < 0 (a TLS side, a
  * socket still connecting): everything is queued. */
 void bev_send(struct bufferevent *bev, int fd, const void *data, size_t len);
+
+/* To be called after queuing on bev's output. libevent writes queued
+ * bytes only while EV_WRITE is enabled, but enabling it with nothing
+ * queued costs a whole epoll round (writability on, a wake-up, off again),
+ * so the sockets enable it the first time something is queued. Once on,
+ * it stays on: libevent then watches writability only while bytes wait. */
+void bev_queued(struct bufferevent *bev);
+
+/* One read of up to max bytes from fd, appended to in. Returns the bytes
+ * read, 0 at end of stream, -1 on error (errno; EAGAIN: nothing there). */
+ssize_t sock_read_into(int fd, struct evbuffer *in, size_t max);
+
+/* Makes bev's input ours to fill with sock_read_into(): a socket
+ * bufferevent keeps the end of its input frozen. Its own reading must stay
+ * disabled. */
+void bev_read_by_us(struct bufferevent *bev);
 
 #endif

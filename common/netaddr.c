@@ -69,6 +69,15 @@ unsigned netaddr_port(const struct netaddr *a) {
   return 0;
 }
 
+int netaddr_is_wildcard(const struct netaddr *a) {
+  if (netaddr_port(a) == 0) return 1;
+  if (a->ss.ss_family == AF_INET)
+    return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+  if (a->ss.ss_family == AF_INET6)
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+  return 1;
+}
+
 const char *netaddr_str(const struct netaddr *a, char *out, size_t outlen) {
   char host[INET6_ADDRSTRLEN];
   netaddr_host(a, host, sizeof host);

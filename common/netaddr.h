@@ -21,6 +21,8 @@ unsigned netaddr_port(const struct netaddr *a);
 /* "127.0.0.1:143" or "[::1]:993". */
 const char *netaddr_str(const struct netaddr *a, char *out, size_t outlen);
 int netaddr_from_sockaddr(struct netaddr *out, const struct sockaddr *sa, socklen_t len);
+/* 1 if a names no single local address: the wildcard host, or port 0. */
+int netaddr_is_wildcard(const struct netaddr *a);
 
 struct netmask {
   int family;             /* AF_INET or AF_INET6 */

@@ -10,6 +10,7 @@
  * the user has no other session); after that the client gets
  * NO [UNAVAILABLE]. No path waits longer than connect_timeout or
  * login_timeout. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -32,11 +33,16 @@
 #include "proxy/worker.h"
 
 #define BACKEND_MAX_LINE 65536
+#define BACKEND_READ_MAX 16384   /* one read before the relay */
 
 static void on_backend_read(struct bufferevent *bev, void *arg);
 static void on_backend_event(struct bufferevent *bev, short what, void *arg);
 
 void backend_free(struct client *c) {
+  if (c->rd[1]) {
+    event_free(c->rd[1]);
+    c->rd[1] = NULL;
+  }
   if (c->bbev) {
     bufferevent_free(c->bbev);
     c->bbev = NULL;
@@ -60,6 +66,7 @@ static void backend_write(struct client *c, const char *fmt, ...) {
     va_start(ap, fmt);
     evbuffer_add_vprintf(bufferevent_get_output(c->bbev), fmt, ap);
     va_end(ap);
+    bev_queued(c->bbev);
   }
 }
 
@@ -84,6 +91,7 @@ static void backend_write_secret(struct client *c, char *line, size_t len) {
   wipe_cleanup(line, len, NULL);
   if (evbuffer_add_reference(out, rest, len - done, wipe_cleanup, NULL) != 0)
     wipe_cleanup(rest, len - done, NULL);
+  bev_queued(c->bbev);
 }
 
 /* The backend failed before the login completed. */
@@ -107,6 +115,17 @@ static void backend_fail(struct client *c, const char *why) {
 }
 
 void backend_timer(struct client *c) {
+  /* A plain connection is seen up by its greeting: if it is up and the
+   * greeting is what is late, that wait is the login's. */
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (c->bstep == BS_CONNECT && c->bfd >= 0 && getpeername(c->bfd, (struct sockaddr *)&ss, &len) == 0) {
+    c->bstep = BS_GREETING;
+    uint64_t spent = c->w->cfg->connect_timeout_ms;
+    uint64_t limit = c->w->cfg->login_timeout_ms;
+    client_timer(c, limit > spent ? limit - spent : 1);
+    return;
+  }
   backend_fail(c, c->bstep == BS_CONNECT ? "connect_timeout" : "login_timeout");
 }
 
@@ -289,6 +308,8 @@ static void switch_to_tls(struct client *c) {
     backend_fail(c, "tls_setup_failed");
     return;
   }
+  event_free(c->rd[1]);   /* the plain reading ends */
+  c->rd[1] = NULL;
   bufferevent_free(c->bbev);   /* plain: leaves the fd open */
   c->bbev = bufferevent_openssl_socket_new(c->w->base, c->bfd, ssl, BUFFEREVENT_SSL_CONNECTING,
                                            BEV_OPT_CLOSE_ON_FREE);
@@ -404,6 +425,30 @@ static void on_backend_read(struct bufferevent *bev, void *arg) {
     backend_fail(c, "line_too_long");
 }
 
+/* A plain backend socket is read by us (see bev_send.h), with one event
+ * from the connect to the close; relay.c takes its reading over. Its first
+ * byte, the greeting, also says the connection is up: no wait for
+ * writability and no SO_ERROR query. */
+static void on_backend_readable(evutil_socket_t fd, short what, void *arg) {
+  struct client *c = arg;
+  if (c->state == CS_RELAY) {
+    relay_plain_readable(fd, what, arg);
+    return;
+  }
+  ssize_t n = sock_read_into(fd, bufferevent_get_input(c->bbev), BACKEND_READ_MAX);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) {
+    backend_fail(c, c->bstep == BS_CONNECT ? "connect_failed" : "backend_closed");
+    return;
+  }
+  if (c->bstep == BS_CONNECT) {
+    c->bstep = BS_GREETING;
+    client_timer(c, c->w->cfg->login_timeout_ms);
+  }
+  on_backend_read(c->bbev, c);
+}
+
+/* Also a plain backend's write errors. */
 static void on_backend_event(struct bufferevent *bev, short what, void *arg) {
   (void)bev;
   struct client *c = arg;
@@ -422,6 +467,23 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg) {
     backend_fail(c, c->bstep == BS_CONNECT ? "connect_failed"
                     : c->bstep == BS_TLS   ? "tls_handshake_failed"
                                            : "backend_closed");
+}
+
+/* The bufferevent only writes, once something is queued (bev_queued). */
+static void backend_connect_plain(struct client *c, int fd) {
+  struct worker *w = c->w;
+  c->bfd = fd;
+  if (connect(fd, (struct sockaddr *)&c->backend_addr.ss, c->backend_addr.len) != 0 &&
+      errno != EINPROGRESS) {
+    backend_fail(c, "connect_failed");
+    return;
+  }
+  c->bbev = bufferevent_socket_new(w->base, fd, 0);
+  bufferevent_setcb(c->bbev, NULL, NULL, on_backend_event, c);
+  bev_read_by_us(c->bbev);
+  c->rd[1] = event_new(w->base, fd, EV_READ | EV_PERSIST, on_backend_readable, c);
+  event_add(c->rd[1], NULL);
+  client_timer(c, w->cfg->connect_timeout_ms);
 }
 
 void backend_start(struct client *c) {
@@ -449,8 +511,8 @@ void backend_start(struct client *c) {
       return;
     }
   } else {
-    c->bfd = fd;
-    c->bbev = bufferevent_socket_new(w->base, fd, 0);
+    backend_connect_plain(c, fd);
+    return;
   }
   bufferevent_setcb(c->bbev, on_backend_read, NULL, on_backend_event, c);
   bufferevent_enable(c->bbev, EV_READ | EV_WRITE);

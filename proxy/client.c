@@ -5,6 +5,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "proxy/worker.h"
 
 #define CLOSE_FLUSH_MS 5000   /* a client that will not read its BYE */
+#define CLIENT_READ_MAX 16384  /* one read before login */
 
 static void on_client_read(struct bufferevent *bev, void *arg);
 static void on_client_write(struct bufferevent *bev, void *arg);
@@ -66,9 +68,49 @@ static int peer_is_trusted(const struct config *cfg, const struct netaddr *a) {
   return 0;
 }
 
+/* A plain client socket is read by us (see bev_send.h), with one event
+ * from the greeting to the close; relay.c takes its reading over. The
+ * bufferevent only writes. */
+static void on_client_readable(evutil_socket_t fd, short what, void *arg) {
+  struct client *c = arg;
+  if (c->state == CS_RELAY) {
+    relay_plain_readable(fd, what, arg);
+    return;
+  }
+  struct evbuffer *in = bufferevent_get_input(c->cbev);
+  if (c->state != CS_PREAUTH && evbuffer_get_length(in) >= AUTH_WAIT_INPUT_MAX) {
+    event_del(c->rd[0]);   /* until client_reading(c, 1) */
+    return;
+  }
+  ssize_t n = sock_read_into(fd, in, CLIENT_READ_MAX);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    client_free(c, n == 0 ? "client_eof" : "client_error");
+    return;
+  }
+  if (n > 0) on_client_read(c->cbev, c);
+}
+
+void client_reading(struct client *c, int on) {
+  if (!c->is_tls && c->rd[0]) {
+    if (on) event_add(c->rd[0], NULL);
+    else event_del(c->rd[0]);
+  } else if (c->cbev) {
+    if (on) bufferevent_enable(c->cbev, EV_READ);
+    else bufferevent_disable(c->cbev, EV_READ);
+  }
+}
+
 static void set_client_callbacks(struct client *c) {
   bufferevent_setcb(c->cbev, on_client_read, on_client_write, on_client_event, c);
-  bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+  if (c->is_tls) {   /* OpenSSL's and our TLS bufferevents read, and want writing on */
+    bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+    return;
+  }
+  /* Writing is enabled once something is queued (bev_queued). */
+  bev_read_by_us(c->cbev);
+  bev_queued(c->cbev);
+  if (!c->rd[0]) c->rd[0] = event_new(c->w->base, c->fd, EV_READ | EV_PERSIST, on_client_readable, c);
+  event_add(c->rd[0], NULL);
 }
 
 void client_accept(struct worker *w, int fd, const struct config_listener *ls,
@@ -80,8 +122,12 @@ void client_accept(struct worker *w, int fd, const struct config_listener *ls,
   c->listener = ls;
   c->accepted_ms = now_ms();
   netaddr_from_sockaddr(&c->peer, sa, (socklen_t)salen);
-  c->local.len = sizeof c->local.ss;
-  getsockname(fd, (struct sockaddr *)&c->local.ss, &c->local.len);
+  if (!netaddr_is_wildcard(&ls->addr)) {   /* a system call saved per connection */
+    c->local = ls->addr;
+  } else {
+    c->local.len = sizeof c->local.ss;
+    getsockname(fd, (struct sockaddr *)&c->local.ss, &c->local.len);
+  }
   /* TCP_NODELAY comes from the listening socket (master.c). */
 
   session_id_new(c->sid_hex);
@@ -141,6 +187,10 @@ int client_start_tls(struct client *c) {
   SSL *ssl = w->tls_server ? SSL_new(w->tls_server) : NULL;
   if (!ssl) return -1;
   if (w->cfg->tls_release) tlsrec_watch(ssl);   /* without it, OpenSSL keeps the session */
+  if (c->rd[0]) {   /* STARTTLS: the plain reading ends */
+    event_free(c->rd[0]);
+    c->rd[0] = NULL;
+  }
   if (c->cbev) bufferevent_free(c->cbev);   /* a plain bev: leaves the fd open */
   c->cbev = bufferevent_openssl_socket_new(w->base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                            BEV_OPT_CLOSE_ON_FREE);
@@ -170,6 +220,7 @@ void client_write(struct client *c, const char *fmt, ...) {
     va_start(ap, fmt);
     evbuffer_add_vprintf(bufferevent_get_output(c->cbev), fmt, ap);
     va_end(ap);
+    bev_queued(c->cbev);
   }
 }
 
@@ -191,15 +242,19 @@ void client_close(struct client *c, const char *last_words, const char *reason) 
   c->state = CS_CLOSING;
   c->close_reason = reason;
   bufferevent_setcb(c->cbev, NULL, on_client_write, on_client_event, c);
-  bufferevent_disable(c->cbev, EV_READ);
-  bufferevent_enable(c->cbev, EV_WRITE);
+  client_reading(c, 0);
   bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
   client_write(c, "%s", last_words);
   if (!c->timer) c->timer = evtimer_new(c->w->base, on_timer, c);
   /* Sent at once (no write callback will come): free on the next loop
-   * turn, never here, since callers still hold c. */
-  int sent = evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0;
-  client_timer(c, sent ? 0 : CLOSE_FLUSH_MS);
+   * turn, never here, since callers still hold c. Else the write callback
+   * frees it once flushed, or the timer if the client will not read. */
+  if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0) {
+    static const struct timeval next_turn = {0, 0};
+    evtimer_add(c->timer, &next_turn);
+  } else {
+    client_timer(c, CLOSE_FLUSH_MS);
+  }
 }
 
 void client_free(struct client *c, const char *reason) {
@@ -219,9 +274,8 @@ void client_free(struct client *c, const char *reason) {
   if (c->next) c->next->prev = c->prev;
   w->n_clients--;
 
-  for (int i = 0; i < 2; i++)
-    if (c->rd[i]) event_free(c->rd[i]);
-  backend_free(c);
+  if (c->rd[0]) event_free(c->rd[0]);
+  backend_free(c);   /* and rd[1] */
   if (c->cbev && c->tls_own) tlsrec_release_fd(c->cbev);
   if (c->cbev) bufferevent_free(c->cbev);
   if ((!c->is_tls || c->tls_own) && c->fd >= 0) close(c->fd);   /* an OpenSSL bev closed it */

@@ -5,7 +5,7 @@
  *   TLS_ACCEPT   implicit-TLS handshake (greeting already queued)
  *   PREAUTH      reading pre-auth commands (preauth.c)
  *   STARTTLS     "OK Begin TLS" is being flushed; then the TLS handshake
- *   AUTH_WAIT    LOGIN sent to sessiond; client input paused
+ *   AUTH_WAIT    LOGIN sent to sessiond; client input held (AUTH_WAIT_INPUT_MAX)
  *   AUTH_DELAY   failed login: waiting out the delay before answering NO
  *   BACKEND      connecting and logging in to the backend (backend.c)
  *   RELAY        bytes flow both ways (relay.c)
@@ -103,11 +103,16 @@ struct client {
   uint64_t bytes_in;                /* client -> backend */
   uint64_t bytes_out;               /* backend -> client */
   uint64_t relay_start_ms;
-  struct event *rd[2];              /* reading a plain client [0] / backend [1] socket;
-                                       before the relay, [0] is a one-shot event of
-                                       proxied.c (the header) or of the TLS release */
+  struct event *rd[2];              /* reading a plain client [0] / backend [1] socket,
+                                       from the first byte to the close; on a TLS
+                                       client, [0] is a one-shot event of proxied.c
+                                       (the header) or of the TLS release */
   int client_eof, backend_eof;
 };
+
+/* What a client may send while its login is under way, kept for the
+ * relay (or for the next command, after a failure); then reading pauses. */
+#define AUTH_WAIT_INPUT_MAX (64 * 1024)
 
 /* Backend capabilities that the login dialogue cares about. */
 #define BCAP_KNOWN    0x01   /* we have seen a CAPABILITY list */
@@ -131,6 +136,8 @@ void client_close(struct client *c, const char *last_words, const char *reason);
 void client_free(struct client *c, const char *reason);
 /* (Re)arms the client timer; 0 disarms. */
 void client_timer(struct client *c, uint64_t ms);
+/* Pauses (0) or resumes (1) reading from the client. */
+void client_reading(struct client *c, int on);
 /* Starts the TLS handshake on the client's socket (implicit TLS or STARTTLS). */
 int client_start_tls(struct client *c);
 /* Wipes and frees the login's user/password/tag. */
@@ -155,6 +162,8 @@ void backend_free(struct client *c);
 
 /* relay.c */
 void relay_start(struct client *c);
+/* The read event of a plain socket (either side) once relaying. */
+void relay_plain_readable(evutil_socket_t fd, short what, void *arg);
 
 
 #endif

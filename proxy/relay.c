@@ -7,7 +7,8 @@
  * plain socket is read here, straight into the other side's output buffer
  * with readv of up to RELAY_READ_MAX: libevent's own socket reads stop at
  * 4 KiB, which for a large FETCH costs four read calls, four epoll_ctl
- * pairs and four callbacks where one does.
+ * pairs and four callbacks where one does. The event that watches a plain
+ * socket is the one that has read it since its first byte.
  *
  * Ends: the backend closing (say after LOGOUT) ends the session once the
  * client has received everything; the client closing is passed on to a
@@ -18,7 +19,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -80,6 +80,7 @@ static void relay_pump(struct client *c, enum side from) {
   if (n == 0) return;
   count(c, from, n);
   evbuffer_add_buffer(dst, src);
+  bev_queued(bev_of(c, !from));
   if (evbuffer_get_length(dst) >= RELAY_HIGH) side_pause(c, from);
 }
 
@@ -143,21 +144,12 @@ static void read_bulk(struct client *c, enum side from, int fd) {
       side_pause(c, from);
       return;
     }
-    struct evbuffer_iovec v[2];
-    int nv = evbuffer_reserve_space(dst, RELAY_READ_MAX, v, 2);
-    if (nv <= 0) {
+    ssize_t n = sock_read_into(fd, dst, RELAY_READ_MAX);
+    bev_queued(bev_of(c, !from));
+    if (n < 0 && errno == ENOMEM) {
       client_free(c, "out_of_memory");
       return;
     }
-    struct iovec iov[2];
-    for (int k = 0; k < nv; k++) iov[k] = (struct iovec){v[k].iov_base, v[k].iov_len};
-    ssize_t n = readv(fd, iov, nv);
-    size_t left = n > 0 ? (size_t)n : 0;
-    for (int k = 0; k < nv; k++) {
-      v[k].iov_len = left < v[k].iov_len ? left : v[k].iov_len;
-      left -= v[k].iov_len;
-    }
-    evbuffer_commit_space(dst, v, nv);
     if (n <= 0) {
       read_stopped(c, from, n);
       return;
@@ -167,7 +159,7 @@ static void read_bulk(struct client *c, enum side from, int fd) {
   }
 }
 
-static void on_plain_readable(evutil_socket_t fd, short what, void *arg) {
+void relay_plain_readable(evutil_socket_t fd, short what, void *arg) {
   struct client *c = arg;
   enum side from = fd == plain_fd(c, CLIENT) ? CLIENT : BACKEND;
   if (what & EV_TIMEOUT) {
@@ -220,7 +212,6 @@ static void on_relay_event(struct bufferevent *bev, short what, void *arg) {
 }
 
 void relay_start(struct client *c) {
-  struct worker *w = c->w;
   c->state = CS_RELAY;
   c->relay_start_ms = now_ms();
   /* An idle session keeps only what relaying needs. */
@@ -237,18 +228,13 @@ void relay_start(struct client *c) {
   bufferevent_setwatermark(c->bbev, EV_WRITE, RELAY_HIGH / 2, 0);
   bufferevent_set_max_single_write(c->cbev, RELAY_HIGH);
   bufferevent_set_max_single_write(c->bbev, RELAY_HIGH);
-  bufferevent_enable(c->cbev, EV_WRITE);
-  bufferevent_enable(c->bbev, EV_WRITE);
-  /* Plain sockets are read here; TLS sides by their bufferevents. */
-  for (int s = CLIENT; s <= BACKEND; s++) {
-    if (plain_fd(c, s) >= 0) {
-      bufferevent_disable(bev_of(c, s), EV_READ);
-      c->rd[s] = event_new(w->base, plain_fd(c, s), EV_READ | EV_PERSIST, on_plain_readable, c);
-    } else {
-      bufferevent_set_max_single_read(bev_of(c, s), RELAY_READ_MAX);
-    }
-  }
-  bufferevent_set_timeouts(c->cbev, c->rd[CLIENT] ? NULL : w->idle_tv, NULL);
+  bufferevent_setwatermark(c->cbev, EV_READ, 0, 0);   /* set while the login was pending */
+  /* Plain sockets are read here, through the events that have read them
+   * since the greeting (client.c, backend.c), which now call
+   * relay_plain_readable(); TLS sides by their bufferevents. */
+  for (int s = CLIENT; s <= BACKEND; s++)
+    if (plain_fd(c, s) < 0) bufferevent_set_max_single_read(bev_of(c, s), RELAY_READ_MAX);
+  bufferevent_set_timeouts(c->cbev, c->rd[CLIENT] ? NULL : c->w->idle_tv, NULL);
   bufferevent_set_timeouts(c->bbev, NULL, NULL);
   /* Commands the client pipelined behind its LOGIN, and anything the
    * backend sent after its OK, go on now; then reading starts. */
