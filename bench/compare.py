@@ -15,6 +15,14 @@ Figures per program (each the median of --runs runs):
 and usher again with 1 and 2 workers. The table also gives ratios against
 nginx and HAProxy measured in the same run.
 
+  logins_per_s_capped usher only: the login rate with each worker held to
+                      --worker-share of a core by a cgroup, so that the
+                      workers, not the cores the load generator and the stub
+                      share with them, are what limits it. 2 workers against
+                      1 shows how logins scale across workers (sessiond and
+                      the master are not capped). Left out where no cgroup
+                      cpu controller can be written.
+
   bench/compare.py [--quick] [--runs N] [--idle N] [--logins N] [--only usher,haproxy]
 Only the Python standard library; programs from Debian's packages."""
 import argparse
@@ -374,6 +382,85 @@ def idle_kib(prog, n, tls):
     return used / parked
 
 
+# ---- workers held to a share of a core ------------------------------------------------
+
+def _cgroup_cpu_root():
+    """(root, version) of a writable cgroup cpu controller, or (None, 0)."""
+    if os.path.exists('/sys/fs/cgroup/cgroup.controllers'):
+        try:
+            with open('/sys/fs/cgroup/cgroup.subtree_control', 'w') as f:
+                f.write('+cpu')
+            return '/sys/fs/cgroup', 2
+        except OSError:
+            return None, 0
+    if os.access('/sys/fs/cgroup/cpu/cpu.cfs_quota_us', os.R_OK) and os.access('/sys/fs/cgroup/cpu', os.W_OK):
+        return '/sys/fs/cgroup/cpu', 1
+    return None, 0
+
+
+def worker_pids(prog):
+    out = []
+    for p in tree(prog.proc.pid):
+        try:
+            with open('/proc/%d/cmdline' % p, 'rb') as f:
+                argv = f.read().split(b'\0')
+        except OSError:
+            continue
+        if b'--role' in argv and b'worker' in argv:
+            out.append(p)
+    return out
+
+
+def capped_rate(prog, n, share):
+    """Login rate with each worker in its own cgroup limited to `share` of a
+    core; None where cgroups cannot be written."""
+    root, version = _cgroup_cpu_root()
+    pids = worker_pids(prog)
+    if not root or len(pids) != prog.workers:
+        return None
+    groups = []
+    try:
+        for pid in pids:
+            g = os.path.join(root, 'usher-bench-%d' % pid)
+            os.makedirs(g, exist_ok=True)
+            groups.append(g)
+            # A short period spreads a worker's share evenly over time
+            # rather than in 100 ms bursts.
+            period = 10000
+            quota = int(period * share)
+            if version == 2:
+                with open(os.path.join(g, 'cpu.max'), 'w') as f:
+                    f.write('%d %d' % (quota, period))
+            else:
+                with open(os.path.join(g, 'cpu.cfs_period_us'), 'w') as f:
+                    f.write(str(period))
+                with open(os.path.join(g, 'cpu.cfs_quota_us'), 'w') as f:
+                    f.write(str(quota))
+            with open(os.path.join(g, 'cgroup.procs'), 'w') as f:
+                f.write(str(pid))
+        loadgen(['--port', str(prog.port), '--scenario', 'login', '--sessions', '300',
+                 '--concurrency', '50'] + COMMON)   # warm, and past the first quota period
+        # Enough sessions in flight that a worker waiting out its quota does
+        # not hold the load generator's every slot.
+        fig = loadgen(['--port', str(prog.port), '--scenario', 'login', '--sessions', str(n),
+                       '--concurrency', '200'] + COMMON)
+        return float(fig['rate'])
+    except OSError as e:
+        print('# capped workers: %s' % e, file=sys.stderr)
+        return None
+    finally:
+        for pid, g in zip(pids, groups):
+            try:
+                with open(os.path.join(root, 'cgroup.procs'), 'w') as f:
+                    f.write(str(pid))
+            except OSError:
+                pass
+            try:
+                os.rmdir(g)
+            except OSError:
+                pass
+
+
 def fetch_cost(prog, mib, loops, tls=False):
     before = cpu_seconds(prog.proc.pid)
     fig = loadgen(['--port', str(prog.tls_port if tls else prog.port), '--scenario', 'fetch',
@@ -397,6 +484,10 @@ def measure(prog, opts):
         r[key] = idle_kib(prog, opts.idle, tls)
     r['cpu_s_per_gib'] = fetch_cost(prog, opts.fetch_mib, opts.fetch_loops)
     r['cpu_s_per_gib_tls'] = fetch_cost(prog, opts.fetch_mib, opts.fetch_loops, tls=True)
+    if isinstance(prog, Usher):
+        rate = capped_rate(prog, opts.capped_logins, opts.worker_share)
+        if rate is not None:
+            r['logins_per_s_capped'] = rate
     return r
 
 
@@ -410,11 +501,14 @@ def main():
     ap.add_argument('--fetch-mib', type=int, default=16)
     ap.add_argument('--fetch-loops', type=int, default=16)
     ap.add_argument('--only', default='')
+    ap.add_argument('--capped-logins', type=int, default=3000)
+    ap.add_argument('--worker-share', type=float, default=0.2,
+                    help='share of a core each usher worker gets for logins_per_s_capped')
     ap.add_argument('--json', default='')
     opts = ap.parse_args()
     if opts.quick:
         opts.runs, opts.logins, opts.tls_logins, opts.idle = 1, 300, 100, 200
-        opts.fetch_mib, opts.fetch_loops = 2, 2
+        opts.fetch_mib, opts.fetch_loops, opts.capped_logins = 2, 2, 200
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     work = tempfile.mkdtemp(prefix='usher-bench-')
@@ -467,22 +561,34 @@ FIGS = [('cpu_login_us', 'CPU per plaintext login session (us)'),
         ('kib_idle', 'PSS per idle plaintext session (KiB)'),
         ('kib_idle_tls', 'PSS per idle TLS session (KiB)'),
         ('cpu_s_per_gib', 'CPU seconds per GiB relayed (FETCH)'),
-        ('cpu_s_per_gib_tls', 'CPU seconds per GiB relayed to a TLS client (FETCH)')]
+        ('cpu_s_per_gib_tls', 'CPU seconds per GiB relayed to a TLS client (FETCH)'),
+        ('logins_per_s_capped', 'logins per second, each worker held to --worker-share of a core')]
 
 
 def report(results, opts):
-    med = {name: {k: statistics.median(r[k] for r in runs) for k, _ in FIGS}
+    # A figure some programs do not have (logins_per_s_capped) is left out
+    # of their column.
+    med = {name: {k: statistics.median(r[k] for r in runs) for k, _ in FIGS
+                  if all(k in r for r in runs)}
            for name, runs in results.items() if runs}
     names = list(med)
     print('\n%d run(s) each, medians; %d idle sessions; stub backend; loopback\n' % (opts.runs, opts.idle))
     print('| figure | ' + ' | '.join(names) + ' |')
     print('|---|' + '---|' * len(names))
     for k, title in FIGS:
-        print('| %s | %s |' % (title, ' | '.join('%.1f' % med[n][k] for n in names)))
+        if any(k in med[n] for n in names):
+            print('| %s | %s |' % (title, ' | '.join('%.1f' % med[n][k] if k in med[n] else '-'
+                                                   for n in names)))
     for peer in ('nginx mail', 'haproxy tcp', 'dovecot proxy'):
         if peer in med and 'usher 2w' in med:
             print('\nusher 2w / %s: ' % peer + ', '.join(
-                '%s %.2f' % (k, med['usher 2w'][k] / med[peer][k]) for k, _ in FIGS if med[peer][k]))
+                '%s %.2f' % (k, med['usher 2w'][k] / med[peer][k]) for k, _ in FIGS
+                if med[peer].get(k) and k in med['usher 2w']))
+    if 'usher 1w' in med and 'usher 2w' in med:
+        print('\nusher 2 workers / 1 worker: ' + ', '.join(
+            '%s %.2f' % (k, med['usher 2w'][k] / med['usher 1w'][k])
+            for k in ('logins_per_s', 'logins_per_s_capped')
+            if k in med['usher 1w'] and k in med['usher 2w'] and med['usher 1w'][k]))
     if opts.json:
         with open(opts.json, 'w') as f:
             json.dump({'medians': med, 'runs': results}, f, indent=1)
