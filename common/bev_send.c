@@ -10,6 +10,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "common/util.h"
+
 size_t bev_send_direct(struct bufferevent *bev, int fd, const void *data, size_t len) {
   if (fd < 0 || evbuffer_get_length(bufferevent_get_output(bev)) != 0) return 0;
   ssize_t n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -24,7 +26,20 @@ void bev_send(struct bufferevent *bev, int fd, const void *data, size_t len) {
   }
 }
 
-ssize_t sock_read_into(int fd, struct evbuffer *in, size_t max) {
+ssize_t sock_read_into(int fd, struct evbuffer *in) {
+  char buf[SOCK_READ_SMALL];
+  ssize_t n = read(fd, buf, sizeof buf);
+  if (n <= 0) return n;
+  int failed = evbuffer_add(in, buf, (size_t)n) != 0;
+  wipe(buf, (size_t)n);
+  if (failed) {
+    errno = ENOMEM;
+    return -1;
+  }
+  return n;
+}
+
+ssize_t sock_read_bulk_into(int fd, struct evbuffer *in, size_t max) {
   struct evbuffer_iovec v[2];
   int nv = evbuffer_reserve_space(in, (ev_ssize_t)max, v, 2);
   if (nv <= 0) {

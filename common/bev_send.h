@@ -33,9 +33,18 @@ void bev_send(struct bufferevent *bev, int fd, const void *data, size_t len);
  * it stays on: libevent then watches writability only while bytes wait. */
 void bev_queued(struct bufferevent *bev);
 
-/* One read of up to max bytes from fd, appended to in. Returns the bytes
- * read, 0 at end of stream, -1 on error (errno; EAGAIN: nothing there). */
-ssize_t sock_read_into(int fd, struct evbuffer *in, size_t max);
+/* One read of up to SOCK_READ_SMALL bytes from fd, appended to in: for a
+ * login dialogue's lines. The bytes go through a stack buffer (wiped: it
+ * may hold a password), so that in grows by what arrived, not by a whole
+ * reservation; a connection sending a byte at a time holds a byte. Returns
+ * the bytes read, 0 at end of stream, -1 on error (errno; EAGAIN: nothing
+ * there). */
+#define SOCK_READ_SMALL 16384
+ssize_t sock_read_into(int fd, struct evbuffer *in);
+
+/* The same for bulk, up to max bytes read straight into space reserved at
+ * the end of in (no copy). */
+ssize_t sock_read_bulk_into(int fd, struct evbuffer *in, size_t max);
 
 /* Makes bev's input ours to fill with sock_read_into(): a socket
  * bufferevent keeps the end of its input frozen. Its own reading must stay

@@ -33,7 +33,6 @@
 #include "proxy/worker.h"
 
 #define BACKEND_MAX_LINE 65536
-#define BACKEND_READ_MAX 16384   /* one read before the relay */
 
 static void on_backend_read(struct bufferevent *bev, void *arg);
 static void on_backend_event(struct bufferevent *bev, short what, void *arg);
@@ -435,7 +434,7 @@ static void on_backend_readable(evutil_socket_t fd, short what, void *arg) {
     relay_plain_readable(fd, what, arg);
     return;
   }
-  ssize_t n = sock_read_into(fd, bufferevent_get_input(c->bbev), BACKEND_READ_MAX);
+  ssize_t n = sock_read_into(fd, bufferevent_get_input(c->bbev));
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
     backend_fail(c, c->bstep == BS_CONNECT ? "connect_failed" : "backend_closed");

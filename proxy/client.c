@@ -26,7 +26,6 @@
 #include "proxy/worker.h"
 
 #define CLOSE_FLUSH_MS 5000   /* a client that will not read its BYE */
-#define CLIENT_READ_MAX 16384  /* one read before login */
 
 static void on_client_read(struct bufferevent *bev, void *arg);
 static void on_client_write(struct bufferevent *bev, void *arg);
@@ -82,7 +81,7 @@ static void on_client_readable(evutil_socket_t fd, short what, void *arg) {
     event_del(c->rd[0]);   /* until client_reading(c, 1) */
     return;
   }
-  ssize_t n = sock_read_into(fd, in, CLIENT_READ_MAX);
+  ssize_t n = sock_read_into(fd, in);
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
     client_free(c, n == 0 ? "client_eof" : "client_error");
     return;
@@ -352,10 +351,11 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg) {
       log_event(LOG_LVL_DEBUG, "tls", "session=%s tls=%s", c->sid_hex,
                 tls_describe(bufferevent_openssl_get_ssl(c->cbev), desc, sizeof desc));
       if (c->w->cfg->tls_release && !c->rd[0]) {
+        /* Run later in this loop turn, before the next poll: the socket's
+         * events change hands without an epoll_ctl pair. */
         bufferevent_disable(c->cbev, EV_READ | EV_WRITE);
-        static const struct timeval now = {0, 0};
         c->rd[0] = evtimer_new(c->w->base, on_tls_release, c);
-        evtimer_add(c->rd[0], &now);
+        event_active(c->rd[0], EV_TIMEOUT, 0);
       }
     }
     return;

@@ -72,13 +72,19 @@ static void count(struct client *c, enum side from, size_t n) {
 }
 
 /* Moves what side `from`'s bufferevent has read into the other's output
- * (no copy: chains move). */
+ * (no copy: chains move). A plain socket with nothing queued takes it
+ * straight away (a TLS client's command to a plain backend): queuing would
+ * cost a wait for writability and two epoll_ctl calls. */
 static void relay_pump(struct client *c, enum side from) {
   struct evbuffer *src = bufferevent_get_input(bev_of(c, from));
   struct evbuffer *dst = bufferevent_get_output(bev_of(c, !from));
   size_t n = evbuffer_get_length(src);
   if (n == 0) return;
   count(c, from, n);
+  int fd = plain_fd(c, !from);
+  if (fd >= 0 && evbuffer_get_length(dst) == 0 && evbuffer_write(src, fd) < 0 &&
+      errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+    return;   /* the socket's error: its read side reports it */
   evbuffer_add_buffer(dst, src);
   bev_queued(bev_of(c, !from));
   if (evbuffer_get_length(dst) >= RELAY_HIGH) side_pause(c, from);
@@ -144,7 +150,7 @@ static void read_bulk(struct client *c, enum side from, int fd) {
       side_pause(c, from);
       return;
     }
-    ssize_t n = sock_read_into(fd, dst, RELAY_READ_MAX);
+    ssize_t n = sock_read_bulk_into(fd, dst, RELAY_READ_MAX);
     bev_queued(bev_of(c, !from));
     if (n < 0 && errno == ENOMEM) {
       client_free(c, "out_of_memory");

@@ -59,6 +59,14 @@ static int mac_init(EVP_MAC_CTX *hctx, const struct ticket_key *k) {
   return EVP_MAC_CTX_set_params(hctx, params) == 1;
 }
 
+/* Fetched once: EVP_aes_256_cbc() in an init call makes OpenSSL 3 look the
+ * algorithm up again (name map, provider, locks) on every handshake. */
+static EVP_CIPHER *ticket_cipher(void) {
+  static EVP_CIPHER *cipher;
+  if (!cipher) cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+  return cipher;
+}
+
 /* OpenSSL asks for a key to seal a new ticket (enc = 1) or for the key
  * named in one a client offers (enc = 0). Returns 1 to go on, 2 to accept
  * and issue a fresh ticket, 0 for "unknown key: full handshake", -1 on
@@ -71,13 +79,15 @@ static int on_ticket_key(SSL *ssl, unsigned char name[16], unsigned char iv[16],
     const struct ticket_key *k = &current.key[1];
     if (RAND_bytes(iv, 16) != 1) return -1;
     memcpy(name, k->name, TICKET_NAME_LEN);
-    if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1) return -1;
+    if (!ticket_cipher() || EVP_EncryptInit_ex(cctx, ticket_cipher(), NULL, k->aes, iv) != 1)
+      return -1;
     return mac_init(hctx, k) ? 1 : -1;
   }
   for (int i = 0; i < 3; i++) {
     const struct ticket_key *k = &current.key[i];
     if (memcmp(name, k->name, TICKET_NAME_LEN) != 0) continue;
-    if (!mac_init(hctx, k) || EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1)
+    if (!mac_init(hctx, k) || !ticket_cipher() ||
+        EVP_DecryptInit_ex(cctx, ticket_cipher(), NULL, k->aes, iv) != 1)
       return -1;
     return i == 0 ? 2 : 1;   /* last period's key: take it, and renew */
   }

@@ -256,7 +256,10 @@ static long open_record(struct tlsrec *t, const uint8_t *r, size_t body, uint8_t
  * plain sockets), else queues it behind. */
 static void emit(struct tlsrec *t, struct evbuffer *dst, size_t len) {
   size_t done = bev_send_direct(t->under, t->fd, record_buf, len);
-  if (done < len) evbuffer_add(dst, record_buf + done, len - done);
+  if (done < len) {
+    evbuffer_add(dst, record_buf + done, len - done);
+    bev_queued(t->under);
+  }
 }
 
 /* Post-handshake messages: only KeyUpdate is expected of a client. */
@@ -383,6 +386,9 @@ struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl) {
     if (under) bufferevent_free(under);
     return NULL;
   }
+  /* The socket's writing is enabled once a record waits (emit): on with
+   * nothing queued, it would cost an epoll round. */
+  bufferevent_disable(under, EV_WRITE);
   SSL_set_ex_data(ssl, ex_index, NULL);   /* ours now */
   SSL_set_msg_callback(ssl, NULL);
   t->rd.seq = t->records[0];
