@@ -7,5 +7,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target usher usher-loadgen usher-stub-backend >/dev/null
-exec python3 bench/compare.py "$@"
+cmake --build build -j"$(nproc)" --target usher usher-loadgen usher-stub-backend usher-tls-floor >/dev/null
+python3 bench/compare.py "$@"
+# OpenSSL's own server-side cost per handshake here, the floor under every
+# proxy's TLS figures above (bench/tls_floor.c).
+n=2000
+[ "${1:-}" = "--quick" ] && n=100
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/key.pem" \
+  -out "$tmp/cert.pem" -days 2 -subj /CN=localhost 2>/dev/null
+echo
+echo "OpenSSL alone, server side per handshake (usher-tls-floor, $n each):"
+echo "  TLS 1.3: $(build/bench/usher-tls-floor "$tmp/cert.pem" "$tmp/key.pem" --handshakes $n)"
+echo "  TLS 1.2: $(build/bench/usher-tls-floor "$tmp/cert.pem" "$tmp/key.pem" --handshakes $n --tls12)"
