@@ -15,6 +15,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 
 #include "common/imap_parser.h"
 #include "common/log.h"
@@ -186,6 +187,10 @@ int client_start_tls(struct client *c) {
   SSL *ssl = w->tls_server ? SSL_new(w->tls_server) : NULL;
   if (!ssl) return -1;
   if (w->cfg->tls_release) tlsrec_watch(ssl);   /* without it, OpenSSL keeps the session */
+  /* During the handshake OpenSSL may read all the socket has at once,
+   * not a record header and then its body: three read calls fewer per
+   * handshake. Off again once done (tls_handshake_done). */
+  SSL_set_read_ahead(ssl, 1);
   if (c->rd[0]) {   /* STARTTLS: the plain reading ends */
     event_free(c->rd[0]);
     c->rd[0] = NULL;
@@ -315,6 +320,25 @@ static void on_client_write(struct bufferevent *bev, void *arg) {
   else if (c->state == CS_STARTTLS) starttls_switch(c);
 }
 
+/* A session that stays with OpenSSL: what it read ahead with the end of
+ * the handshake (a command the client sent right behind its Finished) is
+ * in its buffer, and no readiness of the socket will come for it. The
+ * bufferevent's read event is run by hand (bufferevent_struct.h). */
+static void tls_read_what_is_held(struct client *c) {
+  SSL *ssl = bufferevent_openssl_get_ssl(c->cbev);
+  if (ssl && SSL_has_pending(ssl)) event_active(&c->cbev->ev_read, EV_READ, 1);
+}
+
+/* Reading ahead stops with the handshake: libevent's OpenSSL bufferevent
+ * only reads again on the socket's readiness, so records held back in
+ * OpenSSL's buffer could wait there. */
+static void tls_handshake_done(struct client *c, int will_release) {
+  SSL *ssl = bufferevent_openssl_get_ssl(c->cbev);
+  if (!ssl) return;
+  SSL_set_read_ahead(ssl, 0);
+  if (!will_release) tls_read_what_is_held(c);   /* else on_tls_release() decides */
+}
+
 /* A loop turn after the handshake, OpenSSL is out of its callbacks: the
  * session moves to our record layer when it can (tlsrec.h), with whatever
  * is queued for the client (the greeting, on implicit TLS). */
@@ -329,6 +353,7 @@ static void on_tls_release(evutil_socket_t fd, short what, void *arg) {
   struct bufferevent *bev = ssl ? tlsrec_takeover(c->w->base, c->fd, ssl) : NULL;
   if (!bev) {
     bufferevent_enable(old, EV_READ | EV_WRITE);
+    tls_read_what_is_held(c);
     return;
   }
   evbuffer_add_buffer(bufferevent_get_input(bev), bufferevent_get_input(old));
@@ -350,7 +375,9 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg) {
       char desc[128];
       log_event(LOG_LVL_DEBUG, "tls", "session=%s tls=%s", c->sid_hex,
                 tls_describe(bufferevent_openssl_get_ssl(c->cbev), desc, sizeof desc));
-      if (c->w->cfg->tls_release && !c->rd[0]) {
+      int release = c->w->cfg->tls_release && !c->rd[0];
+      tls_handshake_done(c, release);
+      if (release) {
         /* Run later in this loop turn, before the next poll: the socket's
          * events change hands without an epoll_ctl pair. */
         bufferevent_disable(c->cbev, EV_READ | EV_WRITE);

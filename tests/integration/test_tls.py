@@ -46,6 +46,42 @@ def handshake(port, server_name='localhost', session=None, ctx=None):
         s.close()
 
 
+def finished_with_command(port, ctx, session=None):
+    """A TLS client that sends its first command in the same packet as its
+    Finished, before it has seen the greeting (memory BIOs make the packet
+    exact). Returns (lines up to the tagged answer, SSLObject)."""
+    sock = socket.create_connection(('127.0.0.1', port), timeout=10)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname='localhost', session=session)
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            data = out.read()
+            if data:
+                sock.sendall(data)
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise EOFError('closed during the handshake')
+            inc.write(chunk)
+    obj.write(b'a1 CAPABILITY\r\n')
+    sock.sendall(out.read())   # the Finished (if still to go) and the command, together
+    buf = b''
+    while b'\r\na1 ' not in buf or not buf.endswith(b'\r\n'):
+        try:
+            buf += obj.read(65536)
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError('closed; have %r' % buf)
+        inc.write(chunk)
+    sock.close()
+    return buf.split(b'\r\n'), obj
+
+
 class TlsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -176,6 +212,24 @@ class TlsTest(unittest.TestCase):
         self.assertEqual(m.select('INBOX')[0], 'OK')
         m.logout()
         self.assertEqual(self.released(before), 0)
+
+    def test_command_in_the_packet_of_the_finished_is_answered(self):
+        # OpenSSL reads ahead during the handshake, so the command arrives
+        # in its buffer: with TLS 1.3 the session stays with OpenSSL, which
+        # must read it without waiting for the socket.
+        for port in (self.a.tls_port, self.b.tls_port):
+            lines, obj = finished_with_command(port, client_ctx())
+            self.assertEqual(obj.version(), 'TLSv1.3')
+            self.assertTrue(lines[0].startswith(b'* OK'), lines)
+            self.assertTrue([l for l in lines if l.startswith(b'a1 OK')], lines)
+        # TLS 1.2, resumed: the client's Finished comes last.
+        ctx = client_ctx()
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        _, session, _ = handshake(self.b.tls_port, ctx=ctx)
+        lines, obj = finished_with_command(self.b.tls_port, ctx, session=session)
+        self.assertTrue(obj.session_reused)
+        self.assertEqual(obj.version(), 'TLSv1.2')
+        self.assertTrue([l for l in lines if l.startswith(b'a1 OK')], lines)
 
     def test_forged_record_closes_the_session(self):
         raw = socket.create_connection(('127.0.0.1', self.a.tls_port), timeout=10)
