@@ -505,7 +505,7 @@ def main():
     ap.add_argument('--fetch-mib', type=int, default=16)
     ap.add_argument('--fetch-loops', type=int, default=16)
     ap.add_argument('--only', default='')
-    ap.add_argument('--capped-logins', type=int, default=3000)
+    ap.add_argument('--capped-logins', type=int, default=8000)
     ap.add_argument('--worker-share', type=float, default=0.2,
                     help='share of a core each usher worker gets for logins_per_s_capped')
     ap.add_argument('--json', default='')
