@@ -489,6 +489,8 @@ def measure(prog, opts):
     r['cpu_s_per_gib'] = fetch_cost(prog, opts.fetch_mib, opts.fetch_loops)
     r['cpu_s_per_gib_tls'] = fetch_cost(prog, opts.fetch_mib, opts.fetch_loops, tls=True)
     if isinstance(prog, Usher):
+        prog.stop()   # on a fresh process too, whatever came before
+        prog.start()
         rate = capped_rate(prog, opts.capped_logins, opts.worker_share)
         if rate is not None:
             r['logins_per_s_capped'] = rate
