@@ -8,7 +8,6 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/event.h>
 
 #include "common/util.h"
 
@@ -20,10 +19,7 @@ size_t bev_send_direct(struct bufferevent *bev, int fd, const void *data, size_t
 
 void bev_send(struct bufferevent *bev, int fd, const void *data, size_t len) {
   size_t done = bev_send_direct(bev, fd, data, len);
-  if (done < len) {
-    bufferevent_write(bev, (const char *)data + done, len - done);
-    bev_queued(bev);
-  }
+  if (done < len) bufferevent_write(bev, (const char *)data + done, len - done);
 }
 
 ssize_t sock_read_into(int fd, struct evbuffer *in) {
@@ -62,10 +58,4 @@ ssize_t sock_read_bulk_into(int fd, struct evbuffer *in, size_t max) {
 
 void bev_read_by_us(struct bufferevent *bev) {
   evbuffer_unfreeze(bufferevent_get_input(bev), 0);
-}
-
-void bev_queued(struct bufferevent *bev) {
-  if (!(bufferevent_get_enabled(bev) & EV_WRITE) &&
-      evbuffer_get_length(bufferevent_get_output(bev)) != 0)
-    bufferevent_enable(bev, EV_WRITE);
 }

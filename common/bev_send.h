@@ -3,7 +3,10 @@
  * Queuing on a bufferevent costs a loop turn and two epoll_ctl calls (the
  * write event on, then off) for every line of a login dialogue. When
  * nothing is queued ahead, the bytes can go straight to the kernel; only
- * what it does not take is queued, so ordering is kept.
+ * what it does not take is queued, so ordering is kept. A socket
+ * bufferevent is born with writing enabled and watches writability only
+ * while bytes wait; calling bufferevent_enable(EV_WRITE) with nothing
+ * queued costs a whole epoll round (on, a wake-up, off), so it is not done.
  *
  * Reading: a bufferevent asks the kernel for FIONREAD before every read,
  * one system call per line of a login dialogue. The proxy reads its plain
@@ -25,13 +28,6 @@ size_t bev_send_direct(struct bufferevent *bev, int fd, const void *data, size_t
 /* bev_send_direct, then queues the rest on bev. fd < 0 (a TLS side, a
  * socket still connecting): everything is queued. */
 void bev_send(struct bufferevent *bev, int fd, const void *data, size_t len);
-
-/* To be called after queuing on bev's output. libevent writes queued
- * bytes only while EV_WRITE is enabled, but enabling it with nothing
- * queued costs a whole epoll round (writability on, a wake-up, off again),
- * so the sockets enable it the first time something is queued. Once on,
- * it stays on: libevent then watches writability only while bytes wait. */
-void bev_queued(struct bufferevent *bev);
 
 /* One read of up to SOCK_READ_SMALL bytes from fd, appended to in: for a
  * login dialogue's lines. The bytes go through a stack buffer (wiped: it

@@ -65,7 +65,6 @@ static void backend_write(struct client *c, const char *fmt, ...) {
     va_start(ap, fmt);
     evbuffer_add_vprintf(bufferevent_get_output(c->bbev), fmt, ap);
     va_end(ap);
-    bev_queued(c->bbev);
   }
 }
 
@@ -90,7 +89,6 @@ static void backend_write_secret(struct client *c, char *line, size_t len) {
   wipe_cleanup(line, len, NULL);
   if (evbuffer_add_reference(out, rest, len - done, wipe_cleanup, NULL) != 0)
     wipe_cleanup(rest, len - done, NULL);
-  bev_queued(c->bbev);
 }
 
 /* The backend failed before the login completed. */
@@ -468,7 +466,7 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg) {
                                            : "backend_closed");
 }
 
-/* The bufferevent only writes, once something is queued (bev_queued). */
+/* The bufferevent only writes (see bev_send.h); rd[1] reads. */
 static void backend_connect_plain(struct client *c, int fd) {
   struct worker *w = c->w;
   c->bfd = fd;

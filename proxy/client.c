@@ -90,6 +90,12 @@ static void on_client_readable(evutil_socket_t fd, short what, void *arg) {
   if (n > 0) on_client_read(c->cbev, c);
 }
 
+void client_hold_input(struct client *c, int hold) {
+  /* A plain socket's reading checks the bound itself (on_client_readable). */
+  if (c->is_tls && c->cbev)
+    bufferevent_setwatermark(c->cbev, EV_READ, 0, hold ? AUTH_WAIT_INPUT_MAX : 0);
+}
+
 void client_reading(struct client *c, int on) {
   if (!c->is_tls && c->rd[0]) {
     if (on) event_add(c->rd[0], NULL);
@@ -106,9 +112,8 @@ static void set_client_callbacks(struct client *c) {
     bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
     return;
   }
-  /* Writing is enabled once something is queued (bev_queued). */
+  /* The bufferevent only writes (see bev_send.h); rd[0] reads. */
   bev_read_by_us(c->cbev);
-  bev_queued(c->cbev);
   if (!c->rd[0]) c->rd[0] = event_new(c->w->base, c->fd, EV_READ | EV_PERSIST, on_client_readable, c);
   event_add(c->rd[0], NULL);
 }
@@ -224,7 +229,6 @@ void client_write(struct client *c, const char *fmt, ...) {
     va_start(ap, fmt);
     evbuffer_add_vprintf(bufferevent_get_output(c->cbev), fmt, ap);
     va_end(ap);
-    bev_queued(c->cbev);
   }
 }
 

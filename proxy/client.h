@@ -136,6 +136,9 @@ void client_close(struct client *c, const char *last_words, const char *reason);
 void client_free(struct client *c, const char *reason);
 /* (Re)arms the client timer; 0 disarms. */
 void client_timer(struct client *c, uint64_t ms);
+/* While a login is under way (1), reading stops once AUTH_WAIT_INPUT_MAX
+ * bytes wait in the input; 0 lifts the bound. */
+void client_hold_input(struct client *c, int hold);
 /* Pauses (0) or resumes (1) reading from the client. */
 void client_reading(struct client *c, int on);
 /* Starts the TLS handshake on the client's socket (implicit TLS or STARTTLS). */

@@ -73,7 +73,7 @@ static void login_start(struct client *c, const char *tag, const char *user, con
    * fewer per login) and a client that leaves is noticed. What it sends
    * meanwhile waits in the input, up to a bound, for the relay or for the
    * next command after a failure. */
-  bufferevent_setwatermark(c->cbev, EV_READ, 0, AUTH_WAIT_INPUT_MAX);
+  client_hold_input(c, 1);
   if (sessiond_link_login(c->w->link, c) != 0) {
     /* Answered from the timer, not from here: we are inside preauth_read(). */
     c->auth_result = PROTO_UNAVAILABLE;
@@ -262,7 +262,7 @@ void preauth_read(struct client *c) {
 static void preauth_resume(struct client *c) {
   client_forget_login(c);
   c->state = CS_PREAUTH;
-  bufferevent_setwatermark(c->cbev, EV_READ, 0, 0);
+  client_hold_input(c, 0);
   client_reading(c, 1);
   preauth_arm(c);
   preauth_read(c);   /* anything the client pipelined meanwhile */

@@ -82,11 +82,9 @@ static void relay_pump(struct client *c, enum side from) {
   if (n == 0) return;
   count(c, from, n);
   int fd = plain_fd(c, !from);
-  if (fd >= 0 && evbuffer_get_length(dst) == 0 && evbuffer_write(src, fd) < 0 &&
-      errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-    return;   /* the socket's error: its read side reports it */
+  if (fd >= 0 && evbuffer_get_length(dst) == 0)
+    evbuffer_write(src, fd);   /* an error shows on the socket's reading, or on the queued rest */
   evbuffer_add_buffer(dst, src);
-  bev_queued(bev_of(c, !from));
   if (evbuffer_get_length(dst) >= RELAY_HIGH) side_pause(c, from);
 }
 
@@ -151,7 +149,6 @@ static void read_bulk(struct client *c, enum side from, int fd) {
       return;
     }
     ssize_t n = sock_read_bulk_into(fd, dst, RELAY_READ_MAX);
-    bev_queued(bev_of(c, !from));
     if (n < 0 && errno == ENOMEM) {
       client_free(c, "out_of_memory");
       return;
@@ -234,7 +231,7 @@ void relay_start(struct client *c) {
   bufferevent_setwatermark(c->bbev, EV_WRITE, RELAY_HIGH / 2, 0);
   bufferevent_set_max_single_write(c->cbev, RELAY_HIGH);
   bufferevent_set_max_single_write(c->bbev, RELAY_HIGH);
-  bufferevent_setwatermark(c->cbev, EV_READ, 0, 0);   /* set while the login was pending */
+  client_hold_input(c, 0);
   /* Plain sockets are read here, through the events that have read them
    * since the greeting (client.c, backend.c), which now call
    * relay_plain_readable(); TLS sides by their bufferevents. */

@@ -258,7 +258,7 @@ static void emit(struct tlsrec *t, struct evbuffer *dst, size_t len) {
   size_t done = bev_send_direct(t->under, t->fd, record_buf, len);
   if (done < len) {
     evbuffer_add(dst, record_buf + done, len - done);
-    bev_queued(t->under);
+    bufferevent_enable(t->under, EV_WRITE);   /* off until a record waits (tlsrec_takeover) */
   }
 }
 
@@ -386,8 +386,8 @@ struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl) {
     if (under) bufferevent_free(under);
     return NULL;
   }
-  /* The socket's writing is enabled once a record waits (emit): on with
-   * nothing queued, it would cost an epoll round. */
+  /* The filter turned the socket's writing on, which with nothing queued
+   * costs an epoll round; emit() turns it on once a record waits. */
   bufferevent_disable(under, EV_WRITE);
   SSL_set_ex_data(ssl, ex_index, NULL);   /* ours now */
   SSL_set_msg_callback(ssl, NULL);
