@@ -351,6 +351,11 @@ def cpu_per_session(prog, n, tls_args, conc):
     before = cpu_seconds(prog.proc.pid)
     fig = loadgen(['--port', str(prog.tls_port if tls_args else prog.port), '--scenario', 'login',
                    '--sessions', str(n), '--concurrency', str(conc)] + tls_args + COMMON)
+    # A "resumed" figure must be one of resumed handshakes: a server that
+    # hands out no fresh ticket on resumption makes every second one full
+    # (usher did, until the loadgen counted them).
+    if '--resume' in tls_args and int(fig.get('resumed', 0)) < 0.9 * n:
+        raise RuntimeError('%s resumed only %s of %d TLS sessions' % (type(prog).__name__, fig.get('resumed'), n))
     return (cpu_seconds(prog.proc.pid) - before) * 1e6 / n, float(fig['rate'])
 
 

@@ -470,11 +470,10 @@ static void report(void) {
   double elapsed = since(&t_start);
   qsort(latency_us, nlat, sizeof *latency_us, cmp_u32);
   if (opt.scenario == S_IDLE) ok = parked;
-  if (opt.tls != T_NONE) fprintf(stderr, "usher-loadgen: %u TLS sessions resumed\n", resumed);
   printf("sessions=%u ok=%u failed=%u elapsed_s=%.3f rate=%.1f p50_ms=%.2f p90_ms=%.2f "
-         "p99_ms=%.2f max_ms=%.2f bytes=%llu\n",
+         "p99_ms=%.2f max_ms=%.2f bytes=%llu resumed=%u\n",
          opt.sessions, ok, failed, elapsed, ok / elapsed, pct(0.5), pct(0.9), pct(0.99),
-         pct(1.0), bytes);
+         pct(1.0), bytes, resumed);
   fflush(stdout);
 }
 

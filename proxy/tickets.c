@@ -70,10 +70,17 @@ static EVP_CIPHER *ticket_cipher(void) {
 /* OpenSSL asks for a key to seal a new ticket (enc = 1) or for the key
  * named in one a client offers (enc = 0). Returns 1 to go on, 2 to accept
  * and issue a fresh ticket, 0 for "unknown key: full handshake", -1 on
- * error. */
+ * error.
+ *
+ * A TLS 1.3 resumption always gets a fresh ticket: RFC 8446 (C.4) has
+ * clients use a ticket once, and OpenSSL's clients do, so a client that
+ * got none back would do a full handshake on its next connection. With a
+ * key callback, OpenSSL sends a new ticket on resumption only when told
+ * to (its own keys renew by themselves); returning 1 here made every
+ * second reconnection of curl, mbsync or Python a full handshake. A TLS
+ * 1.2 ticket may be used again and is renewed only when its key ages. */
 static int on_ticket_key(SSL *ssl, unsigned char name[16], unsigned char iv[16],
                          EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc) {
-  (void)ssl;
   if (!have_keys) return enc ? -1 : 0;
   if (enc) {
     const struct ticket_key *k = &current.key[1];
@@ -89,7 +96,8 @@ static int on_ticket_key(SSL *ssl, unsigned char name[16], unsigned char iv[16],
     if (!mac_init(hctx, k) || !ticket_cipher() ||
         EVP_DecryptInit_ex(cctx, ticket_cipher(), NULL, k->aes, iv) != 1)
       return -1;
-    return i == 0 ? 2 : 1;   /* last period's key: take it, and renew */
+    if (i == 0 || SSL_version(ssl) == TLS1_3_VERSION) return 2;   /* take it, and renew */
+    return 1;
   }
   return 0;
 }

@@ -140,6 +140,23 @@ class TlsTest(unittest.TestCase):
         _, _, reused = handshake(self.c.tls_port, session=session)
         self.assertFalse(reused, 'another ticket secret must not resume')
 
+    def test_every_reconnection_resumes_with_the_newest_ticket(self):
+        """A client that reconnects again and again, each time with the
+        ticket of its last connection (as OpenSSL's clients do: a TLS 1.3
+        ticket is used once), resumes every time: a resumed TLS 1.3
+        handshake hands out a fresh ticket. TLS 1.2 tickets are reused."""
+        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            ctx = client_ctx()
+            ctx.maximum_version = version
+            _, session, reused = handshake(self.a.tls_port, ctx=ctx)
+            self.assertFalse(reused)
+            for i in range(4):
+                _, newest, reused = handshake(self.a.tls_port, session=session, ctx=ctx)
+                self.assertTrue(reused, '%s: reconnection %d was a full handshake' % (version, i + 1))
+                if version == ssl.TLSVersion.TLSv1_3:
+                    self.assertNotEqual(newest.id, session.id, 'no fresh ticket on resumption')
+                session = newest
+
     # ---- sessions on usher's own record layer after the handshake ----------
 
     def released(self, before):
