@@ -7,6 +7,7 @@ Figures per program (each the median of --runs runs):
   cpu_login_us        proxy CPU (all its processes, user+system) per plaintext login session
   cpu_login_tls_us    the same with implicit TLS, full handshake (ECDSA P-256)
   cpu_login_resume_us the same with TLS session resumption
+  resumed_share       the share of those handshakes that did resume
   logins_per_s        plaintext login sessions per second end to end
   kib_idle            proxy PSS per idle (IDLE) plaintext session, --idle sessions
   kib_idle_tls        the same over TLS
@@ -345,17 +346,14 @@ def loadgen(args, timeout=600):
 COMMON = ['--users', str(USERS), '--password', 'pw']
 
 
-def cpu_per_session(prog, n, tls_args, conc):
+def cpu_per_session(prog, n, tls_args, conc, fig_out=None):
     loadgen(['--port', str(prog.tls_port if tls_args else prog.port), '--scenario', 'login',
              '--sessions', str(min(n, 200)), '--concurrency', '20'] + tls_args + COMMON)   # warm
     before = cpu_seconds(prog.proc.pid)
     fig = loadgen(['--port', str(prog.tls_port if tls_args else prog.port), '--scenario', 'login',
                    '--sessions', str(n), '--concurrency', str(conc)] + tls_args + COMMON)
-    # A "resumed" figure must be one of resumed handshakes: a server that
-    # hands out no fresh ticket on resumption makes every second one full
-    # (usher did, until the loadgen counted them).
-    if '--resume' in tls_args and int(fig.get('resumed', 0)) < 0.9 * n:
-        raise RuntimeError('%s resumed only %s of %d TLS sessions' % (type(prog).__name__, fig.get('resumed'), n))
+    if fig_out is not None:
+        fig_out.update(fig)
     return (cpu_seconds(prog.proc.pid) - before) * 1e6 / n, float(fig['rate'])
 
 
@@ -483,8 +481,14 @@ def measure(prog, opts):
     r = {}
     r['cpu_login_us'], r['logins_per_s'] = cpu_per_session(prog, opts.logins, [], 50)
     r['cpu_login_tls_us'], _ = cpu_per_session(prog, opts.tls_logins, ['--tls', 'implicit'], 20)
+    # The share of "resumed" logins that did resume: a server that hands
+    # out no fresh ticket on a resumed TLS 1.3 handshake makes every second
+    # one a full handshake with OpenSSL's clients, which use a ticket once
+    # (Dovecot 2.3 does; usher did until this share showed it).
+    fig = {}
     r['cpu_login_resume_us'], _ = cpu_per_session(prog, opts.tls_logins,
-                                                  ['--tls', 'implicit', '--resume'], 20)
+                                                  ['--tls', 'implicit', '--resume'], 20, fig)
+    r['resumed_share'] = int(fig.get('resumed', 0)) / opts.tls_logins
     # Each idle figure on a fresh process: memory freed by earlier sessions
     # stays resident and would be reused, hiding what new sessions cost.
     for key, tls in (('kib_idle', False), ('kib_idle_tls', True)):
@@ -568,12 +572,17 @@ def main():
 FIGS = [('cpu_login_us', 'CPU per plaintext login session (us)'),
         ('cpu_login_tls_us', 'CPU per TLS login session, full handshake (us)'),
         ('cpu_login_resume_us', 'CPU per TLS login session, resumed (us)'),
+        ('resumed_share', 'share of those handshakes that resumed'),
         ('logins_per_s', 'plaintext login sessions per second'),
         ('kib_idle', 'PSS per idle plaintext session (KiB)'),
         ('kib_idle_tls', 'PSS per idle TLS session (KiB)'),
         ('cpu_s_per_gib', 'CPU seconds per GiB relayed (FETCH)'),
         ('cpu_s_per_gib_tls', 'CPU seconds per GiB relayed to a TLS client (FETCH)'),
         ('logins_per_s_capped', 'logins per second, each worker held to --worker-share of a core')]
+
+
+FMT = {'resumed_share': '%.2f'}
+RATIO_SKIP = {'resumed_share'}
 
 
 def report(results, opts):
@@ -588,13 +597,13 @@ def report(results, opts):
     print('|---|' + '---|' * len(names))
     for k, title in FIGS:
         if any(k in med[n] for n in names):
-            print('| %s | %s |' % (title, ' | '.join('%.1f' % med[n][k] if k in med[n] else '-'
+            print('| %s | %s |' % (title, ' | '.join((FMT.get(k, '%.1f') % med[n][k]) if k in med[n] else '-'
                                                    for n in names)))
     for peer in ('nginx mail', 'haproxy tcp', 'dovecot proxy'):
         if peer in med and 'usher 2w' in med:
             print('\nusher 2w / %s: ' % peer + ', '.join(
                 '%s %.2f' % (k, med['usher 2w'][k] / med[peer][k]) for k, _ in FIGS
-                if med[peer].get(k) and k in med['usher 2w']))
+                if med[peer].get(k) and k in med['usher 2w'] and k not in RATIO_SKIP))
     if 'usher 1w' in med and 'usher 2w' in med:
         print('\nusher 2 workers / 1 worker: ' + ', '.join(
             '%s %.2f' % (k, med['usher 2w'][k] / med['usher 1w'][k])
