@@ -8,6 +8,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "common/util.h"
 
@@ -58,4 +59,22 @@ ssize_t sock_read_bulk_into(int fd, struct evbuffer *in, size_t max) {
 
 void bev_read_by_us(struct bufferevent *bev) {
   evbuffer_unfreeze(bufferevent_get_input(bev), 0);
+}
+
+size_t bev_unsent(struct bufferevent *bev) {
+  struct bufferevent *under = bufferevent_get_underlying(bev);
+  return evbuffer_get_length(bufferevent_get_output(bev)) +
+         (under ? evbuffer_get_length(bufferevent_get_output(under)) : 0);
+}
+
+static void on_under_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg) {
+  struct bufferevent *filter = arg;
+  if (info->n_deleted && evbuffer_get_length(buf) == 0 &&
+      evbuffer_get_length(bufferevent_get_output(filter)) == 0)
+    bufferevent_trigger(filter, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS | BEV_TRIG_IGNORE_WATERMARKS);
+}
+
+void bev_watch_drain(struct bufferevent *filter) {
+  struct bufferevent *under = bufferevent_get_underlying(filter);
+  if (under) evbuffer_add_cb(bufferevent_get_output(under), on_under_output, filter);
 }

@@ -47,4 +47,15 @@ ssize_t sock_read_bulk_into(int fd, struct evbuffer *in, size_t max);
  * disabled. */
 void bev_read_by_us(struct bufferevent *bev);
 
+/* A TLS filter bufferevent hands its bytes to a socket bufferevent under
+ * it. What is not on the wire yet is in either output: bev_unsent() counts
+ * both (a plain bufferevent: its own output). */
+size_t bev_unsent(struct bufferevent *bev);
+
+/* A filter runs its write callback only when it moves bytes down, not
+ * when the socket under it has sent the last of them. This makes the
+ * write callback run (deferred) at that moment, so that "flushed"
+ * (bev_unsent() == 0) can be waited for. */
+void bev_watch_drain(struct bufferevent *filter);
+
 #endif

@@ -14,15 +14,12 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/bufferevent_struct.h>
 
 #include "common/imap_parser.h"
 #include "common/log.h"
 #include "common/bev_send.h"
 #include "common/util.h"
 #include "proxy/sessiond_link.h"
-#include "proxy/tls.h"
 #include "proxy/tlsrec.h"
 #include "proxy/worker.h"
 
@@ -108,7 +105,7 @@ void client_reading(struct client *c, int on) {
 
 static void set_client_callbacks(struct client *c) {
   bufferevent_setcb(c->cbev, on_client_read, on_client_write, on_client_event, c);
-  if (c->is_tls) {   /* OpenSSL's and our TLS bufferevents read, and want writing on */
+  if (c->is_tls) {   /* the TLS filters read, and want writing on */
     bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
     return;
   }
@@ -172,46 +169,39 @@ void client_begin(struct client *c) {
                             w->cfg->max_line + 2 * w->cfg->max_literal};
   c->parser = imap_parser_new(&lim);
 
-  if (ls->tls == TLS_IMPLICIT) {
-    c->state = CS_TLS_ACCEPT;
-    if (client_start_tls(c) != 0) {
-      client_free(c, "tls_setup_failed");
-      return;
-    }
-  } else {
-    c->state = CS_PREAUTH;
-    c->cbev = bufferevent_socket_new(w->base, c->fd, 0);
-    set_client_callbacks(c);
-  }
-  preauth_greet(c);   /* queued; on implicit TLS it goes out after the handshake */
   client_timer(c, w->cfg->preauth_timeout_ms);
+  if (ls->tls == TLS_IMPLICIT) {   /* the greeting follows the handshake */
+    c->state = CS_TLS_ACCEPT;
+    if (client_start_tls(c) != 0) client_free(c, "tls_setup_failed");
+    return;
+  }
+  c->state = CS_PREAUTH;
+  c->cbev = bufferevent_socket_new(w->base, c->fd, 0);
+  set_client_callbacks(c);
+  preauth_greet(c);
 }
 
 int client_start_tls(struct client *c) {
-  struct worker *w = c->w;
-  SSL *ssl = w->tls_server ? SSL_new(w->tls_server) : NULL;
-  if (!ssl) return -1;
-  if (w->cfg->tls_release) tlsrec_watch(ssl);   /* without it, OpenSSL keeps the session */
-  /* During the handshake OpenSSL may read all the socket has at once,
-   * not a record header and then its body: three read calls fewer per
-   * handshake. Off again once done (tls_handshake_done). */
-  SSL_set_read_ahead(ssl, 1);
   if (c->rd[0]) {   /* STARTTLS: the plain reading ends */
     event_free(c->rd[0]);
     c->rd[0] = NULL;
   }
-  if (c->cbev) bufferevent_free(c->cbev);   /* a plain bev: leaves the fd open */
-  c->cbev = bufferevent_openssl_socket_new(w->base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                           BEV_OPT_CLOSE_ON_FREE);
-  if (!c->cbev) {
-    SSL_free(ssl);
-    return -1;
+  if (c->cbev) {   /* a plain bufferevent: leaves the fd open */
+    bufferevent_free(c->cbev);
+    c->cbev = NULL;
   }
+  if (tls_accept_start(c) != 0) return -1;
   c->is_tls = 1;
-  /* Many clients just drop the connection without close_notify. */
-  bufferevent_openssl_set_allow_dirty_shutdown(c->cbev, 1);
-  set_client_callbacks(c);
   return 0;
+}
+
+void client_tls_ready(struct client *c, struct bufferevent *bev, int has_input) {
+  c->cbev = bev;
+  c->state = CS_PREAUTH;
+  bev_watch_drain(bev);   /* closing waits for the socket side too */
+  set_client_callbacks(c);
+  /* What came behind the Finished: through the filter, as if just read. */
+  if (has_input) bufferevent_trigger(bufferevent_get_underlying(bev), EV_READ, 0);
 }
 
 void client_write(struct client *c, const char *fmt, ...) {
@@ -257,7 +247,7 @@ void client_close(struct client *c, const char *last_words, const char *reason) 
   /* Sent at once (no write callback will come): free on the next loop
    * turn, never here, since callers still hold c. Else the write callback
    * frees it once flushed, or the timer if the client will not read. */
-  if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0) {
+  if (bev_unsent(c->cbev) == 0) {
     static const struct timeval next_turn = {0, 0};
     evtimer_add(c->timer, &next_turn);
   } else {
@@ -283,10 +273,11 @@ void client_free(struct client *c, const char *reason) {
   w->n_clients--;
 
   if (c->rd[0]) event_free(c->rd[0]);
+  if (c->hs) tls_accept_free(c);
   backend_free(c);   /* and rd[1] */
-  if (c->cbev && c->tls_own) tlsrec_release_fd(c->cbev);
+  if (c->cbev && c->is_tls) tlsrec_release_fd(c->cbev);   /* a TLS filter's socket side */
   if (c->cbev) bufferevent_free(c->cbev);
-  if ((!c->is_tls || c->tls_own) && c->fd >= 0) close(c->fd);   /* an OpenSSL bev closed it */
+  if (c->fd >= 0) close(c->fd);   /* no bufferevent closes it */
   if (c->timer) event_free(c->timer);
   imap_parser_free(c->parser);
   free(c->proxy_read);
@@ -302,7 +293,6 @@ void client_free(struct client *c, const char *reason) {
 static void on_client_read(struct bufferevent *bev, void *arg) {
   (void)bev;
   struct client *c = arg;
-  if (c->state == CS_TLS_ACCEPT) c->state = CS_PREAUTH;   /* data right after the handshake */
   if (c->state == CS_PREAUTH) preauth_read(c);
 }
 
@@ -319,86 +309,18 @@ static void starttls_switch(struct client *c) {
 
 static void on_client_write(struct bufferevent *bev, void *arg) {
   struct client *c = arg;
-  if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
+  if (bev_unsent(bev) != 0) return;
   if (c->state == CS_CLOSING) client_free(c, c->close_reason);
   else if (c->state == CS_STARTTLS) starttls_switch(c);
-}
-
-/* A session that stays with OpenSSL: what it read ahead with the end of
- * the handshake (a command the client sent right behind its Finished) is
- * in its buffer, and no readiness of the socket will come for it. The
- * bufferevent's read event is run by hand (bufferevent_struct.h). */
-static void tls_read_what_is_held(struct client *c) {
-  SSL *ssl = bufferevent_openssl_get_ssl(c->cbev);
-  if (ssl && SSL_has_pending(ssl)) event_active(&c->cbev->ev_read, EV_READ, 1);
-}
-
-/* Reading ahead stops with the handshake: libevent's OpenSSL bufferevent
- * only reads again on the socket's readiness, so records held back in
- * OpenSSL's buffer could wait there. */
-static void tls_handshake_done(struct client *c, int will_release) {
-  SSL *ssl = bufferevent_openssl_get_ssl(c->cbev);
-  if (!ssl) return;
-  SSL_set_read_ahead(ssl, 0);
-  if (!will_release) tls_read_what_is_held(c);   /* else on_tls_release() decides */
-}
-
-/* A loop turn after the handshake, OpenSSL is out of its callbacks: the
- * session moves to our record layer when it can (tlsrec.h), with whatever
- * is queued for the client (the greeting, on implicit TLS). */
-static void on_tls_release(evutil_socket_t fd, short what, void *arg) {
-  (void)fd; (void)what;
-  struct client *c = arg;
-  event_free(c->rd[0]);
-  c->rd[0] = NULL;
-  if (c->state != CS_PREAUTH) return;   /* closing meanwhile: as it is */
-  struct bufferevent *old = c->cbev;
-  SSL *ssl = bufferevent_openssl_get_ssl(old);
-  struct bufferevent *bev = ssl ? tlsrec_takeover(c->w->base, c->fd, ssl) : NULL;
-  if (!bev) {
-    bufferevent_enable(old, EV_READ | EV_WRITE);
-    tls_read_what_is_held(c);
-    return;
-  }
-  evbuffer_add_buffer(bufferevent_get_input(bev), bufferevent_get_input(old));
-  evbuffer_add_buffer(bufferevent_get_output(bev), bufferevent_get_output(old));
-  SSL_set_bio(ssl, NULL, NULL);   /* so that freeing it frees the SSL, not the socket */
-  bufferevent_free(old);
-  c->cbev = bev;
-  c->tls_own = 1;
-  set_client_callbacks(c);
-  log_event(LOG_LVL_DEBUG, "tls_release", "session=%s", c->sid_hex);
 }
 
 static void on_client_event(struct bufferevent *bev, short what, void *arg) {
   (void)bev;
   struct client *c = arg;
-  if (what & BEV_EVENT_CONNECTED) {
-    if (c->state == CS_TLS_ACCEPT) {
-      c->state = CS_PREAUTH;
-      char desc[128];
-      log_event(LOG_LVL_DEBUG, "tls", "session=%s tls=%s", c->sid_hex,
-                tls_describe(bufferevent_openssl_get_ssl(c->cbev), desc, sizeof desc));
-      int release = c->w->cfg->tls_release && !c->rd[0];
-      tls_handshake_done(c, release);
-      if (release) {
-        /* Run later in this loop turn, before the next poll: the socket's
-         * events change hands without an epoll_ctl pair. */
-        bufferevent_disable(c->cbev, EV_READ | EV_WRITE);
-        c->rd[0] = evtimer_new(c->w->base, on_tls_release, c);
-        event_active(c->rd[0], EV_TIMEOUT, 0);
-      }
-    }
-    return;
-  }
   if (what & BEV_EVENT_TIMEOUT) {
     client_free(c, "timeout");
     return;
   }
-  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-    const char *why = (what & BEV_EVENT_EOF) ? "client_eof"
-                      : c->state == CS_TLS_ACCEPT ? "tls_handshake_failed"
-                                                  : "client_error";
-    client_free(c, why);
-  }
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    client_free(c, (what & BEV_EVENT_EOF) ? "client_eof" : "client_error");
 }

@@ -2,7 +2,7 @@
  *
  * Lifecycle (client->state):
  *   PROXY_HEADER the balancer's PROXY v2 header is being read (proxied.c)
- *   TLS_ACCEPT   implicit-TLS handshake (greeting already queued)
+ *   TLS_ACCEPT   TLS handshake (tlsaccept.c); on implicit TLS the greeting follows it
  *   PREAUTH      reading pre-auth commands (preauth.c)
  *   STARTTLS     "OK Begin TLS" is being flushed; then the TLS handshake
  *   AUTH_WAIT    LOGIN sent to sessiond; client input held (AUTH_WAIT_INPUT_MAX)
@@ -69,8 +69,8 @@ struct client {
   struct netaddr via;               /* the balancer it came through; len 0: direct */
   struct proxy_read *proxy_read;    /* PROXY_HEADER only */
   const struct config_listener *listener;
+  struct ssl_st *hs;                /* TLS_ACCEPT: the handshake's SSL (tlsaccept.c) */
   unsigned is_tls : 1;              /* client side runs TLS (now) */
-  unsigned tls_own : 1;             /* ... on our record layer since the handshake (tlsrec.h) */
   unsigned plaintext_ok : 1;        /* LOGIN allowed without TLS */
   unsigned counted : 1;             /* counted in the per-address limit */
   unsigned registered : 1;          /* sessiond knows the session (LOGIN OK) */
@@ -105,8 +105,9 @@ struct client {
   uint64_t relay_start_ms;
   struct event *rd[2];              /* reading a plain client [0] / backend [1] socket,
                                        from the first byte to the close; on a TLS
-                                       client, [0] is a one-shot event of proxied.c
-                                       (the header) or of the TLS release */
+                                       client, [0] reads the PROXY header (proxied.c)
+                                       and the handshake (tlsaccept.c), and is gone
+                                       after it */
   int client_eof, backend_eof;
 };
 
@@ -143,12 +144,23 @@ void client_hold_input(struct client *c, int hold);
 void client_reading(struct client *c, int on);
 /* Starts the TLS handshake on the client's socket (implicit TLS or STARTTLS). */
 int client_start_tls(struct client *c);
+/* tlsaccept.c has finished the handshake: the session goes on on bev;
+ * has_input: the client's bytes sent behind its Finished wait in bev's
+ * socket side. */
+void client_tls_ready(struct client *c, struct bufferevent *bev, int has_input);
 /* Wipes and frees the login's user/password/tag. */
 void client_forget_login(struct client *c);
 /* The sessiond link lost or answered: see sessiond_link.h */
 
+/* tlsaccept.c: the server side of the handshake, on c->fd. 0 or -1. */
+int tls_accept_start(struct client *c);
+/* A handshake that will not finish: its SSL goes. */
+void tls_accept_free(struct client *c);
+
 /* preauth.c */
 void preauth_greet(struct client *c);
+/* The greeting line into out; its length, 0 if it does not fit. */
+size_t preauth_greeting(const struct client *c, char *out, size_t outlen);
 void preauth_read(struct client *c);
 /* sessiond's answer to our LOGIN. */
 void preauth_login_reply(struct client *c, int result, uint32_t delay_ms, const char *user,

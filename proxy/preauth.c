@@ -30,10 +30,17 @@ static void capability_list(const struct client *c, char *out, size_t outlen) {
            plaintext_allowed(c) ? " AUTH=PLAIN" : " LOGINDISABLED");
 }
 
-void preauth_greet(struct client *c) {
+size_t preauth_greeting(const struct client *c, char *out, size_t outlen) {
   char caps[128];
   capability_list(c, caps, sizeof caps);
-  client_write(c, "* OK [CAPABILITY %s] usher ready.\r\n", caps);
+  int n = snprintf(out, outlen, "* OK [CAPABILITY %s] usher ready.\r\n", caps);
+  return n > 0 && (size_t)n < outlen ? (size_t)n : 0;
+}
+
+void preauth_greet(struct client *c) {
+  char line[256];
+  size_t n = preauth_greeting(c, line, sizeof line);
+  if (n) client_write(c, "%s", line);
 }
 
 /* Re-arms the pre-auth timer: idle timeout, bounded by the total budget. */

@@ -90,7 +90,7 @@ static void relay_pump(struct client *c, enum side from) {
 
 /* An end of stream waits until the other direction is flushed. */
 static void relay_check_ends(struct client *c) {
-  size_t to_client = evbuffer_get_length(bufferevent_get_output(c->cbev));
+  size_t to_client = bev_unsent(c->cbev);   /* a TLS filter's socket side too */
   size_t to_backend = evbuffer_get_length(bufferevent_get_output(c->bbev));
   if (c->backend_eof && to_client == 0) {
     client_free(c, c->client_eof ? "closed" : "backend_closed");

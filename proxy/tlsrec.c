@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -23,6 +25,7 @@
 #define MAX_CIPHER (MAX_PLAIN + 256)         /* what a peer may send */
 #define MAX_SECRET 48                        /* SHA-384 */
 #define IV_LEN 12
+#define UNDER_HIGH (64 * 1024)               /* records queued for a slow client */
 
 #define CT_ALERT 21
 #define CT_HANDSHAKE 22
@@ -262,6 +265,24 @@ static void emit(struct tlsrec *t, struct evbuffer *dst, size_t len) {
   }
 }
 
+/* OpenSSL's last flight of the handshake (its session ticket) and the
+ * first record (the greeting, on implicit TLS) leave in one packet. */
+static int send_first(struct tlsrec *t, const void *last_flight, size_t flen, const void *first,
+                      size_t len) {
+  size_t rlen = len ? seal(t, CT_APPLICATION, first, len) : 0;
+  if (len && rlen == 0) return -1;
+  struct iovec iov[2] = {{(void *)last_flight, flen}, {record_buf, rlen}};
+  struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+  ssize_t n = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  size_t done = n > 0 ? (size_t)n : 0;
+  struct evbuffer *out = bufferevent_get_output(t->under);
+  if (done < flen) evbuffer_add(out, (const uint8_t *)last_flight + done, flen - done);
+  done = done > flen ? done - flen : 0;
+  if (done < rlen) evbuffer_add(out, record_buf + done, rlen - done);
+  if (evbuffer_get_length(out)) bufferevent_enable(t->under, EV_WRITE);
+  return 0;
+}
+
 /* Post-handshake messages: only KeyUpdate is expected of a client. */
 static int on_handshake(struct tlsrec *t, const uint8_t *p, size_t n) {
   while (n >= 4) {
@@ -372,7 +393,9 @@ static int choose_cipher(struct tlsrec *t, const SSL_CIPHER *c) {
   return (size_t)EVP_MD_get_size(t->md) == t->secret_len ? 0 : -1;
 }
 
-struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl) {
+struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl,
+                                    const void *last_flight, size_t flen, const void *first,
+                                    size_t len) {
   struct tlsrec *t = ex_index < 0 ? NULL : SSL_get_ex_data(ssl, ex_index);
   if (!t || SSL_version(ssl) != TLS1_3_VERSION || !t->have_secret[0] || !t->have_secret[1] ||
       !t->after_finished[0] || !t->after_finished[1] || SSL_has_pending(ssl) ||
@@ -389,6 +412,11 @@ struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl) {
   /* The filter turned the socket's writing on, which with nothing queued
    * costs an epoll round; emit() turns it on once a record waits. */
   bufferevent_disable(under, EV_WRITE);
+  /* Records wait on the socket side only up to this; the rest stays
+   * plaintext in the filter's output, where the relay sees it and stops
+   * reading the backend. Without the mark a client that does not read
+   * had the worker hold a whole FETCH. */
+  bufferevent_setwatermark(under, EV_WRITE, 0, UNDER_HIGH);
   SSL_set_ex_data(ssl, ex_index, NULL);   /* ours now */
   SSL_set_msg_callback(ssl, NULL);
   t->rd.seq = t->records[0];
@@ -398,6 +426,8 @@ struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl) {
   t->fd = fd;
   t->bev = bev;
   t->under = under;
+  if ((flen || len) && send_first(t, last_flight, flen, first, len) != 0)
+    fail(t, BEV_EVENT_WRITING | BEV_EVENT_ERROR);   /* reported once callbacks are set */
   return bev;
 }
 

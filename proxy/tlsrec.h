@@ -29,11 +29,16 @@ void tlsrec_ctx_setup(SSL_CTX *ctx);
 int tlsrec_watch(SSL *ssl);
 /* After the handshake: a filter bufferevent on fd carrying the session
  * from here, or NULL when this session stays with OpenSSL. On success the
- * caller frees the SSL (its buffers must be empty: see tlsrec.c). */
-struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl);
+ * caller frees the SSL (its buffers must be empty: see tlsrec.c).
+ * last_flight: what OpenSSL wrote last and is still to be sent (its
+ * session ticket); first: plaintext to send right behind it (the
+ * greeting). Both go out in one write; either may be empty. */
+struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl,
+                                    const void *last_flight, size_t flen, const void *first,
+                                    size_t len);
 
 /* Before the socket is closed: the filter's socket side lets go of fd at
- * once. (Freeing a bufferevent from inside its own callbacks is finished
+ * once (on any filter bufferevent over a socket one, OpenSSL's too). (Freeing a bufferevent from inside its own callbacks is finished
  * later, and its events must not live on to catch the next connection
  * given the same descriptor number.) */
 void tlsrec_release_fd(struct bufferevent *bev);

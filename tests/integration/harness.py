@@ -26,6 +26,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 USHER_BIN = os.environ.get('USHER_BIN', os.path.join(ROOT, 'build', 'usher'))
 
+
+def sanitized_build():
+    """True for an ASan build of usher, whose memory figures (quarantine,
+    shadow memory) say nothing about usher's own."""
+    with open(USHER_BIN, 'rb') as f:
+        return b'__asan_init' in f.read()
+
 SANITIZER_MARKS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:',
                    'WARNING: ThreadSanitizer')
 

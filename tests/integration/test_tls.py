@@ -179,6 +179,56 @@ class TlsTest(unittest.TestCase):
         m.logout()
         self.assertGreaterEqual(self.released(before), 1)
 
+    def workers_rss_kib(self):
+        total = 0
+        for t in os.listdir('/proc/%d/task' % self.a.proc.pid):
+            for pid in open('/proc/%d/task/%s/children' % (self.a.proc.pid, t)).read().split():
+                if b'worker' in open('/proc/%s/cmdline' % pid, 'rb').read():
+                    for line in open('/proc/%s/status' % pid):
+                        if line.startswith('VmRSS:'):
+                            total += int(line.split()[1])
+        return total
+
+    def test_a_client_that_does_not_read_costs_little_memory(self):
+        """A FETCH of 16 MiB to a TLS client that does not read: the worker
+        stops reading the backend instead of holding the message (it held
+        all of it on our record layer once), and the message then arrives
+        byte-exact. On our record layer (TLS 1.3) and OpenSSL's (1.2)."""
+        line = b'y' * 1022 + b'\r\n'
+        body = b'Subject: slow reader\r\n\r\n' + line * (16 * 1024)
+        m = imaplib.IMAP4('127.0.0.1', self.a.port)
+        m.login('user34', USERS['user34'])
+        m.create('Slow')
+        self.assertEqual(m.append('Slow', None, None, body)[0], 'OK')
+        m.logout()
+        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            ctx = client_ctx()
+            ctx.maximum_version = version
+            s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', self.a.tls_port), timeout=20),
+                                server_hostname='localhost')
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            buf = b''
+            for cmd, tag in ((None, b'* OK'), (b'a LOGIN user34 ' + USERS['user34'].encode(), b'a OK'),
+                             (b'b SELECT Slow', b'b OK')):
+                if cmd:
+                    s.sendall(cmd + b'\r\n')
+                while tag not in buf:
+                    buf += s.recv(65536)
+            before = self.workers_rss_kib()
+            s.sendall(b'c FETCH 1 BODY[]\r\n')
+            time.sleep(2)
+            grown = self.workers_rss_kib() - before
+            if not harness.sanitized_build():   # ASan's quarantine keeps freed memory
+                self.assertLess(grown, 4096, '%s: the workers grew by %d KiB' % (version, grown))
+            got = bytearray()
+            while not got.endswith(b'c OK Fetch completed.\r\n') and b'c OK' not in got[-200:]:
+                chunk = s.recv(1 << 20)
+                self.assertTrue(chunk, 'closed before the FETCH was answered')
+                got += chunk
+            start = got.index(b'}\r\n') + 3
+            self.assertEqual(harness.sha256(bytes(got[start:start + len(body)])), harness.sha256(body))
+            s.close()
+
     def test_starttls_session_is_released_too(self):
         before = self.released(0)
         m = imaplib.IMAP4('127.0.0.1', self.a.port)
