@@ -166,6 +166,7 @@ SSL *tls_backend_ssl_new(SSL_CTX *ctx, const struct config_backend *b) {
 }
 
 const char *tls_describe(SSL *ssl, char *out, size_t outlen) {
-  snprintf(out, outlen, "%s/%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+  snprintf(out, outlen, "%s/%s%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+           SSL_session_reused(ssl) ? " resumed=yes" : " resumed=no");
   return out;
 }
