@@ -269,6 +269,34 @@ class TlsTest(unittest.TestCase):
             _, err = p.communicate()
         self.assertGreaterEqual(err.count(b'KEYUPDATE'), 3)
 
+    def test_garbage_and_floods_in_the_handshake_close_the_connection(self):
+        """Plain IMAP on the TLS port, and a flood of bytes that claim to
+        be a handshake: each connection is closed at once, and a normal
+        client is served after them."""
+        def closed_by_usher(sock, send, timeout=8):
+            sock.settimeout(timeout)
+            try:
+                sock.sendall(send)
+                while sock.recv(65536):
+                    pass
+                return True
+            except (ConnectionResetError, BrokenPipeError):
+                return True
+            except socket.timeout:
+                return False
+            finally:
+                sock.close()
+        port = self.a.tls_port
+        plain = socket.create_connection(('127.0.0.1', port))
+        self.assertTrue(closed_by_usher(plain, b'a1 LOGIN alice secret\r\n'))
+        # A record header announcing 16 KiB of handshake, then 200 KiB of it.
+        flood = socket.create_connection(('127.0.0.1', port))
+        self.assertTrue(closed_by_usher(flood, b'\x16\x03\x01\x40\x00' + b'\x01' * 200000))
+        self.assertIn('reason=tls_handshake_failed', self.a.log())
+        m = imaplib.IMAP4_SSL('127.0.0.1', port, ssl_context=CLIENT_CTX)
+        self.assertEqual(m.login('alice', USERS['alice'])[0], 'OK')
+        m.logout()
+
     def test_tls_1_2_stays_with_openssl(self):
         before = self.released(0)
         ctx = client_ctx()
@@ -281,9 +309,10 @@ class TlsTest(unittest.TestCase):
         self.assertEqual(self.released(before), 0)
 
     def test_command_in_the_packet_of_the_finished_is_answered(self):
-        # OpenSSL reads ahead during the handshake, so the command arrives
-        # in its buffer: with TLS 1.3 the session stays with OpenSSL, which
-        # must read it without waiting for the socket.
+        # The command arrives with the end of the handshake, before anything
+        # on the socket would wake a reader: usher hands it to the side that
+        # carries the session on (our record layer on TLS 1.3, OpenSSL's
+        # filter on TLS 1.2), which must answer it at once.
         for port in (self.a.tls_port, self.b.tls_port):
             lines, obj = finished_with_command(port, client_ctx())
             self.assertEqual(obj.version(), 'TLSv1.3')
