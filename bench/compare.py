@@ -244,6 +244,12 @@ class AuthHTTP(BaseHTTPRequestHandler):
         pass
 
 
+class AuthServer(ThreadingHTTPServer):
+    # nginx asks for up to a few hundred logins at once; the default listen
+    # backlog of 5 refused some, and nginx closed those clients.
+    request_queue_size = 1024
+
+
 class Nginx(Program):
     name = 'nginx mail'
     binary = 'nginx'
@@ -253,7 +259,7 @@ class Nginx(Program):
 
     def start(self):
         AuthHTTP.backend_port = self.backend_port
-        self.http = ThreadingHTTPServer(('127.0.0.1', 0), AuthHTTP)
+        self.http = AuthServer(('127.0.0.1', 0), AuthHTTP)
         self.auth_port = self.http.server_address[1]
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
         super().start()
