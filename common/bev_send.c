@@ -74,7 +74,9 @@ static void on_under_output(struct evbuffer *buf, const struct evbuffer_cb_info 
     bufferevent_trigger(filter, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS | BEV_TRIG_IGNORE_WATERMARKS);
 }
 
-void bev_watch_drain(struct bufferevent *filter) {
+void bev_filter_socket_side(struct bufferevent *filter) {
   struct bufferevent *under = bufferevent_get_underlying(filter);
-  if (under) evbuffer_add_cb(bufferevent_get_output(under), on_under_output, filter);
+  if (!under) return;
+  bufferevent_setwatermark(under, EV_WRITE, 0, FILTER_SOCKET_HIGH);
+  evbuffer_add_cb(bufferevent_get_output(under), on_under_output, filter);
 }

@@ -52,10 +52,16 @@ void bev_read_by_us(struct bufferevent *bev);
  * both (a plain bufferevent: its own output). */
 size_t bev_unsent(struct bufferevent *bev);
 
-/* A filter runs its write callback only when it moves bytes down, not
- * when the socket under it has sent the last of them. This makes the
- * write callback run (deferred) at that moment, so that "flushed"
- * (bev_unsent() == 0) can be waited for. */
-void bev_watch_drain(struct bufferevent *filter);
+/* The socket side of a TLS filter (ours or libevent's OpenSSL one):
+ * - Records wait there only up to FILTER_SOCKET_HIGH; the rest stays in
+ *   the filter's output, where the relay sees a slow client and stops
+ *   reading the backend. Without the mark a client that did not read had
+ *   the worker hold a whole FETCH.
+ * - A filter runs its write callback only when it moves bytes down, not
+ *   when the socket has sent the last of them: this makes it run
+ *   (deferred) then too, so that "flushed" (bev_unsent() == 0) can be
+ *   waited for. */
+#define FILTER_SOCKET_HIGH (64 * 1024)
+void bev_filter_socket_side(struct bufferevent *filter);
 
 #endif

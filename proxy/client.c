@@ -198,7 +198,7 @@ int client_start_tls(struct client *c) {
 void client_tls_ready(struct client *c, struct bufferevent *bev, int has_input) {
   c->cbev = bev;
   c->state = CS_PREAUTH;
-  bev_watch_drain(bev);   /* closing waits for the socket side too */
+  bev_filter_socket_side(bev);   /* bounded; closing waits for it too */
   set_client_callbacks(c);
   /* What came behind the Finished: through the filter, as if just read. */
   if (has_input) bufferevent_trigger(bufferevent_get_underlying(bev), EV_READ, 0);

@@ -33,7 +33,6 @@
 /* What a client may have sent that OpenSSL has not taken yet: a handshake
  * flight is a few KiB; more is a client that does not wait its turn. */
 #define HANDSHAKE_INPUT_MAX (64 * 1024)
-#define SOCKET_SIDE_HIGH (64 * 1024)   /* records queued for a slow client */
 
 static void on_socket(evutil_socket_t fd, short what, void *arg);
 
@@ -90,9 +89,6 @@ static struct bufferevent *stay_with_openssl(struct client *c, SSL *ssl, const c
                                              const char *greeting, size_t glen) {
   struct bufferevent *under = bufferevent_socket_new(c->w->base, c->fd, 0);
   if (!under) return NULL;
-  /* As on our record layer: records wait on the socket side only up to
-   * this, so that the relay sees a slow client and stops reading. */
-  bufferevent_setwatermark(under, EV_WRITE, 0, SOCKET_SIDE_HIGH);
   evbuffer_add(bufferevent_get_output(under), out, outlen);
   add_as_read(under, in, inlen);
   /* Takes the SSL and frees its memory BIOs (out and in die with them). */

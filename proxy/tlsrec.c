@@ -25,7 +25,6 @@
 #define MAX_CIPHER (MAX_PLAIN + 256)         /* what a peer may send */
 #define MAX_SECRET 48                        /* SHA-384 */
 #define IV_LEN 12
-#define UNDER_HIGH (64 * 1024)               /* records queued for a slow client */
 
 #define CT_ALERT 21
 #define CT_HANDSHAKE 22
@@ -412,11 +411,6 @@ struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl,
   /* The filter turned the socket's writing on, which with nothing queued
    * costs an epoll round; emit() turns it on once a record waits. */
   bufferevent_disable(under, EV_WRITE);
-  /* Records wait on the socket side only up to this; the rest stays
-   * plaintext in the filter's output, where the relay sees it and stops
-   * reading the backend. Without the mark a client that does not read
-   * had the worker hold a whole FETCH. */
-  bufferevent_setwatermark(under, EV_WRITE, 0, UNDER_HIGH);
   SSL_set_ex_data(ssl, ex_index, NULL);   /* ours now */
   SSL_set_msg_callback(ssl, NULL);
   t->rd.seq = t->records[0];
