@@ -4,10 +4,12 @@
 #include "common/proto.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "common/bev_send.h"
 #include "common/util.h"
@@ -174,14 +176,75 @@ int proto_frame_pop(struct evbuffer *in, uint8_t *body, size_t *len) {
   return 1;
 }
 
-int proto_send(struct bufferevent *bev, const struct proto_msg *m) {
-  uint8_t frame[PROTO_MAX_BODY + PROTO_HDR_LEN];
-  ssize_t n = proto_encode(m, frame, sizeof frame);
-  if (n <= 0) return -1;
-  /* Straight to the socket when nothing is queued before it; then a
-   * password frame is usually never copied into a libevent buffer. */
-  size_t done = bev_send_direct(bev, bufferevent_getfd(bev), frame, (size_t)n);
-  int rc = done == (size_t)n ? 0 : bufferevent_write(bev, frame + done, (size_t)n - done);
-  if (m->password) wipe(frame, (size_t)n);
-  return rc;
+/* 8 KiB holds dozens of LOGIN frames; a turn that makes more sends
+ * early, and a frame too big for it goes on its own. */
+#define BATCH_CAP 8192
+
+struct proto_batch {
+  struct bufferevent *bev;
+  struct event *flush;          /* made active while frames wait */
+  size_t len, wipe_len;         /* bytes waiting; bytes to wipe once sent */
+  uint8_t buf[BATCH_CAP];
+};
+
+static void on_batch_flush(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  proto_batch_flush(arg);
+}
+
+struct proto_batch *proto_batch_new(struct event_base *base) {
+  struct proto_batch *b = xcalloc(1, sizeof *b);
+  b->flush = event_new(base, -1, 0, on_batch_flush, b);
+  return b;
+}
+
+static void batch_drop(struct proto_batch *b) {
+  wipe(b->buf, b->wipe_len);
+  b->len = b->wipe_len = 0;
+  event_del(b->flush);
+}
+
+void proto_batch_set_bev(struct proto_batch *b, struct bufferevent *bev) {
+  if (b->bev != bev) batch_drop(b);
+  b->bev = bev;
+}
+
+/* Straight to the socket when nothing is queued before it; then a password
+ * frame is usually never copied into a libevent buffer. */
+static void send_bytes(struct bufferevent *bev, const uint8_t *p, size_t n) {
+  size_t done = bev_send_direct(bev, bufferevent_getfd(bev), p, n);
+  if (done < n) bufferevent_write(bev, p + done, n - done);
+}
+
+void proto_batch_flush(struct proto_batch *b) {
+  if (b->len && b->bev) send_bytes(b->bev, b->buf, b->len);
+  batch_drop(b);
+}
+
+int proto_batch_add(struct proto_batch *b, const struct proto_msg *m) {
+  if (!b->bev) return -1;
+  ssize_t n = proto_encode(m, b->buf + b->len, BATCH_CAP - b->len);
+  if (n < 0 && b->len) {
+    proto_batch_flush(b);
+    n = proto_encode(m, b->buf, BATCH_CAP);
+  }
+  if (n < 0) {   /* bigger than a batch (a long reason text): on its own */
+    uint8_t *frame = xmalloc(PROTO_MAX_BODY + PROTO_HDR_LEN);
+    n = proto_encode(m, frame, PROTO_MAX_BODY + PROTO_HDR_LEN);
+    if (n > 0) send_bytes(b->bev, frame, (size_t)n);
+    if (n > 0 && m->password) wipe(frame, (size_t)n);
+    free(frame);
+    return n > 0 ? 0 : -1;
+  }
+  if (b->len == 0) event_active(b->flush, EV_TIMEOUT, 0);
+  b->len += (size_t)n;
+  if (m->password) b->wipe_len = b->len;
+  return 0;
+}
+
+void proto_batch_free(struct proto_batch *b) {
+  if (!b) return;
+  batch_drop(b);
+  event_free(b->flush);
+  free(b);
 }

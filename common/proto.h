@@ -135,8 +135,29 @@ struct bufferevent;
  * -1 when the length is out of range (drop the connection). */
 int proto_frame_pop(struct evbuffer *in, uint8_t *body, size_t *len);
 
-/* Encodes m and queues it on bev. The encoding buffer is wiped when m
- * carries a password. Returns 0 or -1. */
-int proto_send(struct bufferevent *bev, const struct proto_msg *m);
+/* Frames to one peer, gathered during a loop turn and sent together at
+ * its end: under load one send and one wake-up of the peer carry many
+ * logins, replies and session ends, where each used to take its own.
+ * Order is kept: every frame to that peer goes through the batch. A frame
+ * with a password waits there only until the turn ends; the buffer is
+ * wiped once sent or dropped. */
+struct event_base;
+struct proto_batch;
+
+struct proto_batch *proto_batch_new(struct event_base *base);
+
+/* Where the frames go: a connected socket bufferevent, or NULL (the peer
+ * is gone: what waits is dropped). */
+void proto_batch_set_bev(struct proto_batch *b, struct bufferevent *bev);
+
+/* Encodes m into the batch. Returns 0, or -1 (no peer, or m does not
+ * encode). */
+int proto_batch_add(struct proto_batch *b, const struct proto_msg *m);
+
+/* Sends what waits now (also what the end of the turn does). */
+void proto_batch_flush(struct proto_batch *b);
+
+/* Drops what waits (nothing is sent) and frees b. */
+void proto_batch_free(struct proto_batch *b);
 
 #endif

@@ -28,12 +28,7 @@ struct sessiond_link {
   uint64_t retry_ms;
   struct event *retry;
   uint8_t body[PROTO_MAX_BODY];   /* the frame being decoded */
-  /* SESSION_END frames of one loop turn go out together at its end: one
-   * send and one wake-up of sessiond for many closes under load. They
-   * hold no secret, unlike LOGIN, which goes out at once. */
-  uint8_t batch[4096];
-  size_t batch_len;
-  struct event *flush;
+  struct proto_batch *out;        /* every frame to sessiond, per loop turn */
 };
 
 static void link_connect(struct sessiond_link *l);
@@ -52,6 +47,7 @@ static void link_down(struct sessiond_link *l) {
   struct worker *w = l->w;
   if (l->up) log_event(LOG_LVL_WARN, "sessiond_down", "pending=fail");
   l->up = 0;
+  proto_batch_set_bev(l->out, NULL);
   if (l->bev) {
     bufferevent_free(l->bev);
     l->bev = NULL;
@@ -119,6 +115,7 @@ static void on_link_event(struct bufferevent *bev, short what, void *arg) {
     struct worker *w = l->w;
     l->up = 1;
     l->retry_ms = 0;
+    proto_batch_set_bev(l->out, l->bev);
     log_event(LOG_LVL_INFO, "sessiond_up", "sessions=%u", w->n_clients);
     struct proto_msg m = {.type = PROTO_HELLO, .worker_id = w->id, .pid = (uint32_t)getpid()};
     sessiond_link_send(l, &m);
@@ -149,30 +146,10 @@ static void on_retry(evutil_socket_t fd, short what, void *arg) {
   if (!l->bev) link_connect(l);
 }
 
-static void on_flush(evutil_socket_t fd, short what, void *arg) {
-  (void)fd; (void)what;
-  struct sessiond_link *l = arg;
-  if (l->batch_len && l->up && l->bev) bev_send(l->bev, bufferevent_getfd(l->bev), l->batch, l->batch_len);
-  l->batch_len = 0;
-}
-
-static void batch_add(struct sessiond_link *l, const struct proto_msg *m) {
-  uint8_t frame[512];
-  ssize_t n = proto_encode(m, frame, sizeof frame);
-  if (n <= 0) {   /* unusually long (a reason text): on its own */
-    sessiond_link_send(l, m);
-    return;
-  }
-  if (l->batch_len + (size_t)n > sizeof l->batch) on_flush(-1, 0, l);
-  memcpy(l->batch + l->batch_len, frame, (size_t)n);
-  if (l->batch_len == 0) event_active(l->flush, EV_TIMEOUT, 0);
-  l->batch_len += (size_t)n;
-}
-
 struct sessiond_link *sessiond_link_new(struct worker *w) {
   struct sessiond_link *l = xcalloc(1, sizeof *l);
   l->w = w;
-  l->flush = event_new(w->base, -1, 0, on_flush, l);
+  l->out = proto_batch_new(w->base);
   l->retry = evtimer_new(w->base, on_retry, l);
   link_connect(l);
   return l;
@@ -180,9 +157,9 @@ struct sessiond_link *sessiond_link_new(struct worker *w) {
 
 void sessiond_link_free(struct sessiond_link *l) {
   if (!l) return;
-  on_flush(-1, 0, l);
+  proto_batch_flush(l->out);
+  proto_batch_free(l->out);
   if (l->bev) bufferevent_free(l->bev);
-  event_free(l->flush);
   event_free(l->retry);
   wipe(l->body, sizeof l->body);
   free(l);
@@ -194,7 +171,7 @@ int sessiond_link_up(const struct sessiond_link *l) {
 
 int sessiond_link_send(struct sessiond_link *l, const struct proto_msg *m) {
   if (!l->up || !l->bev) return -1;
-  return proto_send(l->bev, m);
+  return proto_batch_add(l->out, m);
 }
 
 static void fill_session(struct proto_msg *m, struct client *c, char *caddr, char *laddr) {
@@ -243,5 +220,5 @@ void sessiond_link_session_end(struct sessiond_link *l, struct client *c, const 
   struct proto_msg m = {.type = PROTO_SESSION_END, .session = c->sid_hex,
                         .bytes_in = c->bytes_in, .bytes_out = c->bytes_out, .reason = why,
                         .duration_ms = c->relay_start_ms ? now_ms() - c->relay_start_ms : 0};
-  if (l->up && l->bev) batch_add(l, &m);
+  sessiond_link_send(l, &m);
 }

@@ -22,6 +22,7 @@
 struct wconn {
   struct sessiond *sd;
   struct bufferevent *bev;
+  struct proto_batch *out;  /* replies, sent at the end of each loop turn */
   unsigned worker_id;
   int pid;
   int refs;              /* pending logins hold references */

@@ -17,11 +17,12 @@ void wconn_ref(struct wconn *wc) { wc->refs++; }
 void wconn_unref(struct wconn *wc) {
   if (--wc->refs > 0) return;
   wipe(wc->body, sizeof wc->body);
+  proto_batch_free(wc->out);
   free(wc);
 }
 
 void workers_reply(struct wconn *wc, const struct proto_msg *m) {
-  if (!wc->closed) proto_send(wc->bev, m);
+  if (!wc->closed) proto_batch_add(wc->out, m);
 }
 
 void workers_reply_failure(struct wconn *wc, uint32_t req, const char *session,
@@ -149,6 +150,7 @@ static void wconn_close(struct wconn *wc) {
   else sd->wconns = wc->next;
   if (wc->next) wc->next->prev = wc->prev;
   sd->n_wconns--;
+  proto_batch_set_bev(wc->out, NULL);
   bufferevent_free(wc->bev);
   wc->bev = NULL;
   wc->closed = 1;
@@ -189,6 +191,8 @@ void workers_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
   wc->bev = bufferevent_socket_new(sd->base, fd, BEV_OPT_CLOSE_ON_FREE);
   bufferevent_setcb(wc->bev, on_wconn_read, NULL, on_wconn_event, wc);
   bufferevent_enable(wc->bev, EV_READ | EV_WRITE);
+  wc->out = proto_batch_new(sd->base);
+  proto_batch_set_bev(wc->out, wc->bev);
   wc->next = sd->wconns;
   if (sd->wconns) sd->wconns->prev = wc;
   sd->wconns = wc;
