@@ -8,9 +8,8 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
+#include "common/hmac.h"
 #include "common/util.h"
 
 struct ac_entry {
@@ -46,8 +45,10 @@ static void hmac(const struct authcache *c, const char *tag, const char *a, cons
     msg[2 + la] = 0;
     memcpy(msg + 3 + la, b, lb);
   }
-  unsigned len = AUTHCACHE_HASH_LEN;
-  HMAC(EVP_sha256(), c->secret, (int)c->secret_len, msg, n, out, &len);
+  uint8_t md[HMAC_MAX_LEN];
+  hmac_compute(HMAC_SHA256, c->secret, c->secret_len, msg, n, md);
+  memcpy(out, md, AUTHCACHE_HASH_LEN);
+  wipe(md, sizeof md);
   wipe(msg, n);
   free(msg);
 }

@@ -6,20 +6,19 @@
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "common/hmac.h"
 #include "common/util.h"
 
 /* One labelled HMAC-SHA-256 of the period: independent keys for the name,
  * the ticket MAC and the ticket cipher. */
 static void derive_part(const unsigned char *secret, uint64_t period, const char *label,
                         unsigned char *out, size_t outlen) {
-  unsigned char msg[64], md[32];
-  unsigned int mdlen = sizeof md;
+  unsigned char msg[64], md[HMAC_MAX_LEN];
   int n = snprintf((char *)msg, sizeof msg, "usher ticket %s %llu", label,
                    (unsigned long long)period);
-  HMAC(EVP_sha256(), secret, TICKET_SECRET_LEN, msg, (size_t)n, md, &mdlen);
+  hmac_compute(HMAC_SHA256, secret, TICKET_SECRET_LEN, msg, (size_t)n, md);
   memcpy(out, md, outlen);
   wipe(md, sizeof md);
 }

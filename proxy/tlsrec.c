@@ -13,10 +13,10 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/tls1.h>
 
 #include "common/bev_send.h"
+#include "common/hmac.h"
 #include "common/util.h"
 
 #define HEADER_LEN 5
@@ -49,7 +49,7 @@ struct tlsrec {
 
   /* The record layer. */
   const EVP_CIPHER *cipher;                  /* the worker's, fetched once */
-  const EVP_MD *md;
+  enum hmac_digest digest;                   /* the suite's hash, for HKDF */
   uint8_t key_len, secret_len;
   uint8_t closed;                            /* close_notify came */
   int fd;
@@ -161,8 +161,7 @@ int tlsrec_watch(SSL *ssl) {
  * one HMAC block, T(1) = HMAC(secret, HkdfLabel || 0x01). */
 static void expand_label(const struct tlsrec *t, const uint8_t *secret, const char *label,
                          uint8_t *out, size_t len) {
-  uint8_t info[64], md[EVP_MAX_MD_SIZE];
-  unsigned mdlen = sizeof md;
+  uint8_t info[64], md[HMAC_MAX_LEN];
   size_t llen = strlen(label), n = 0;
   info[n++] = (uint8_t)(len >> 8);
   info[n++] = (uint8_t)len;
@@ -172,7 +171,7 @@ static void expand_label(const struct tlsrec *t, const uint8_t *secret, const ch
   n += 6 + llen;
   info[n++] = 0;      /* empty context */
   info[n++] = 1;      /* block counter */
-  HMAC(t->md, secret, t->secret_len, info, n, md, &mdlen);
+  hmac_compute(t->digest, secret, t->secret_len, info, n, md);
   memcpy(out, md, len);
   wipe(md, sizeof md);
 }
@@ -378,18 +377,18 @@ static int worker_setup(void) {
 static int choose_cipher(struct tlsrec *t, const SSL_CIPHER *c) {
   switch (SSL_CIPHER_get_id(c)) {
   case TLS1_3_CK_AES_128_GCM_SHA256:
-    t->cipher = aes128gcm, t->md = EVP_sha256(), t->key_len = 16;
+    t->cipher = aes128gcm, t->digest = HMAC_SHA256, t->key_len = 16;
     break;
   case TLS1_3_CK_AES_256_GCM_SHA384:
-    t->cipher = aes256gcm, t->md = EVP_sha384(), t->key_len = 32;
+    t->cipher = aes256gcm, t->digest = HMAC_SHA384, t->key_len = 32;
     break;
   case TLS1_3_CK_CHACHA20_POLY1305_SHA256:
-    t->cipher = chacha, t->md = EVP_sha256(), t->key_len = 32;
+    t->cipher = chacha, t->digest = HMAC_SHA256, t->key_len = 32;
     break;
   default:
     return -1;
   }
-  return (size_t)EVP_MD_get_size(t->md) == t->secret_len ? 0 : -1;
+  return t->secret_len == (t->digest == HMAC_SHA384 ? 48 : 32) ? 0 : -1;
 }
 
 struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl,
