@@ -17,7 +17,6 @@ void wconn_ref(struct wconn *wc) { wc->refs++; }
 void wconn_unref(struct wconn *wc) {
   if (--wc->refs > 0) return;
   wipe(wc->body, sizeof wc->body);
-  proto_batch_free(wc->out);
   free(wc);
 }
 
@@ -150,7 +149,8 @@ static void wconn_close(struct wconn *wc) {
   else sd->wconns = wc->next;
   if (wc->next) wc->next->prev = wc->prev;
   sd->n_wconns--;
-  proto_batch_set_bev(wc->out, NULL);
+  proto_batch_free(wc->out);   /* replies to a worker that is gone: dropped */
+  wc->out = NULL;
   bufferevent_free(wc->bev);
   wc->bev = NULL;
   wc->closed = 1;

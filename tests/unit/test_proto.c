@@ -7,6 +7,12 @@
 #include <cmocka.h>
 
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "common/log.h"
 #include "common/netaddr.h"
@@ -208,12 +214,103 @@ static void test_log_quote(void **state) {
   assert_true(strlen(tiny) < sizeof tiny);
 }
 
+/* ---- batches ---------------------------------------------------------- */
+
+struct batch_fixture {
+  struct event_base *base;
+  struct bufferevent *bev;
+  int peer;
+  struct proto_batch *b;
+};
+
+static void batch_setup(struct batch_fixture *f) {
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  f->base = event_base_new();
+  f->bev = bufferevent_socket_new(f->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+  f->peer = sv[1];
+  f->b = proto_batch_new(f->base);
+  proto_batch_set_bev(f->b, f->bev);
+}
+
+static void batch_teardown(struct batch_fixture *f) {
+  proto_batch_free(f->b);
+  bufferevent_free(f->bev);
+  event_base_free(f->base);
+  close(f->peer);
+}
+
+/* Everything the peer has received by now. */
+static size_t peer_read(int fd, uint8_t *buf, size_t cap) {
+  size_t got = 0;
+  ssize_t n;
+  while (got < cap && (n = recv(fd, buf + got, cap - got, MSG_DONTWAIT)) > 0) got += (size_t)n;
+  return got;
+}
+
+/* The frames of a loop turn leave together at its end, in order. */
+static void test_batch_sends_at_end_of_turn(void **state) {
+  (void)state;
+  struct batch_fixture f;
+  batch_setup(&f);
+  struct proto_msg m1 = {.type = PROTO_LOGIN, .req = 1, .user = "a", .password = "secret"};
+  struct proto_msg m2 = {.type = PROTO_SESSION_END, .session = "00ff", .reason = "logout"};
+  struct proto_msg m3 = {.type = PROTO_LOGIN, .req = 3, .user = "c", .password = "other"};
+  assert_int_equal(proto_batch_add(f.b, &m1), 0);
+  assert_int_equal(proto_batch_add(f.b, &m2), 0);
+  assert_int_equal(proto_batch_add(f.b, &m3), 0);
+  assert_int_equal(peer_read(f.peer, frame, sizeof frame), 0);   /* not before the turn ends */
+  event_base_loop(f.base, EVLOOP_NONBLOCK);
+  size_t n = peer_read(f.peer, frame, sizeof frame);
+  struct evbuffer *in = evbuffer_new();
+  evbuffer_add(in, frame, n);
+  uint8_t body[PROTO_MAX_BODY];
+  size_t len;
+  uint32_t want_req[] = {1, 0, 3};
+  for (int i = 0; i < 3; i++) {
+    struct proto_msg out;
+    assert_int_equal(proto_frame_pop(in, body, &len), 1);
+    assert_int_equal(proto_decode(body, len, &out), 0);
+    assert_int_equal(out.req, want_req[i]);
+  }
+  assert_int_equal(evbuffer_get_length(in), 0);
+  evbuffer_free(in);
+  batch_teardown(&f);
+}
+
+/* A frame bigger than a batch goes on its own, after what waited; with no
+ * peer, what waits is dropped and nothing more is taken. */
+static void test_batch_big_frame_and_no_peer(void **state) {
+  (void)state;
+  struct batch_fixture f;
+  batch_setup(&f);
+  static char reason[20000];
+  memset(reason, 'r', sizeof reason - 1);
+  struct proto_msg small = {.type = PROTO_SESSION_END, .session = "01"};
+  struct proto_msg big = {.type = PROTO_SESSION_END, .session = "02", .reason = reason};
+  assert_int_equal(proto_batch_add(f.b, &small), 0);
+  assert_int_equal(proto_batch_add(f.b, &big), 0);
+  static uint8_t got[2 * sizeof reason];
+  size_t n = peer_read(f.peer, got, sizeof got);
+  assert_true(n > sizeof reason);
+  assert_int_equal(proto_body_len(got), 1 + 3 + 3);   /* "01" came first */
+
+  assert_int_equal(proto_batch_add(f.b, &small), 0);
+  proto_batch_set_bev(f.b, NULL);
+  assert_int_equal(proto_batch_add(f.b, &small), -1);
+  event_base_loop(f.base, EVLOOP_NONBLOCK);
+  assert_int_equal(peer_read(f.peer, got, sizeof got), 0);
+  batch_teardown(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_field_roundtrips), cmocka_unit_test(test_each_type_and_absent_fields),
       cmocka_unit_test(test_big_body),               cmocka_unit_test(test_rejects_malformed),
       cmocka_unit_test(test_util_parsers),           cmocka_unit_test(test_netaddr),
       cmocka_unit_test(test_log_quote),
+      cmocka_unit_test(test_batch_sends_at_end_of_turn),
+      cmocka_unit_test(test_batch_big_frame_and_no_peer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
