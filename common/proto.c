@@ -221,12 +221,20 @@ void proto_batch_flush(struct proto_batch *b) {
   batch_drop(b);
 }
 
+/* m at the end of the batch. An encoding that did not fit may have left
+ * whole fields behind it, a password among them: those are wiped. */
+static ssize_t encode_at_end(struct proto_batch *b, const struct proto_msg *m) {
+  ssize_t n = proto_encode(m, b->buf + b->len, BATCH_CAP - b->len);
+  if (n < 0 && m->password) wipe(b->buf + b->len, BATCH_CAP - b->len);
+  return n;
+}
+
 int proto_batch_add(struct proto_batch *b, const struct proto_msg *m) {
   if (!b->bev) return -1;
-  ssize_t n = proto_encode(m, b->buf + b->len, BATCH_CAP - b->len);
+  ssize_t n = encode_at_end(b, m);
   if (n < 0 && b->len) {
     proto_batch_flush(b);
-    n = proto_encode(m, b->buf, BATCH_CAP);
+    n = encode_at_end(b, m);
   }
   if (n < 0) {   /* bigger than a batch (a long reason text): on its own */
     uint8_t *frame = xmalloc(PROTO_MAX_BODY + PROTO_HDR_LEN);
