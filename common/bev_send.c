@@ -80,3 +80,10 @@ void bev_filter_socket_side(struct bufferevent *filter) {
   bufferevent_setwatermark(under, EV_WRITE, 0, FILTER_SOCKET_HIGH);
   evbuffer_add_cb(bufferevent_get_output(under), on_under_output, filter);
 }
+
+void bev_filter_release_fd(struct bufferevent *filter) {
+  struct bufferevent *under = bufferevent_get_underlying(filter);
+  if (!under) return;
+  bufferevent_disable(under, EV_READ | EV_WRITE);
+  bufferevent_setfd(under, -1);
+}

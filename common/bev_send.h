@@ -64,4 +64,10 @@ size_t bev_unsent(struct bufferevent *bev);
 #define FILTER_SOCKET_HIGH (64 * 1024)
 void bev_filter_socket_side(struct bufferevent *filter);
 
+/* Before the socket is closed: the socket side of a filter lets go of its
+ * fd at once. (Freeing a bufferevent from inside its own callbacks is
+ * finished later, and its events must not live on to catch the next
+ * connection given the same descriptor number.) */
+void bev_filter_release_fd(struct bufferevent *filter);
+
 #endif

@@ -275,7 +275,7 @@ void client_free(struct client *c, const char *reason) {
   if (c->rd[0]) event_free(c->rd[0]);
   if (c->hs) tls_accept_free(c);
   backend_free(c);   /* and rd[1] */
-  if (c->cbev && c->is_tls) tlsrec_release_fd(c->cbev);   /* a TLS filter's socket side */
+  if (c->cbev && c->is_tls) bev_filter_release_fd(c->cbev);   /* a TLS filter's socket side */
   if (c->cbev) bufferevent_free(c->cbev);
   if (c->fd >= 0) close(c->fd);   /* no bufferevent closes it */
   if (c->timer) event_free(c->timer);

@@ -423,10 +423,3 @@ struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl,
     fail(t, BEV_EVENT_WRITING | BEV_EVENT_ERROR);   /* reported once callbacks are set */
   return bev;
 }
-
-void tlsrec_release_fd(struct bufferevent *bev) {
-  struct bufferevent *under = bufferevent_get_underlying(bev);
-  if (!under) return;
-  bufferevent_disable(under, EV_READ | EV_WRITE);
-  bufferevent_setfd(under, -1);
-}

@@ -37,10 +37,4 @@ struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl,
                                     const void *last_flight, size_t flen, const void *first,
                                     size_t len);
 
-/* Before the socket is closed: the socket side of a filter (ours or
- * OpenSSL's) lets go of fd at once. (Freeing a bufferevent from inside its
- * own callbacks is finished later, and its events must not live on to
- * catch the next connection given the same descriptor number.) */
-void tlsrec_release_fd(struct bufferevent *bev);
-
 #endif
