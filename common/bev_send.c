@@ -2,6 +2,7 @@
 #include "common/bev_send.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -21,6 +22,18 @@ size_t bev_send_direct(struct bufferevent *bev, int fd, const void *data, size_t
 void bev_send(struct bufferevent *bev, int fd, const void *data, size_t len) {
   size_t done = bev_send_direct(bev, fd, data, len);
   if (done < len) bufferevent_write(bev, (const char *)data + done, len - done);
+}
+
+void bev_vprintf(struct bufferevent *bev, int fd, const char *fmt, va_list ap) {
+  char line[1024];
+  va_list again;
+  va_copy(again, ap);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  if (n >= 0 && (size_t)n < sizeof line)
+    bev_send(bev, fd, line, (size_t)n);
+  else
+    evbuffer_add_vprintf(bufferevent_get_output(bev), fmt, again);
+  va_end(again);
 }
 
 ssize_t sock_read_into(int fd, struct evbuffer *in) {

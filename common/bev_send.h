@@ -14,6 +14,7 @@
 #ifndef USHER_BEV_SEND_H
 #define USHER_BEV_SEND_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -28,6 +29,12 @@ size_t bev_send_direct(struct bufferevent *bev, int fd, const void *data, size_t
 /* bev_send_direct, then queues the rest on bev. fd < 0 (a TLS side, a
  * socket still connecting): everything is queued. */
 void bev_send(struct bufferevent *bev, int fd, const void *data, size_t len);
+
+/* bev_send of a formatted line. A line longer than 1 KiB is formatted by
+ * libevent straight into bev's output (queued, never sent directly). Not
+ * for secrets: the line passes through a stack buffer left as it is. */
+void bev_vprintf(struct bufferevent *bev, int fd, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* One read of up to SOCK_READ_SMALL bytes from fd, appended to in: for a
  * login dialogue's lines. The bytes go through a stack buffer (wiped: it

@@ -56,16 +56,8 @@ static void backend_write(struct client *c, const char *fmt, ...) __attribute__(
 static void backend_write(struct client *c, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  char line[1024];
-  int n = vsnprintf(line, sizeof line, fmt, ap);
+  bev_vprintf(c->bbev, c->bstep == BS_CONNECT ? -1 : c->bfd, fmt, ap);
   va_end(ap);
-  if (n >= 0 && (size_t)n < sizeof line) {
-    bev_send(c->bbev, c->bstep == BS_CONNECT ? -1 : c->bfd, line, (size_t)n);
-  } else {
-    va_start(ap, fmt);
-    evbuffer_add_vprintf(bufferevent_get_output(c->bbev), fmt, ap);
-    va_end(ap);
-  }
 }
 
 /* A secret line: the output buffer references our copy, which is wiped and

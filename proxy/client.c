@@ -206,20 +206,12 @@ void client_tls_ready(struct client *c, struct bufferevent *bev, int has_input) 
 
 void client_write(struct client *c, const char *fmt, ...) {
   if (!c->cbev) return;
+  /* The STARTTLS answer is queued: its write callback starts TLS. */
+  int direct = !c->is_tls && c->state != CS_STARTTLS;
   va_list ap;
   va_start(ap, fmt);
-  char line[1024];
-  int n = vsnprintf(line, sizeof line, fmt, ap);
+  bev_vprintf(c->cbev, direct ? c->fd : -1, fmt, ap);
   va_end(ap);
-  if (n >= 0 && (size_t)n < sizeof line) {
-    /* The STARTTLS answer is queued: its write callback starts TLS. */
-    int direct = !c->is_tls && c->state != CS_STARTTLS;
-    bev_send(c->cbev, direct ? c->fd : -1, line, (size_t)n);
-  } else {   /* a long line: let libevent format it */
-    va_start(ap, fmt);
-    evbuffer_add_vprintf(bufferevent_get_output(c->cbev), fmt, ap);
-    va_end(ap);
-  }
 }
 
 void client_forget_login(struct client *c) {

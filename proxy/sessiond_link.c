@@ -184,29 +184,28 @@ static void fill_session(struct proto_msg *m, struct client *c, char *caddr, cha
   m->tls = c->is_tls;
 }
 
-int sessiond_link_login(struct sessiond_link *l, struct client *c) {
-  char caddr[NETADDR_STRLEN], laddr[NETADDR_STRLEN];
-  struct proto_msg m = {.type = PROTO_LOGIN, .password = c->password, .mech = c->mech};
-  fill_session(&m, c, caddr, laddr);
+/* A frame that sessiond answers: c waits under its request number. */
+static int send_request(struct sessiond_link *l, struct client *c, struct proto_msg *m) {
   worker_req_add(l->w, c);
-  m.req = c->req;
-  if (sessiond_link_send(l, &m) != 0) {
+  m->req = c->req;
+  if (sessiond_link_send(l, m) != 0) {
     worker_req_del(l->w, c);
     return -1;
   }
   return 0;
 }
 
+int sessiond_link_login(struct sessiond_link *l, struct client *c) {
+  char caddr[NETADDR_STRLEN], laddr[NETADDR_STRLEN];
+  struct proto_msg m = {.type = PROTO_LOGIN, .password = c->password, .mech = c->mech};
+  fill_session(&m, c, caddr, laddr);
+  return send_request(l, c, &m);
+}
+
 int sessiond_link_backend_failed(struct sessiond_link *l, struct client *c, const char *why) {
   struct proto_msg m = {.type = PROTO_BACKEND_FAILED, .session = c->sid_hex,
                         .backend = c->backend_name, .reason = why};
-  worker_req_add(l->w, c);
-  m.req = c->req;
-  if (sessiond_link_send(l, &m) != 0) {
-    worker_req_del(l->w, c);
-    return -1;
-  }
-  return 0;
+  return send_request(l, c, &m);
 }
 
 void sessiond_link_session_up(struct sessiond_link *l, struct client *c) {
