@@ -209,11 +209,10 @@ void proto_batch_set_bev(struct proto_batch *b, struct bufferevent *bev) {
   b->bev = bev;
 }
 
-/* Straight to the socket when nothing is queued before it; then a password
- * frame is usually never copied into a libevent buffer. */
+/* Straight to the socket when nothing is queued before it (bev_send); then
+ * a password frame is usually never copied into a libevent buffer. */
 static void send_bytes(struct bufferevent *bev, const uint8_t *p, size_t n) {
-  size_t done = bev_send_direct(bev, bufferevent_getfd(bev), p, n);
-  if (done < n) bufferevent_write(bev, p + done, n - done);
+  bev_send(bev, bufferevent_getfd(bev), p, n);
 }
 
 void proto_batch_flush(struct proto_batch *b) {
