@@ -7,7 +7,7 @@
  *                 [--concurrency C] [--user-prefix user] [--user-count K]
  *                 [--password-format pw-%02d | --password P]
  *                 [--fetch-size BYTES] [--fetch-loops N] [--idle-hold SECONDS]
- *                 [--timeout SECONDS]
+ *                 [--timeout SECONDS] [--tls-suites LIST]
  * Older spellings still accepted: --resume, --users K, --user-format FMT
  * (a printf format for the whole name), --hold SECONDS.
  *
@@ -19,6 +19,9 @@
  * the password format applied to the same number.
  * C is the number of sessions in progress at once (parked IDLE sessions do
  * not count, so the idle scenario ramps C at a time).
+ * --tls-suites: the TLS 1.3 suites the client offers, in its order
+ * (OpenSSL's default puts AES-256-GCM first; NSS, Apple's and BoringSSL's
+ * clients put AES-128-GCM first).
  * Last line on stdout: key=value figures; exit 0 when no session failed. */
 #include <getopt.h>
 #include <netdb.h>
@@ -51,10 +54,10 @@ static struct {
   enum scenario scenario;
   unsigned sessions, concurrency, users, fetch_loops, hold_s, timeout_s;
   char user_fmt[128];
-  const char *pass_fmt, *password;
+  const char *pass_fmt, *password, *tls_suites;
   size_t fetch_size;
 } opt = {"127.0.0.1", 0, T_NONE, 0, S_LOGIN, 100, 10, 40, 1, 5, 30, "user%02d", "pw-%02d", NULL,
-         102400};
+         NULL, 102400};
 
 static struct event_base *base;
 static SSL_CTX *ctx;
@@ -412,7 +415,8 @@ static void parse_args(int argc, char **argv) {
       {"concurrency", 1, 0, 'c'}, {"user-count", 1, 0, 'u'}, {"users", 1, 0, 'u'},
       {"user-prefix", 1, 0, 'x'}, {"user-format", 1, 0, 'U'}, {"password-format", 1, 0, 'P'},
       {"password", 1, 0, 'w'}, {"fetch-size", 1, 0, 'f'}, {"fetch-loops", 1, 0, 'l'},
-      {"idle-hold", 1, 0, 'h'}, {"hold", 1, 0, 'h'}, {"timeout", 1, 0, 'T'}, {0, 0, 0, 0}};
+      {"idle-hold", 1, 0, 'h'}, {"hold", 1, 0, 'h'}, {"timeout", 1, 0, 'T'},
+      {"tls-suites", 1, 0, 'S'}, {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     switch (ch) {
@@ -432,6 +436,7 @@ static void parse_args(int argc, char **argv) {
     case 'l': opt.fetch_loops = (unsigned)atoi(optarg); break;
     case 'h': opt.hold_s = (unsigned)atoi(optarg); break;
     case 'T': opt.timeout_s = (unsigned)atoi(optarg); break;
+    case 'S': opt.tls_suites = optarg; break;
     default: exit(2);
     }
   }
@@ -471,6 +476,10 @@ static void tls_setup(void) {
   ctx = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+  if (opt.tls_suites && SSL_CTX_set_ciphersuites(ctx, opt.tls_suites) != 1) {
+    fprintf(stderr, "usher-loadgen: bad --tls-suites '%s'\n", opt.tls_suites);
+    exit(2);
+  }
 }
 
 /* The one summary line: figures as key=value. */

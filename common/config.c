@@ -123,6 +123,7 @@ static int on_tls(struct loader *l, const char *k, const char *v) {
   if (!strcmp(k, "cert")) { set_str(&c->tls_cert, v); return 1; }
   if (!strcmp(k, "key")) { set_str(&c->tls_key, v); return 1; }
   if (!strcmp(k, "ciphers")) { set_str(&c->tls_ciphers, v); return 1; }
+  if (!strcmp(k, "ciphersuites")) { set_str(&c->tls_ciphersuites, v); return 1; }
   if (!strcmp(k, "ticket_key_file")) { set_str(&c->tls_ticket_key_file, v); return 1; }
   if (!strcmp(k, "ticket_lifetime")) return get_duration(l, k, v, &c->tls_ticket_lifetime_ms);
   if (!strcmp(k, "release_after_handshake")) return get_bool(l, k, v, &c->tls_release);
@@ -505,6 +506,7 @@ void config_free(struct config *c) {
   free(c->tls_key);
   free(c->tls_min_version);
   free(c->tls_ciphers);
+  free(c->tls_ciphersuites);
   free(c->tls_ticket_key_file);
   for (unsigned i = 0; i < c->n_certificates; i++) {
     free(c->certificates[i].cert);

@@ -97,6 +97,7 @@ struct config {
   char *tls_key;
   char *tls_min_version;        /* "TLSv1.2" (default) or "TLSv1.3" */
   char *tls_ciphers;            /* TLS 1.2 cipher list; NULL: our default */
+  char *tls_ciphersuites;       /* TLS 1.3 suites in our order; NULL: our default */
   char *tls_ticket_key_file;    /* secret the ticket keys derive from; NULL: random
                                    at start (then only this proxy resumes) */
   uint64_t tls_ticket_lifetime_ms; /* key period; default 1h; 0: no tickets */

@@ -98,7 +98,8 @@ class TlsTest(unittest.TestCase):
         cls.a = cls.env.usher(workers=2, extra=dict(certs, tls={'ticket_key_file': pair_key},
                                                      usher={'log_level': 'debug'}))
         cls.b = cls.env.usher(workers=1, extra={'tls': {'ticket_key_file': pair_key}})
-        cls.c = cls.env.usher(workers=1, extra={'tls': {'ticket_key_file': other_key}})
+        cls.c = cls.env.usher(workers=1, extra={'tls': {'ticket_key_file': other_key,
+                                                         'ciphersuites': 'TLS_CHACHA20_POLY1305_SHA256'}})
 
     @classmethod
     def tearDownClass(cls):
@@ -295,6 +296,26 @@ class TlsTest(unittest.TestCase):
         self.assertIn('reason=tls_handshake_failed', self.a.log())
         m = imaplib.IMAP4_SSL('127.0.0.1', port, ssl_context=CLIENT_CTX)
         self.assertEqual(m.login('alice', USERS['alice'])[0], 'OK')
+        m.logout()
+
+    def test_server_order_of_suites(self):
+        # Python's client, like OpenSSL's, offers AES-256-GCM first; usher
+        # picks AES-128-GCM unless told otherwise, and the record layer that
+        # takes over carries either suite.
+        for proxy, suite in ((self.a, 'TLS_AES_128_GCM_SHA256'),
+                             (self.c, 'TLS_CHACHA20_POLY1305_SHA256')):
+            before = self.released(0) if proxy is self.a else None
+            m = imaplib.IMAP4_SSL('127.0.0.1', proxy.tls_port, ssl_context=client_ctx())
+            self.assertEqual(m.sock.cipher()[0], suite)
+            self.assertEqual(m.login('user33', USERS['user33'])[0], 'OK')
+            self.assertEqual(m.select('INBOX')[0], 'OK')
+            m.logout()
+            if before is not None:
+                self.assertGreater(self.released(before), 0)
+        ctx = client_ctx()
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        m = imaplib.IMAP4_SSL('127.0.0.1', self.a.tls_port, ssl_context=ctx)
+        self.assertEqual(m.sock.cipher()[0], 'ECDHE-ECDSA-AES128-GCM-SHA256')
         m.logout()
 
     def test_tls_1_2_stays_with_openssl(self):

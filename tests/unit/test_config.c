@@ -76,6 +76,7 @@ static void test_full(void **state) {
       "[listener plain]\naddress = 127.0.0.1:143\ntls = starttls\n"
       "[listener imaps]\naddress = [::1]:993\ntls = implicit\n"
       "[tls]\ncert = /c.pem\nkey = /k.pem\nmin_version = TLSv1.3\n"
+      "ciphersuites = TLS_CHACHA20_POLY1305_SHA256\n"
       "[backend one]\naddress = 10.0.0.1:143\nweight = 3\ntls = starttls\n"
       "tls_verify = no\nca_file = /ca.pem\nserver_name = imap.example\nsend_id = yes\n"
       "[backend two]\naddress = 10.0.0.2:993\ntls = implicit\n"
@@ -94,6 +95,7 @@ static void test_full(void **state) {
   assert_int_equal(c->listeners[1].tls, TLS_IMPLICIT);
   assert_int_equal(netaddr_port(&c->listeners[1].addr), 993);
   assert_string_equal(c->tls_min_version, "TLSv1.3");
+  assert_string_equal(c->tls_ciphersuites, "TLS_CHACHA20_POLY1305_SHA256");
   const struct config_backend *b = config_backend_find(c, "one");
   assert_non_null(b);
   assert_int_equal(b->weight, 3);
