@@ -107,6 +107,12 @@ static int on_usher(struct loader *l, const char *k, const char *v) {
   if (!strcmp(k, "metrics")) return get_addr(l, k, v, &c->metrics);
   if (!strcmp(k, "user")) { set_str(&c->user, v); return 1; }
   if (!strcmp(k, "drain_time")) return get_duration(l, k, v, &c->drain_ms);
+  if (!strcmp(k, "worker_scheduling")) {
+    if (strcmp(v, "batch") != 0 && strcmp(v, "normal") != 0)
+      return fail(l, "worker_scheduling: expected batch or normal, got '%s'", v);
+    c->worker_batch = !strcmp(v, "batch");
+    return 1;
+  }
   if (!strcmp(k, "syslog")) return get_bool(l, k, v, &c->syslog);
   if (!strcmp(k, "log_level")) {
     enum log_level lvl;
@@ -379,6 +385,7 @@ static void config_defaults(struct config *c) {
   c->workers = cpus > 0 ? (unsigned)cpus : 1;
   c->runtime_dir = xstrdup("/run/usher");
   c->drain_ms = 10000;
+  c->worker_batch = 1;
   c->tls_ticket_lifetime_ms = 3600 * 1000;
   c->tls_release = 1;
   char host[256] = "usher";

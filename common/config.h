@@ -87,6 +87,7 @@ struct config {
   struct netaddr metrics;       /* Prometheus endpoint; len 0: off */
   char *user;                   /* workers drop to this user after binding; NULL: stay */
   uint64_t drain_ms;            /* SIGTERM: sessions may finish this long; default 10s */
+  int worker_batch;             /* workers run as SCHED_BATCH (worker.c); default yes */
 
   /* [listener NAME] */
   struct config_listener listeners[CONFIG_MAX_LISTENERS];

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,6 +231,28 @@ static int worker_drop_privileges(const struct config *cfg) {
   return 0;
 }
 
+/* ---- scheduling ---------------------------------------------------------- */
+
+/* Workers run as SCHED_BATCH unless the operator says otherwise. A worker
+ * wakes for every few packets and does tens to hundreds of microseconds of
+ * work each time (a LOGIN line, a TLS handshake's flight). Under the
+ * normal policy
+ * each such wake-up may preempt whatever runs on that core: the other
+ * workers, sessiond, whatever else the machine does. Every preemption is
+ * a context switch and cold caches for both, and with as many workers as
+ * cores it happens on every login. A batch task does not preempt on
+ * wake-up; it runs when the core is free or at the next scheduler tick.
+ * That costs a woken worker up to about a millisecond of wait, and only
+ * when every core is busy; it saved 10% of the CPU per TLS login and 8%
+ * per plaintext login with 2 workers here (README, Performance). It needs
+ * no privilege and leaves the nice level alone; a reload may switch it. */
+static void worker_set_scheduling(const struct config *cfg) {
+  struct sched_param none = {0};
+  if (sched_setscheduler(0, cfg->worker_batch ? SCHED_BATCH : SCHED_OTHER, &none) != 0)
+    log_event(LOG_LVL_WARN, "scheduling", "policy=%s error=\"%s\"",
+              cfg->worker_batch ? "batch" : "normal", strerror(errno));
+}
+
 /* ---- TLS contexts and reload ---------------------------------------- */
 
 /* Ticket keys from the master: one set at start, then one at each new
@@ -334,6 +357,7 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg) {
   retired = r;
   w->cfg = fresh;
   log_set_level(fresh->log_level);
+  worker_set_scheduling(fresh);
   log_event(LOG_LVL_INFO, "reload", "backends=%u", fresh->n_backends);
 }
 
@@ -403,6 +427,7 @@ int worker_main(const char *config_path, unsigned id) {
   log_init(proc, cfg->log_level, cfg->syslog);
   prctl(PR_SET_PDEATHSIG, SIGTERM);   /* never outlive the master */
   signal(SIGPIPE, SIG_IGN);
+  worker_set_scheduling(cfg);
 
   struct worker *w = xcalloc(1, sizeof *w);
   w->id = id;

@@ -250,5 +250,48 @@ class DrainTest(unittest.TestCase):
         u.logf.close()
 
 
+def policies(u):
+    """{role: [scheduling policy of each such process]} under usher's master
+    (/proc/PID/stat field 41: 0 normal, 3 batch)."""
+    out = {'master': [], 'sessiond': [], 'worker': []}
+    for pid in [u.proc.pid] + [int(p) for p in subprocess.run(
+            ['pgrep', '-P', str(u.proc.pid)], capture_output=True, text=True).stdout.split()]:
+        with open('/proc/%d/cmdline' % pid) as f:
+            argv = f.read().split('\0')
+        role = argv[argv.index('--role') + 1] if '--role' in argv else 'master'
+        with open('/proc/%d/stat' % pid) as f:
+            out[role].append(int(f.read().rsplit(')', 1)[1].split()[38]))
+    return out
+
+
+class SchedulingTest(unittest.TestCase):
+    """Workers run as SCHED_BATCH by default; the master and sessiond stay
+    normal; worker_scheduling = normal, given at a reload, takes effect."""
+
+    def test_batch_workers_and_a_reload_to_normal(self):
+        env = harness.Env()
+        env.dovecot('backend1')
+        u = env.usher(workers=2)
+        try:
+            self.assertEqual(policies(u), {'master': [0], 'sessiond': [0], 'worker': [3, 3]})
+            m = imaplib.IMAP4('127.0.0.1', u.port)
+            self.assertEqual(m.login('carol', USERS['carol'])[0], 'OK')
+            with open(u.conf) as f:
+                text = f.read()
+            with open(u.conf + '.new', 'w') as f:
+                f.write(text.replace('[usher]\n', '[usher]\nworker_scheduling = normal\n', 1))
+            os.replace(u.conf + '.new', u.conf)
+            before = u.log().count('event=reload ')
+            u.proc.send_signal(signal.SIGHUP)
+            wait_log_count(u, 'event=reload ', before + 2 + u.workers)
+            self.assertEqual(policies(u)['worker'], [0, 0])
+            self.assertEqual(m.select('INBOX')[0], 'OK')   # the session went on
+            m.logout()
+        finally:
+            rc = u.stop()
+            self.assertEqual(env.close(), [])
+        self.assertEqual(rc, 0)
+
+
 if __name__ == '__main__':
     unittest.main()

@@ -58,6 +58,8 @@ static void test_defaults(void **state) {
   assert_int_equal(c->backends[0].weight, 1);
   assert_int_equal(c->backends[0].tls_verify, 1);
   assert_true(c->workers >= 1);
+  assert_int_equal(c->worker_batch, 1);
+  assert_null(c->tls_ciphersuites);
   assert_int_equal(c->max_line, 8192);
   assert_int_equal(c->idle_timeout_ms, 30 * 60 * 1000);
   assert_int_equal(c->seat_expire_ms, 15 * 60 * 1000);
@@ -73,6 +75,7 @@ static void test_full(void **state) {
   (void)state;
   struct config *c = load_ok(
       "[usher]\nworkers = 3\nruntime_dir = /tmp/u\nname = p1\nlog_level = debug\n"
+      "worker_scheduling = normal\n"
       "[listener plain]\naddress = 127.0.0.1:143\ntls = starttls\n"
       "[listener imaps]\naddress = [::1]:993\ntls = implicit\n"
       "[tls]\ncert = /c.pem\nkey = /k.pem\nmin_version = TLSv1.3\n"
@@ -89,6 +92,7 @@ static void test_full(void **state) {
       "trusted_networks = 10.0.0.0/8, 192.168.1.1 fd00::/8\n");
   assert_int_equal(c->workers, 3);
   assert_string_equal(c->name, "p1");
+  assert_int_equal(c->worker_batch, 0);
   assert_int_equal(c->log_level, LOG_LVL_DEBUG);
   assert_int_equal(c->n_listeners, 2);
   assert_int_equal(c->listeners[0].tls, TLS_STARTTLS);
@@ -122,6 +126,7 @@ static void test_errors_name_the_line(void **state) {
   load_fails(MINIMAL "[limits]\nmax_line = lots\n", 8, "max_line");
   load_fails("[usher]\nworkers = 0\n" MINIMAL, 2, "workers");
   load_fails("[usher]\nbogus = 1\n" MINIMAL, 2, "unknown key 'bogus'");
+  load_fails("[usher]\nworker_scheduling = fifo\n" MINIMAL, 2, "worker_scheduling");
   load_fails("[nonsense]\nx = 1\n", 2, "unknown section");
   load_fails(MINIMAL "[backend b2]\naddress = imap.example.com:143\n", 8, "address");
   load_fails(MINIMAL "[backend b2]\naddress = 127.0.0.1:0\n", 8, "address");
