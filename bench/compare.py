@@ -14,7 +14,9 @@ Figures per program (each the median of --runs runs):
   cpu_s_per_gib       proxy CPU seconds per GiB relayed by FETCH BODY[]
   cpu_s_per_gib_tls   the same to a client on implicit TLS
 and usher again with 1 and 2 workers. The table also gives ratios against
-nginx and HAProxy measured in the same run.
+nginx and HAProxy measured in the same run. The login figures are taken
+with every program up at once, each kind of login for one program after
+another (login_rounds); the others on a fresh process per program.
 
   logins_per_s_capped usher only: the login rate with each worker held to
                       --worker-share of a core by a cgroup, so that the
@@ -483,24 +485,70 @@ def fetch_cost(prog, mib, loops, tls=False):
     return (cpu_seconds(prog.proc.pid) - before) / gib
 
 
-def measure(prog, opts):
-    r = {}
-    r['cpu_login_us'], r['logins_per_s'] = cpu_per_session(prog, opts.logins, [], 50)
-    r['cpu_login_tls_us'], _ = cpu_per_session(prog, opts.tls_logins, ['--tls', 'implicit'], 20)
+def login_figure(prog, opts, kind):
+    """One run's figure of one kind (plain, full, resumed) for prog."""
+    if kind == 'plain':
+        us, rate = cpu_per_session(prog, opts.logins, [], 50)
+        return {'cpu_login_us': us, 'logins_per_s': rate}
+    if kind == 'full':
+        return {'cpu_login_tls_us': cpu_per_session(prog, opts.tls_logins,
+                                                    ['--tls', 'implicit'], 20)[0]}
     # The share of "resumed" logins that did resume: a server that hands
     # out no fresh ticket on a resumed TLS 1.3 handshake makes every second
     # one a full handshake with OpenSSL's clients, which use a ticket once
     # (Dovecot 2.3 does; usher did until this share showed it).
     fig = {}
-    r['cpu_login_resume_us'], _ = cpu_per_session(prog, opts.tls_logins,
-                                                  ['--tls', 'implicit', '--resume'], 20, fig)
-    r['resumed_share'] = int(fig.get('resumed', 0)) / opts.tls_logins
+    us, _ = cpu_per_session(prog, opts.tls_logins, ['--tls', 'implicit', '--resume'], 20, fig)
+    return {'cpu_login_resume_us': us,
+            'resumed_share': int(fig.get('resumed', 0)) / opts.tls_logins}
+
+
+def login_rounds(programs, opts, results):
+    """The login figures, round-robin: every program is up at once, and
+    each run measures each kind of login for one program after another,
+    the order turning by one program per run. A login figure takes seconds;
+    the load that others put on this shared machine drifts over minutes.
+    Measured one program at a time, a minute each, that drift lands on
+    whichever program ran then and shows in the ratios (a third between
+    runs of the same program); taken in turns, every program sees it
+    alike."""
+    up = []
+    for p in programs:
+        try:
+            p.start()
+            up.append(p)
+        except RuntimeError as e:
+            print('# %s did not start: %s' % (p.name, e), file=sys.stderr)
+            p.stop()
+    try:
+        for run in range(opts.runs):
+            order = up[run % len(up):] + up[:run % len(up)] if up else []
+            figs = {p.name: {} for p in order}
+            for kind in ('plain', 'full', 'resumed'):
+                for p in order:
+                    try:
+                        figs[p.name].update(login_figure(p, opts, kind))
+                    except Exception as e:   # a peer that fails is reported, not fatal
+                        print('# %s run %d, %s logins failed: %s' % (p.name, run + 1, kind, e),
+                              file=sys.stderr)
+            for name, f in figs.items():
+                results[name].append(f)
+            print('# run %d: login figures done' % (run + 1), file=sys.stderr)
+    finally:
+        for p in up:
+            p.stop()
+
+
+def measure(prog, opts):
+    """The figures that want a program to itself, on a fresh process."""
+    r = {}
     # Each idle figure on a fresh process: memory freed by earlier sessions
     # stays resident and would be reused, hiding what new sessions cost.
     for key, tls in (('kib_idle', False), ('kib_idle_tls', True)):
-        prog.stop()
         prog.start()
         r[key] = idle_kib(prog, opts.idle, tls)
+        prog.stop()
+    prog.start()
     r['cpu_s_per_gib'] = fetch_cost(prog, opts.fetch_mib, opts.fetch_loops)
     r['cpu_s_per_gib_tls'] = fetch_cost(prog, opts.fetch_mib, opts.fetch_loops, tls=True)
     if isinstance(prog, Usher):
@@ -548,21 +596,18 @@ def main():
     programs = [m() for m in makers]
     wanted = [w.strip() for w in opts.only.split(',') if w.strip()]
     programs = [p for p in programs if not wanted or any(p.name.startswith(w) for w in wanted)]
+    for p in programs:
+        if not shutil.which(p.binary):
+            print('# %s: %s is not installed, skipped' % (p.name, p.binary), file=sys.stderr)
+    programs = [p for p in programs if shutil.which(p.binary)]
     results = {p.name: [] for p in programs}
     try:
+        login_rounds(programs, opts, results)
         for run in range(opts.runs):
             for p in programs:
-                if not shutil.which(p.binary):
-                    print('# %s: %s is not installed, skipped' % (p.name, p.binary), file=sys.stderr)
-                    continue
                 try:
-                    p.start()
-                except RuntimeError as e:
-                    print('# %s did not start: %s' % (p.name, e), file=sys.stderr)
-                    p.stop()
-                    continue
-                try:
-                    results[p.name].append(measure(p, opts))
+                    if run < len(results[p.name]):
+                        results[p.name][run].update(measure(p, opts))
                 except Exception as e:   # a peer that fails is reported, not fatal
                     print('# %s run %d failed: %s' % (p.name, run + 1, e), file=sys.stderr)
                 finally:
