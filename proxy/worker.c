@@ -5,6 +5,7 @@
 #include "proxy/worker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
@@ -253,6 +254,23 @@ static void worker_set_scheduling(const struct config *cfg) {
               cfg->worker_batch ? "batch" : "normal", strerror(errno));
 }
 
+/* ---- memory --------------------------------------------------------------- */
+
+/* The relay reads up to 64 KiB at a time into libevent chains of 128 KiB,
+ * and up to 256 KiB wait per direction. With glibc's defaults each such
+ * chain is above the 128 KiB mmap threshold, or, once glibc has raised
+ * that, sits at the top of a heap that free() trims back as soon as 256
+ * KiB are free there: either way the next read faults its pages in again.
+ * On a VM a page fault is dear (about 20 us here): a FETCH through a fresh
+ * worker took 93,000 faults and 1.9 CPU seconds per GiB, against 400 and
+ * 0.65 with the thresholds below. A worker keeps up to 8 MiB of freed heap
+ * for the next burst; big allocations (none on our paths) still get their
+ * own mapping. */
+static void worker_malloc_setup(void) {
+  mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
+}
+
 /* ---- TLS contexts and reload ---------------------------------------- */
 
 /* Ticket keys from the master: one set at start, then one at each new
@@ -428,6 +446,7 @@ int worker_main(const char *config_path, unsigned id) {
   prctl(PR_SET_PDEATHSIG, SIGTERM);   /* never outlive the master */
   signal(SIGPIPE, SIG_IGN);
   worker_set_scheduling(cfg);
+  worker_malloc_setup();
 
   struct worker *w = xcalloc(1, sizeof *w);
   w->id = id;
