@@ -493,6 +493,10 @@ def login_figure(prog, opts, kind):
     if kind == 'full':
         return {'cpu_login_tls_us': cpu_per_session(prog, opts.tls_logins,
                                                     ['--tls', 'implicit'], 20)[0]}
+    if kind == 'capped':
+        rate = capped_rate(prog, opts.capped_logins, opts.worker_share) \
+            if isinstance(prog, Usher) else None
+        return {} if rate is None else {'logins_per_s_capped': rate}
     # The share of "resumed" logins that did resume: a server that hands
     # out no fresh ticket on a resumed TLS 1.3 handshake makes every second
     # one a full handshake with OpenSSL's clients, which use a ticket once
@@ -506,7 +510,8 @@ def login_figure(prog, opts, kind):
 def login_rounds(programs, opts, results):
     """The login figures, round-robin: every program is up at once, and
     each run measures each kind of login for one program after another,
-    the order turning by one program per run. A login figure takes seconds;
+    the order turning by one program per run (and usher's login rate with
+    its workers capped, 2 workers against 1). A login figure takes seconds;
     the load that others put on this shared machine drifts over minutes.
     Measured one program at a time, a minute each, that drift lands on
     whichever program ran then and shows in the ratios (a third between
@@ -524,7 +529,7 @@ def login_rounds(programs, opts, results):
         for run in range(opts.runs):
             order = up[run % len(up):] + up[:run % len(up)] if up else []
             figs = {p.name: {} for p in order}
-            for kind in ('plain', 'full', 'resumed'):
+            for kind in ('plain', 'full', 'resumed', 'capped'):
                 for p in order:
                     try:
                         figs[p.name].update(login_figure(p, opts, kind))
@@ -551,12 +556,6 @@ def measure(prog, opts):
     prog.start()
     r['cpu_s_per_gib'] = fetch_cost(prog, opts.fetch_mib, opts.fetch_loops)
     r['cpu_s_per_gib_tls'] = fetch_cost(prog, opts.fetch_mib, opts.fetch_loops, tls=True)
-    if isinstance(prog, Usher):
-        prog.stop()   # on a fresh process too, whatever came before
-        prog.start()
-        rate = capped_rate(prog, opts.capped_logins, opts.worker_share)
-        if rate is not None:
-            r['logins_per_s_capped'] = rate
     return r
 
 

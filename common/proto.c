@@ -182,7 +182,9 @@ int proto_frame_pop(struct evbuffer *in, uint8_t *body, size_t *len) {
 
 struct proto_batch {
   struct bufferevent *bev;
-  struct event *flush;          /* made active while frames wait */
+  struct event *flush;          /* made active when a frame must leave this turn */
+  struct event *linger;         /* pending while only lazy frames wait */
+  int urgent;                   /* flush is active */
   size_t len, wipe_len;         /* bytes waiting; bytes to wipe once sent */
   uint8_t buf[BATCH_CAP];
 };
@@ -195,6 +197,7 @@ static void on_batch_flush(evutil_socket_t fd, short what, void *arg) {
 struct proto_batch *proto_batch_new(struct event_base *base) {
   struct proto_batch *b = xcalloc(1, sizeof *b);
   b->flush = event_new(base, -1, 0, on_batch_flush, b);
+  b->linger = evtimer_new(base, on_batch_flush, b);
   return b;
 }
 
@@ -202,6 +205,8 @@ static void batch_drop(struct proto_batch *b) {
   wipe(b->buf, b->wipe_len);
   b->len = b->wipe_len = 0;
   event_del(b->flush);
+  event_del(b->linger);
+  b->urgent = 0;
 }
 
 void proto_batch_set_bev(struct proto_batch *b, struct bufferevent *bev) {
@@ -228,7 +233,7 @@ static ssize_t encode_at_end(struct proto_batch *b, const struct proto_msg *m) {
   return n;
 }
 
-int proto_batch_add(struct proto_batch *b, const struct proto_msg *m) {
+static int batch_add(struct proto_batch *b, const struct proto_msg *m, int urgent) {
   if (!b->bev) return -1;
   ssize_t n = encode_at_end(b, m);
   if (n < 0 && b->len) {
@@ -243,15 +248,30 @@ int proto_batch_add(struct proto_batch *b, const struct proto_msg *m) {
     free(frame);
     return n > 0 ? 0 : -1;
   }
-  if (b->len == 0) event_active(b->flush, EV_TIMEOUT, 0);
+  if (urgent && !b->urgent) {
+    event_active(b->flush, EV_TIMEOUT, 0);
+    b->urgent = 1;
+  } else if (!urgent && !b->urgent && b->len == 0) {
+    struct timeval tv = {0, PROTO_LINGER_MS * 1000};
+    evtimer_add(b->linger, &tv);
+  }
   b->len += (size_t)n;
   if (m->password) b->wipe_len = b->len;
   return 0;
+}
+
+int proto_batch_add(struct proto_batch *b, const struct proto_msg *m) {
+  return batch_add(b, m, 1);
+}
+
+int proto_batch_add_lazy(struct proto_batch *b, const struct proto_msg *m) {
+  return batch_add(b, m, 0);
 }
 
 void proto_batch_free(struct proto_batch *b) {
   if (!b) return;
   batch_drop(b);
   event_free(b->flush);
+  event_free(b->linger);
   free(b);
 }

@@ -154,6 +154,13 @@ void proto_batch_set_bev(struct proto_batch *b, struct bufferevent *bev);
  * encode). */
 int proto_batch_add(struct proto_batch *b, const struct proto_msg *m);
 
+/* The same for a frame nobody waits on (a session's end): it goes with the
+ * next frame that must leave this turn, or at the latest PROTO_LINGER_MS
+ * later. Each session's end used to take a send and a wake-up of sessiond
+ * of its own; order with the other frames is kept. */
+#define PROTO_LINGER_MS 20
+int proto_batch_add_lazy(struct proto_batch *b, const struct proto_msg *m);
+
 /* Sends what waits now (also what the end of the turn does). */
 void proto_batch_flush(struct proto_batch *b);
 

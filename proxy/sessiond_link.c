@@ -32,6 +32,7 @@ struct sessiond_link {
 };
 
 static void link_connect(struct sessiond_link *l);
+static void send_session_end(struct sessiond_link *l, struct proto_msg *m);
 
 static void link_schedule_retry(struct sessiond_link *l) {
   l->retry_ms = l->retry_ms ? l->retry_ms * 2 : RETRY_MIN_MS;
@@ -71,7 +72,7 @@ static void link_dispatch(struct sessiond_link *l, const struct proto_msg *m) {
       if (m->result == PROTO_OK && m->session) {
         struct proto_msg end = {.type = PROTO_SESSION_END, .session = m->session,
                                 .reason = "client_gone"};
-        sessiond_link_send(l, &end);
+        send_session_end(l, &end);
       }
       return;
     }
@@ -215,9 +216,16 @@ void sessiond_link_session_up(struct sessiond_link *l, struct client *c) {
   sessiond_link_send(l, &m);
 }
 
+/* Nobody waits on a session's end: it rides with the next frame that
+ * leaves, within PROTO_LINGER_MS. A login from this worker that comes
+ * after it still reaches sessiond after it. */
+static void send_session_end(struct sessiond_link *l, struct proto_msg *m) {
+  if (l->up && l->bev) proto_batch_add_lazy(l->out, m);
+}
+
 void sessiond_link_session_end(struct sessiond_link *l, struct client *c, const char *why) {
   struct proto_msg m = {.type = PROTO_SESSION_END, .session = c->sid_hex,
                         .bytes_in = c->bytes_in, .bytes_out = c->bytes_out, .reason = why,
                         .duration_ms = c->relay_start_ms ? now_ms() - c->relay_start_ms : 0};
-  sessiond_link_send(l, &m);
+  send_session_end(l, &m);
 }

@@ -303,6 +303,53 @@ static void test_batch_big_frame_and_no_peer(void **state) {
   batch_teardown(&f);
 }
 
+/* The req numbers of the frames the peer has received by now (0 for frames
+ * without one), up to max; returns how many. */
+static int peer_reqs(int fd, uint32_t *reqs, int max) {
+  size_t n = peer_read(fd, frame, sizeof frame);
+  struct evbuffer *in = evbuffer_new();
+  evbuffer_add(in, frame, n);
+  uint8_t body[PROTO_MAX_BODY];
+  size_t len;
+  int k = 0;
+  while (k < max && proto_frame_pop(in, body, &len) == 1) {
+    struct proto_msg out;
+    assert_int_equal(proto_decode(body, len, &out), 0);
+    reqs[k++] = out.req;
+  }
+  assert_int_equal(evbuffer_get_length(in), 0);
+  evbuffer_free(in);
+  return k;
+}
+
+/* A lazy frame waits past the end of the turn; it leaves with the next
+ * frame that must leave, in order, or alone once PROTO_LINGER_MS pass. */
+static void test_batch_lazy_frames(void **state) {
+  (void)state;
+  struct batch_fixture f;
+  batch_setup(&f);
+  struct proto_msg end = {.type = PROTO_SESSION_END, .session = "00ff", .reason = "logout"};
+  struct proto_msg login = {.type = PROTO_LOGIN, .req = 7, .user = "a", .password = "secret"};
+  uint32_t reqs[4];
+  assert_int_equal(proto_batch_add_lazy(f.b, &end), 0);
+  event_base_loop(f.base, EVLOOP_NONBLOCK);
+  assert_int_equal(peer_reqs(f.peer, reqs, 4), 0);   /* the turn ended; it waits */
+  assert_int_equal(proto_batch_add(f.b, &login), 0);
+  assert_int_equal(proto_batch_add_lazy(f.b, &end), 0);
+  event_base_loop(f.base, EVLOOP_NONBLOCK);
+  assert_int_equal(peer_reqs(f.peer, reqs, 4), 3);    /* end, login, end */
+  assert_int_equal(reqs[0], 0);
+  assert_int_equal(reqs[1], 7);
+  assert_int_equal(reqs[2], 0);
+
+  assert_int_equal(proto_batch_add_lazy(f.b, &end), 0);
+  uint64_t t0 = now_ms();
+  event_base_loop(f.base, EVLOOP_ONCE);               /* sleeps until the linger ends */
+  assert_true(now_ms() - t0 >= PROTO_LINGER_MS - 1);
+  assert_int_equal(peer_reqs(f.peer, reqs, 4), 1);
+  batch_teardown(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_field_roundtrips), cmocka_unit_test(test_each_type_and_absent_fields),
@@ -311,6 +358,7 @@ int main(void) {
       cmocka_unit_test(test_log_quote),
       cmocka_unit_test(test_batch_sends_at_end_of_turn),
       cmocka_unit_test(test_batch_big_frame_and_no_peer),
+      cmocka_unit_test(test_batch_lazy_frames),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
