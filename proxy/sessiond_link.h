@@ -26,6 +26,8 @@ int sessiond_link_login(struct sessiond_link *l, struct client *c);
 /* Tells sessiond that c's backend failed; answered like a login. */
 int sessiond_link_backend_failed(struct sessiond_link *l, struct client *c, const char *why);
 void sessiond_link_session_up(struct sessiond_link *l, struct client *c);
+/* A session's end is lazy (proto_batch_add_lazy): it leaves with the next
+ * frame, within PROTO_LINGER_MS. */
 void sessiond_link_session_end(struct sessiond_link *l, struct client *c, const char *why);
 
 #endif

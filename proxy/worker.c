@@ -237,16 +237,16 @@ static int worker_drop_privileges(const struct config *cfg) {
 /* Workers run as SCHED_BATCH unless the operator says otherwise. A worker
  * wakes for every few packets and does tens to hundreds of microseconds of
  * work each time (a LOGIN line, a TLS handshake's flight). Under the
- * normal policy
- * each such wake-up may preempt whatever runs on that core: the other
- * workers, sessiond, whatever else the machine does. Every preemption is
- * a context switch and cold caches for both, and with as many workers as
- * cores it happens on every login. A batch task does not preempt on
- * wake-up; it runs when the core is free or at the next scheduler tick.
- * That costs a woken worker up to about a millisecond of wait, and only
- * when every core is busy; it saved 10% of the CPU per TLS login and 8%
- * per plaintext login with 2 workers here (README, Performance). It needs
- * no privilege and leaves the nice level alone; a reload may switch it. */
+ * normal policy each such wake-up may preempt whatever runs on that core:
+ * the other workers, sessiond, whatever else the machine does. Every
+ * preemption is a context switch and cold caches for both, and with as
+ * many workers as cores it happens on every login. A batch task does not
+ * preempt on wake-up; it runs when the core is free or at the next
+ * scheduler tick. That costs a woken worker up to about a millisecond of
+ * wait, and only when every core is busy; it saved about 12% of the CPU
+ * per TLS login and per plaintext login with 2 workers here (README,
+ * Performance). It needs no privilege and leaves the nice level alone; a
+ * reload may switch it. */
 static void worker_set_scheduling(const struct config *cfg) {
   struct sched_param none = {0};
   if (sched_setscheduler(0, cfg->worker_batch ? SCHED_BATCH : SCHED_OTHER, &none) != 0)
