@@ -15,8 +15,9 @@ Figures per program (each the median of --runs runs):
   cpu_s_per_gib_tls   the same to a client on implicit TLS
 and usher again with 1 and 2 workers. The table also gives ratios against
 nginx and HAProxy measured in the same run. The login figures are taken
-with every program up at once, each kind of login for one program after
-another (login_rounds); the others on a fresh process per program.
+with every program up at once, each kind of login in --slices turns of
+all the programs one after another (login_rounds, login_figures); the
+others on a fresh process per program.
 
   logins_per_s_capped usher only: the login rate with each worker held to
                       --worker-share of a core by a cgroup, so that the
@@ -354,11 +355,13 @@ def loadgen(args, timeout=600):
 COMMON = ['--users', str(USERS), '--password', 'pw']
 
 
-def cpu_per_session(prog, n, tls_args, conc, fig_out=None):
-    loadgen(['--port', str(prog.tls_port if tls_args else prog.port), '--scenario', 'login',
-             '--sessions', str(min(n, 200)), '--concurrency', '20'] + tls_args + COMMON)   # warm
+def cpu_per_session(prog, n, tls_args, conc, fig_out=None, warm=True):
+    port = prog.tls_port if tls_args else prog.port
+    if warm:
+        loadgen(['--port', str(port), '--scenario', 'login', '--sessions', str(min(n, 200)),
+                 '--concurrency', '20'] + tls_args + COMMON)
     before = cpu_seconds(prog.proc.pid)
-    fig = loadgen(['--port', str(prog.tls_port if tls_args else prog.port), '--scenario', 'login',
+    fig = loadgen(['--port', str(port), '--scenario', 'login',
                    '--sessions', str(n), '--concurrency', str(conc)] + tls_args + COMMON)
     if fig_out is not None:
         fig_out.update(fig)
@@ -485,38 +488,67 @@ def fetch_cost(prog, mib, loops, tls=False):
     return (cpu_seconds(prog.proc.pid) - before) / gib
 
 
-def login_figure(prog, opts, kind):
-    """One run's figure of one kind (plain, full, resumed) for prog."""
-    if kind == 'plain':
-        us, rate = cpu_per_session(prog, opts.logins, [], 50)
-        return {'cpu_login_us': us, 'logins_per_s': rate}
-    if kind == 'full':
-        return {'cpu_login_tls_us': cpu_per_session(prog, opts.tls_logins,
-                                                    ['--tls', 'implicit'], 20)[0]}
-    if kind == 'capped':
-        rate = capped_rate(prog, opts.capped_logins, opts.worker_share) \
-            if isinstance(prog, Usher) else None
-        return {} if rate is None else {'logins_per_s_capped': rate}
-    # The share of "resumed" logins that did resume: a server that hands
-    # out no fresh ticket on a resumed TLS 1.3 handshake makes every second
-    # one a full handshake with OpenSSL's clients, which use a ticket once
-    # (Dovecot 2.3 does; usher did until this share showed it).
-    fig = {}
-    us, _ = cpu_per_session(prog, opts.tls_logins, ['--tls', 'implicit', '--resume'], 20, fig)
-    return {'cpu_login_resume_us': us,
-            'resumed_share': int(fig.get('resumed', 0)) / opts.tls_logins}
+LOGIN_KINDS = {   # kind: (figure, client TLS, concurrency, sessions option)
+    'plain': ('cpu_login_us', [], 50, 'logins'),
+    'full': ('cpu_login_tls_us', ['--tls', 'implicit'], 20, 'tls_logins'),
+    'resumed': ('cpu_login_resume_us', ['--tls', 'implicit', '--resume'], 20, 'tls_logins'),
+}
+
+
+def login_figures(programs, opts, kind):
+    """One run's figure of one kind of login for every program, taken in
+    opts.slices turns: each turn gives each program its share of the
+    logins, one program after another. Bursts of load from others on this
+    machine last seconds; in turns of a second or less they fall on every
+    program alike instead of on whichever one happened to be measured.
+    A program that fails is reported and has no figure this run."""
+    key, tls_args, conc, count = LOGIN_KINDS[kind]
+    per = max(1, getattr(opts, count) // opts.slices)
+    live, acc = [], {}
+    for p in programs:
+        try:
+            cpu_per_session(p, min(per, 200), tls_args, 20, warm=False)   # warm
+            live.append(p)
+            acc[p.name] = {'us': 0.0, 'elapsed': 0.0, 'resumed': 0}
+        except Exception as e:
+            print('# %s, %s logins failed: %s' % (p.name, kind, e), file=sys.stderr)
+    for _ in range(opts.slices):
+        for p in list(live):
+            fig = {}
+            try:
+                us, _ = cpu_per_session(p, per, tls_args, conc, fig, warm=False)
+            except Exception as e:
+                print('# %s, %s logins failed: %s' % (p.name, kind, e), file=sys.stderr)
+                live.remove(p)
+                continue
+            a = acc[p.name]
+            a['us'] += us / opts.slices
+            a['elapsed'] += float(fig['elapsed_s'])
+            a['resumed'] += int(fig.get('resumed', 0))
+    out = {}
+    for p in live:
+        a, n = acc[p.name], per * opts.slices
+        out[p.name] = {key: a['us']}
+        if kind == 'plain':
+            out[p.name]['logins_per_s'] = n / a['elapsed'] if a['elapsed'] else 0.0
+        if kind == 'resumed':
+            # The share of "resumed" logins that did resume: a server that
+            # hands out no fresh ticket on a resumed TLS 1.3 handshake makes
+            # every second one a full handshake with OpenSSL's clients, which
+            # use a ticket once (Dovecot 2.3 does; usher did until this share
+            # showed it).
+            out[p.name]['resumed_share'] = a['resumed'] / n
+    return out
 
 
 def login_rounds(programs, opts, results):
-    """The login figures, round-robin: every program is up at once, and
-    each run measures each kind of login for one program after another,
-    the order turning by one program per run (and usher's login rate with
-    its workers capped, 2 workers against 1). A login figure takes seconds;
-    the load that others put on this shared machine drifts over minutes.
-    Measured one program at a time, a minute each, that drift lands on
-    whichever program ran then and shows in the ratios (a third between
-    runs of the same program); taken in turns, every program sees it
-    alike."""
+    """The login figures: every program is up at once, each kind of login
+    is taken for all of them in turns (login_figures), the order turning
+    by one program per run; then usher's login rate with its workers
+    capped, 2 workers against 1. Measured one program at a time, a minute
+    each, the load that others put on this shared machine landed on
+    whichever program ran then: a third between runs of the same
+    program."""
     up = []
     for p in programs:
         try:
@@ -529,13 +561,20 @@ def login_rounds(programs, opts, results):
         for run in range(opts.runs):
             order = up[run % len(up):] + up[:run % len(up)] if up else []
             figs = {p.name: {} for p in order}
-            for kind in ('plain', 'full', 'resumed', 'capped'):
-                for p in order:
-                    try:
-                        figs[p.name].update(login_figure(p, opts, kind))
-                    except Exception as e:   # a peer that fails is reported, not fatal
-                        print('# %s run %d, %s logins failed: %s' % (p.name, run + 1, kind, e),
-                              file=sys.stderr)
+            for kind in LOGIN_KINDS:
+                for name, f in login_figures(order, opts, kind).items():
+                    figs[name].update(f)
+            for p in order:
+                if not isinstance(p, Usher):
+                    continue
+                try:
+                    rate = capped_rate(p, opts.capped_logins, opts.worker_share)
+                except Exception as e:
+                    print('# %s run %d, capped logins failed: %s' % (p.name, run + 1, e),
+                          file=sys.stderr)
+                    continue
+                if rate is not None:
+                    figs[p.name]['logins_per_s_capped'] = rate
             for name, f in figs.items():
                 results[name].append(f)
             print('# run %d: login figures done' % (run + 1), file=sys.stderr)
@@ -563,12 +602,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--quick', action='store_true', help='tiny scale: proves the scripts work')
     ap.add_argument('--runs', type=int, default=3)
-    ap.add_argument('--logins', type=int, default=4000)
-    ap.add_argument('--tls-logins', type=int, default=2000)
+    ap.add_argument('--logins', type=int, default=8000)
+    ap.add_argument('--tls-logins', type=int, default=4000)
     ap.add_argument('--idle', type=int, default=8000)
     ap.add_argument('--fetch-mib', type=int, default=16)
     ap.add_argument('--fetch-loops', type=int, default=16)
     ap.add_argument('--only', default='')
+    ap.add_argument('--slices', type=int, default=4,
+                    help='turns each login figure is taken in, all programs in each turn')
     ap.add_argument('--capped-logins', type=int, default=8000)
     ap.add_argument('--worker-share', type=float, default=0.2,
                     help='share of a core each usher worker gets for logins_per_s_capped')
@@ -576,7 +617,7 @@ def main():
     opts = ap.parse_args()
     if opts.quick:
         opts.runs, opts.logins, opts.tls_logins, opts.idle = 1, 300, 100, 200
-        opts.fetch_mib, opts.fetch_loops, opts.capped_logins = 2, 2, 200
+        opts.fetch_mib, opts.fetch_loops, opts.capped_logins, opts.slices = 2, 2, 200, 2
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     work = tempfile.mkdtemp(prefix='usher-bench-')

@@ -170,8 +170,13 @@ int sessiond_link_up(const struct sessiond_link *l) {
   return l->up;
 }
 
+/* A frame can go out only while the link to sessiond is connected. */
+static int link_ready(const struct sessiond_link *l) {
+  return l->up && l->bev;
+}
+
 int sessiond_link_send(struct sessiond_link *l, const struct proto_msg *m) {
-  if (!l->up || !l->bev) return -1;
+  if (!link_ready(l)) return -1;
   return proto_batch_add(l->out, m);
 }
 
@@ -220,7 +225,7 @@ void sessiond_link_session_up(struct sessiond_link *l, struct client *c) {
  * leaves, within PROTO_LINGER_MS. A login from this worker that comes
  * after it still reaches sessiond after it. */
 static void send_session_end(struct sessiond_link *l, struct proto_msg *m) {
-  if (l->up && l->bev) proto_batch_add_lazy(l->out, m);
+  if (link_ready(l)) proto_batch_add_lazy(l->out, m);
 }
 
 void sessiond_link_session_end(struct sessiond_link *l, struct client *c, const char *why) {

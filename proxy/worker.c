@@ -263,7 +263,7 @@ static void worker_set_scheduling(const struct config *cfg) {
  * KiB are free there: either way the next read faults its pages in again.
  * On a VM a page fault is dear (about 20 us here): a FETCH through a fresh
  * worker took 93,000 faults and 1.9 CPU seconds per GiB, against 400 and
- * 0.65 with the thresholds below. A worker keeps up to 8 MiB of freed heap
+ * 0.5-0.6 with the thresholds below. A worker keeps up to 8 MiB of freed heap
  * for the next burst; big allocations (none on our paths) still get their
  * own mapping. */
 static void worker_malloc_setup(void) {
