@@ -355,13 +355,10 @@ def loadgen(args, timeout=600):
 COMMON = ['--users', str(USERS), '--password', 'pw']
 
 
-def cpu_per_session(prog, n, tls_args, conc, fig_out=None, warm=True):
-    port = prog.tls_port if tls_args else prog.port
-    if warm:
-        loadgen(['--port', str(port), '--scenario', 'login', '--sessions', str(min(n, 200)),
-                 '--concurrency', '20'] + tls_args + COMMON)
+def cpu_per_session(prog, n, tls_args, conc, fig_out=None):
+    """The proxy's CPU per login over n logins, and their rate."""
     before = cpu_seconds(prog.proc.pid)
-    fig = loadgen(['--port', str(port), '--scenario', 'login',
+    fig = loadgen(['--port', str(prog.tls_port if tls_args else prog.port), '--scenario', 'login',
                    '--sessions', str(n), '--concurrency', str(conc)] + tls_args + COMMON)
     if fig_out is not None:
         fig_out.update(fig)
@@ -507,7 +504,7 @@ def login_figures(programs, opts, kind):
     live, acc = [], {}
     for p in programs:
         try:
-            cpu_per_session(p, min(per, 200), tls_args, 20, warm=False)   # warm
+            cpu_per_session(p, min(per, 200), tls_args, 20)   # warm
             live.append(p)
             acc[p.name] = {'us': 0.0, 'elapsed': 0.0, 'resumed': 0}
         except Exception as e:
@@ -516,7 +513,7 @@ def login_figures(programs, opts, kind):
         for p in list(live):
             fig = {}
             try:
-                us, _ = cpu_per_session(p, per, tls_args, conc, fig, warm=False)
+                us, _ = cpu_per_session(p, per, tls_args, conc, fig)
             except Exception as e:
                 print('# %s, %s logins failed: %s' % (p.name, kind, e), file=sys.stderr)
                 live.remove(p)
