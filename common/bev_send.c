@@ -13,14 +13,23 @@
 
 #include "common/util.h"
 
-size_t bev_send_direct(struct bufferevent *bev, int fd, const void *data, size_t len) {
+static size_t send_now(struct bufferevent *bev, int fd, const void *data, size_t len, int flags) {
   if (fd < 0 || evbuffer_get_length(bufferevent_get_output(bev)) != 0) return 0;
-  ssize_t n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  ssize_t n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT | flags);
   return n > 0 ? (size_t)n : 0;
 }
 
+size_t bev_send_direct(struct bufferevent *bev, int fd, const void *data, size_t len) {
+  return send_now(bev, fd, data, len, 0);
+}
+
 void bev_send(struct bufferevent *bev, int fd, const void *data, size_t len) {
-  size_t done = bev_send_direct(bev, fd, data, len);
+  size_t done = send_now(bev, fd, data, len, 0);
+  if (done < len) bufferevent_write(bev, (const char *)data + done, len - done);
+}
+
+void bev_send_last(struct bufferevent *bev, int fd, const void *data, size_t len) {
+  size_t done = send_now(bev, fd, data, len, MSG_MORE);
   if (done < len) bufferevent_write(bev, (const char *)data + done, len - done);
 }
 

@@ -30,6 +30,13 @@ size_t bev_send_direct(struct bufferevent *bev, int fd, const void *data, size_t
  * socket still connecting): everything is queued. */
 void bev_send(struct bufferevent *bev, int fd, const void *data, size_t len);
 
+/* bev_send of the last bytes before the socket is closed: the kernel holds
+ * them (MSG_MORE) and the close's FIN leaves in the same segment, one
+ * segment fewer for both ends. Only when the close follows in the same
+ * turn: held bytes wait for the next send or the close. A rest that had to
+ * be queued is pushed by its own later send. */
+void bev_send_last(struct bufferevent *bev, int fd, const void *data, size_t len);
+
 /* bev_send of a formatted line. A line longer than 1 KiB is formatted by
  * libevent straight into bev's output (queued, never sent directly). Not
  * for secrets: the line passes through a stack buffer left as it is. */

@@ -47,6 +47,13 @@ void backend_free(struct client *c) {
     c->bbev = NULL;
   }
   if (c->bfd >= 0) {
+    /* The backend closed first and everything it sent was read: a reset
+     * ends the connection without the last FIN and ACK, and leaves the
+     * backend no TIME_WAIT. */
+    if (c->backend_eof) {
+      struct linger now = {1, 0};
+      setsockopt(c->bfd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+    }
     close(c->bfd);
     c->bfd = -1;
   }
@@ -470,7 +477,8 @@ static void backend_connect_plain(struct client *c, int fd) {
   c->bbev = bufferevent_socket_new(w->base, fd, 0);
   bufferevent_setcb(c->bbev, NULL, NULL, on_backend_event, c);
   bev_read_by_us(c->bbev);
-  c->rd[1] = event_new(w->base, fd, EV_READ | EV_PERSIST, on_backend_readable, c);
+  /* EV_CLOSED: the relay sees the FIN come with the last answer (relay.c). */
+  c->rd[1] = event_new(w->base, fd, EV_READ | EV_CLOSED | EV_PERSIST, on_backend_readable, c);
   event_add(c->rd[1], NULL);
   client_timer(c, w->cfg->connect_timeout_ms);
 }

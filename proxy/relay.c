@@ -126,8 +126,14 @@ static void read_stopped(struct client *c, enum side from, ssize_t n) {
 
 /* The common case, a line or two, with nothing queued for the other side:
  * read it onto the stack and hand it to the other socket at once, without
- * touching an output buffer. Returns 1 when there may be more to read. */
-static int read_small(struct client *c, enum side from, int fd) {
+ * touching an output buffer. Returns 1 when there may be more to read.
+ *
+ * The backend's last words (LOGOUT's BYE and OK) usually arrive with its
+ * FIN: epoll said so (EV_CLOSED) before this read, and a read that did not
+ * fill the buffer took everything up to the FIN. Then the backend is done
+ * without another read, and the bytes go to the client held for the close
+ * that follows, which sends them and the FIN in one segment. */
+static int read_small(struct client *c, enum side from, int fd, short what) {
   char small[RELAY_READ_FIRST];
   ssize_t n = read(fd, small, sizeof small);
   if (n <= 0) {
@@ -135,6 +141,11 @@ static int read_small(struct client *c, enum side from, int fd) {
     return 0;
   }
   count(c, from, (size_t)n);
+  if (from == BACKEND && (what & EV_CLOSED) && (size_t)n < sizeof small) {
+    bev_send_last(c->cbev, plain_fd(c, CLIENT), small, (size_t)n);
+    side_eof(c, BACKEND);
+    return 0;
+  }
   bev_send(bev_of(c, !from), plain_fd(c, !from), small, (size_t)n);
   return (size_t)n == sizeof small;
 }
@@ -170,7 +181,7 @@ void relay_plain_readable(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   if (evbuffer_get_length(bufferevent_get_output(bev_of(c, !from))) == 0 &&
-      !read_small(c, from, fd))
+      !read_small(c, from, fd, what))
     return;
   read_bulk(c, from, fd);
 }

@@ -211,6 +211,32 @@ class ProxyTest(unittest.TestCase):
 
     # ---- seating ----------------------------------------------------------------
 
+    def test_logout_ends_cleanly_and_leaves_the_backend_no_time_wait(self):
+        """After LOGOUT the backend closes first. usher has then read all it
+        sent and resets its own side: the backend keeps no TIME_WAIT per
+        logout (a reconnect storm would leave thousands), while the client
+        gets every byte and a plain end of stream."""
+        ports = {self.b1.port, self.b2.port}
+        before = {s[0] for s in harness.tcp_sockets('01') if s[1] in ports}
+        c = RawClient(self.u.port)
+        c.send(b'a1 LOGIN user11 "%s"\r\n' % USERS['user11'].encode())
+        self.assertTrue(c.until_tagged(b'a1')[-1].startswith(b'a1 OK'))
+        ours = [s for s in harness.tcp_sockets('01') if s[1] in ports and s[0] not in before]
+        self.assertEqual(len(ours), 1, ours)
+        proxy_port, backend_port = ours[0][0], ours[0][1]
+        c.send(b'a2 LOGOUT\r\n')
+        lines = c.until_tagged(b'a2')
+        self.assertTrue(lines[0].startswith(b'* BYE'), lines)
+        self.assertTrue(lines[-1].startswith(b'a2 OK'), lines)
+        c.sock.settimeout(5)
+        self.assertEqual(c.sock.recv(100), b'')   # an end of stream, not a reset
+        c.close()
+        deadline = time.time() + 5
+        while time.time() < deadline and any(s[0] == proxy_port for s in harness.tcp_sockets()):
+            time.sleep(0.05)
+        left = [s for s in harness.tcp_sockets() if s[:2] == (backend_port, proxy_port)]
+        self.assertEqual(left, [], 'the backend still holds the connection')
+
     def test_sessions_of_one_user_share_a_backend(self):
         def session(_):
             m = self.login('user38')
