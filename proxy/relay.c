@@ -11,7 +11,8 @@
  * socket is the one that has read it since its first byte.
  *
  * Ends: the backend closing (say after LOGOUT) ends the session once the
- * client has received everything; the client closing is passed on to a
+ * client has received everything, and its connection is then reset
+ * (backend.c: all it sent was read); the client closing is passed on to a
  * plaintext backend as a half-close (shutdown SHUT_WR) once everything it
  * sent has been written, and the backend's remaining answers still reach
  * the client. The client side has the idle timeout (idle_timeout, 30 min

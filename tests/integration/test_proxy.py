@@ -209,8 +209,6 @@ class ProxyTest(unittest.TestCase):
             pass
         watcher.logout()
 
-    # ---- seating ----------------------------------------------------------------
-
     def test_logout_ends_cleanly_and_leaves_the_backend_no_time_wait(self):
         """After LOGOUT the backend closes first. usher has then read all it
         sent and resets its own side: the backend keeps no TIME_WAIT per
@@ -236,6 +234,8 @@ class ProxyTest(unittest.TestCase):
             time.sleep(0.05)
         left = [s for s in harness.tcp_sockets() if s[:2] == (backend_port, proxy_port)]
         self.assertEqual(left, [], 'the backend still holds the connection')
+
+    # ---- seating ----------------------------------------------------------------
 
     def test_sessions_of_one_user_share_a_backend(self):
         def session(_):
