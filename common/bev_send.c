@@ -23,14 +23,17 @@ size_t bev_send_direct(struct bufferevent *bev, int fd, const void *data, size_t
   return send_now(bev, fd, data, len, 0);
 }
 
-void bev_send(struct bufferevent *bev, int fd, const void *data, size_t len) {
-  size_t done = send_now(bev, fd, data, len, 0);
+static void send_or_queue(struct bufferevent *bev, int fd, const void *data, size_t len, int flags) {
+  size_t done = send_now(bev, fd, data, len, flags);
   if (done < len) bufferevent_write(bev, (const char *)data + done, len - done);
 }
 
+void bev_send(struct bufferevent *bev, int fd, const void *data, size_t len) {
+  send_or_queue(bev, fd, data, len, 0);
+}
+
 void bev_send_last(struct bufferevent *bev, int fd, const void *data, size_t len) {
-  size_t done = send_now(bev, fd, data, len, MSG_MORE);
-  if (done < len) bufferevent_write(bev, (const char *)data + done, len - done);
+  send_or_queue(bev, fd, data, len, MSG_MORE);
 }
 
 void bev_vprintf(struct bufferevent *bev, int fd, const char *fmt, va_list ap) {
