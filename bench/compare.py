@@ -24,8 +24,10 @@ others on a fresh process per program.
                       workers, not the cores the load generator and the stub
                       share with them, are what limits it. 2 workers against
                       1 shows how logins scale across workers (sessiond and
-                      the master are not capped). Left out where no cgroup
-                      cpu controller can be written.
+                      the master are not capped). Both ushers are capped at
+                      once and measured in --slices turns, like the login
+                      figures. Left out where no cgroup cpu controller can be
+                      written.
 
   bench/compare.py [--quick] [--runs N] [--idle N] [--logins N] [--only usher,haproxy]
 Only the Python standard library; programs from Debian's packages."""
@@ -426,9 +428,10 @@ def worker_pids(prog):
     return out
 
 
-def capped_rate(prog, n, share):
-    """Login rate with each worker in its own cgroup limited to `share` of a
-    core; None where cgroups cannot be written."""
+def cap_workers(prog, share):
+    """Puts each of prog's workers in a cgroup of its own limited to `share`
+    of a core. Returns the groups, or None where cgroups cannot be written
+    (nothing is left capped then)."""
     root, version = _cgroup_cpu_root()
     pids = worker_pids(prog)
     if not root or len(pids) != prog.workers:
@@ -438,7 +441,7 @@ def capped_rate(prog, n, share):
         for pid in pids:
             g = os.path.join(root, 'usher-bench-%d' % pid)
             os.makedirs(g, exist_ok=True)
-            groups.append(g)
+            groups.append((pid, g))
             # A short period spreads a worker's share evenly over time
             # rather than in 100 ms bursts.
             period = 10000
@@ -453,27 +456,61 @@ def capped_rate(prog, n, share):
                     f.write(str(quota))
             with open(os.path.join(g, 'cgroup.procs'), 'w') as f:
                 f.write(str(pid))
-        loadgen(['--port', str(prog.port), '--scenario', 'login', '--sessions', '300',
-                 '--concurrency', '50'] + COMMON)   # warm, and past the first quota period
-        # Enough sessions in flight that a worker waiting out its quota does
-        # not hold the load generator's every slot.
-        fig = loadgen(['--port', str(prog.port), '--scenario', 'login', '--sessions', str(n),
-                       '--concurrency', '200'] + COMMON)
-        return float(fig['rate'])
+        return groups
     except OSError as e:
         print('# capped workers: %s' % e, file=sys.stderr)
+        uncap_workers(groups)
         return None
+
+
+def uncap_workers(groups):
+    root, _ = _cgroup_cpu_root()
+    for pid, g in groups or []:
+        try:
+            with open(os.path.join(root, 'cgroup.procs'), 'w') as f:
+                f.write(str(pid))
+        except OSError:
+            pass
+        try:
+            os.rmdir(g)
+        except OSError:
+            pass
+
+
+def capped_rates(ushers, n, share, slices):
+    """Login rate of each usher with its workers capped (cap_workers), all
+    of them capped at once and measured in turns like the login figures:
+    each turn gives each usher n / slices logins. The ratio of 2 workers to
+    1 is what this is for; taken a minute apart, one burst of others' load
+    on this machine moved it by a fifth. {name: logins per second}; empty
+    where cgroups cannot be written."""
+    capped = {}
+    try:
+        for p in ushers:
+            groups = cap_workers(p, share)
+            if groups is None:
+                return {}
+            capped[p.name] = (p, groups)
+        per = max(1, n // slices)
+        elapsed = {}
+        for p, _ in capped.values():
+            loadgen(['--port', str(p.port), '--scenario', 'login', '--sessions', '300',
+                     '--concurrency', '50'] + COMMON)   # warm, and past the first quota period
+            elapsed[p.name] = 0.0
+        for turn in range(slices):
+            order = list(capped.values())
+            if turn % 2:
+                order.reverse()
+            for p, _ in order:
+                # Enough sessions in flight that a worker waiting out its
+                # quota does not hold the load generator's every slot.
+                fig = loadgen(['--port', str(p.port), '--scenario', 'login', '--sessions', str(per),
+                               '--concurrency', '200'] + COMMON)
+                elapsed[p.name] += float(fig['elapsed_s'])
+        return {name: per * slices / t for name, t in elapsed.items() if t > 0}
     finally:
-        for pid, g in zip(pids, groups):
-            try:
-                with open(os.path.join(root, 'cgroup.procs'), 'w') as f:
-                    f.write(str(pid))
-            except OSError:
-                pass
-            try:
-                os.rmdir(g)
-            except OSError:
-                pass
+        for _, groups in capped.values():
+            uncap_workers(groups)
 
 
 def fetch_cost(prog, mib, loops, tls=False):
@@ -561,17 +598,14 @@ def login_rounds(programs, opts, results):
             for kind in LOGIN_KINDS:
                 for name, f in login_figures(order, opts, kind).items():
                     figs[name].update(f)
-            for p in order:
-                if not isinstance(p, Usher):
-                    continue
-                try:
-                    rate = capped_rate(p, opts.capped_logins, opts.worker_share)
-                except Exception as e:
-                    print('# %s run %d, capped logins failed: %s' % (p.name, run + 1, e),
-                          file=sys.stderr)
-                    continue
-                if rate is not None:
-                    figs[p.name]['logins_per_s_capped'] = rate
+            ushers = [p for p in order if isinstance(p, Usher)]
+            try:
+                rates = capped_rates(ushers, opts.capped_logins, opts.worker_share, opts.slices)
+            except Exception as e:
+                print('# run %d, capped logins failed: %s' % (run + 1, e), file=sys.stderr)
+                rates = {}
+            for name, rate in rates.items():
+                figs[name]['logins_per_s_capped'] = rate
             for name, f in figs.items():
                 results[name].append(f)
             print('# run %d: login figures done' % (run + 1), file=sys.stderr)
