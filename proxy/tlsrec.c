@@ -99,6 +99,21 @@ static int hex_value(char ch) {
   return -1;
 }
 
+/* The key log callback is armed only around the two traffic secrets we
+ * take (see on_message): OpenSSL 3.0 formats every line it logs in hex,
+ * one sprintf per byte, and the five lines of a TLS 1.3 handshake cost
+ * about 30 us, a sixth of a resumed handshake. Armed, it gets a line or
+ * two we do not want on the way (the exporter secret comes just before
+ * the server's traffic secret). Workers are single-threaded, so arming
+ * the context for one connection arms it for no other at the same time;
+ * a handshake that fails while armed leaves the next one with all five
+ * lines, which it takes as it would with the callback always on. */
+static void on_keylog(const SSL *ssl, const char *line);
+
+static void keylog_arm(const SSL *ssl, int on) {
+  SSL_CTX_set_keylog_callback(SSL_get_SSL_CTX(ssl), on ? on_keylog : NULL);
+}
+
 /* "CLIENT_TRAFFIC_SECRET_0 <client random> <secret>", and SERVER_... */
 static void on_keylog(const SSL *ssl, const char *line) {
   struct tlsrec *t = SSL_get_ex_data(ssl, ex_index);
@@ -107,6 +122,7 @@ static void on_keylog(const SSL *ssl, const char *line) {
   if (!strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24)) side = 0;
   else if (!strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24)) side = 1;
   else return;
+  keylog_arm(ssl, 0);
   const char *hex = strchr(line + 24, ' ');
   if (!hex) return;
   hex++;
@@ -124,10 +140,11 @@ static void on_keylog(const SSL *ssl, const char *line) {
 
 /* Counts the records protected under the traffic keys: those after the
  * Finished message of their direction. OpenSSL reports a record's header
- * before the messages in it. */
+ * before the messages in it. A Finished also arms the key log: OpenSSL
+ * reports the message before it derives that direction's traffic secret. */
 static void on_message(int write_p, int version, int content_type, const void *buf, size_t len,
                        SSL *ssl, void *arg) {
-  (void)version; (void)ssl;
+  (void)version;
   struct tlsrec *t = arg;
   int dir = write_p ? 1 : 0;
   if (content_type == SSL3_RT_HEADER) {
@@ -135,12 +152,13 @@ static void on_message(int write_p, int version, int content_type, const void *b
   } else if (content_type == SSL3_RT_HANDSHAKE && len > 0 &&
              ((const uint8_t *)buf)[0] == HS_FINISHED) {
     t->after_finished[dir] = 1;
+    if (SSL_version(ssl) == TLS1_3_VERSION) keylog_arm(ssl, 1);
   }
 }
 
 void tlsrec_ctx_setup(SSL_CTX *ctx) {
   if (ex_index < 0) ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, ex_free);
-  SSL_CTX_set_keylog_callback(ctx, on_keylog);
+  SSL_CTX_set_keylog_callback(ctx, NULL);   /* armed per connection (on_keylog) */
 }
 
 int tlsrec_watch(SSL *ssl) {

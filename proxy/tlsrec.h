@@ -22,8 +22,9 @@
 #include <event2/bufferevent.h>
 #include <openssl/ssl.h>
 
-/* On every server context when the take-over is on: the key log callback
- * that hands traffic secrets to the connection's state. */
+/* On every server context when the take-over is on. The key log callback
+ * that hands traffic secrets to the connection's state is armed by the
+ * connection itself, only while those secrets are derived. */
 void tlsrec_ctx_setup(SSL_CTX *ctx);
 /* On each new server SSL: the state that watches the handshake. 0 or -1. */
 int tlsrec_watch(SSL *ssl);

@@ -230,6 +230,43 @@ class TlsTest(unittest.TestCase):
             self.assertEqual(harness.sha256(bytes(got[start:start + len(body)])), harness.sha256(body))
             s.close()
 
+    def test_every_tls13_session_is_released_whatever_came_before(self):
+        """The traffic secrets are caught at the moment OpenSSL derives them
+        (the key log is armed only then): every TLS 1.3 session moves to
+        usher's record layer, full or resumed, after a TLS 1.2 session,
+        after a client that left in the middle of its handshake, and with
+        the Finished and a command in one packet."""
+        def abandon():
+            sock = socket.create_connection(('127.0.0.1', self.a.tls_port), timeout=10)
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            obj = client_ctx().wrap_bio(inc, out, server_hostname='localhost')
+            try:
+                obj.do_handshake()
+            except ssl.SSLWantReadError:
+                sock.sendall(out.read())
+            self.assertTrue(sock.recv(65536), 'no server flight')   # ServerHello .. Finished
+            sock.close()
+
+        tls12 = client_ctx()
+        tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx = client_ctx()
+        before = self.released(0)
+        expected = 0
+        _, session, _ = handshake(self.a.tls_port, ctx=ctx)
+        expected += 1
+        for step in range(3):
+            handshake(self.a.tls_port, ctx=tls12)
+            abandon()
+            _, session, reused = handshake(self.a.tls_port, session=session, ctx=ctx)
+            self.assertTrue(reused)
+            lines, _ = finished_with_command(self.a.tls_port, ctx, session=session)
+            self.assertTrue(any(l.startswith(b'a1 OK') for l in lines), lines)
+            expected += 2
+        deadline = time.time() + 5
+        while self.released(before) < expected and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.released(before), expected)
+
     def test_starttls_session_is_released_too(self):
         before = self.released(0)
         m = imaplib.IMAP4('127.0.0.1', self.a.port)
