@@ -112,8 +112,9 @@ static void established(struct client *c) {
   event_free(c->rd[0]);
   c->rd[0] = NULL;
   char desc[128], greeting[256];
-  log_event(LOG_LVL_DEBUG, "tls", "session=%s tls=%s", c->sid_hex,
-            tls_describe(ssl, desc, sizeof desc));
+  if (log_get_level() >= LOG_LVL_DEBUG)   /* tls_describe formats: only when it is logged */
+    log_event(LOG_LVL_DEBUG, "tls", "session=%s tls=%s", c->sid_hex,
+              tls_describe(ssl, desc, sizeof desc));
   size_t glen = c->listener->tls == TLS_IMPLICIT ? preauth_greeting(c, greeting, sizeof greeting)
                                                  : 0;
   char *out, *in;
