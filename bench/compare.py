@@ -707,6 +707,40 @@ FMT = {'resumed_share': '%.2f'}
 RATIO_SKIP = {'resumed_share'}
 
 
+# The targets of the performance issue, usher 2w against figures of the
+# same run: (what, usher's figure, the other program and its figure,
+# how they compare, the bound).
+TARGETS = [
+    ('plaintext login CPU, at most HAProxy\'s', 'cpu_login_us', 'haproxy tcp', 'cpu_login_us', '<=', 1.0),
+    ('plaintext login CPU, at most 0.75 of nginx\'s', 'cpu_login_us', 'nginx mail', 'cpu_login_us', '<=', 0.75),
+    ('TLS login CPU, full handshake, at most 0.9 of nginx\'s', 'cpu_login_tls_us', 'nginx mail',
+     'cpu_login_tls_us', '<=', 0.9),
+    ('TLS login CPU, resumed, at most half of nginx\'s full handshake', 'cpu_login_resume_us',
+     'nginx mail', 'cpu_login_tls_us', '<=', 0.5),
+    ('relay CPU per GiB, within 10% of HAProxy\'s', 'cpu_s_per_gib', 'haproxy tcp', 'cpu_s_per_gib',
+     '<=', 1.1),
+    ('login rate, workers capped, 2 workers at least 1.8 times 1', 'logins_per_s_capped', 'usher 1w',
+     'logins_per_s_capped', '>=', 1.8),
+    ('memory per idle plaintext session, at most 4 KiB', 'kib_idle', None, None, '<=', 4.0),
+    ('memory per idle TLS session, at most 8 KiB', 'kib_idle_tls', None, None, '<=', 8.0),
+]
+
+
+def print_targets(med):
+    """usher 2w against each target, by the medians of this run."""
+    us = med.get('usher 2w')
+    if not us:
+        return
+    print('\ntargets, usher 2w by medians:')
+    for what, key, peer, peer_key, op, bound in TARGETS:
+        if key not in us or (peer and not med.get(peer, {}).get(peer_key)):
+            print('  %-66s  no figure' % what)
+            continue
+        value = us[key] / med[peer][peer_key] if peer else us[key]
+        met = value <= bound if op == '<=' else value >= bound
+        print('  %-66s  %.2f  %s' % (what, value, 'met' if met else 'MISSED'))
+
+
 def report(results, opts):
     # A figure some programs do not have (logins_per_s_capped) is left out
     # of their column.
@@ -731,6 +765,7 @@ def report(results, opts):
             '%s %.2f' % (k, med['usher 2w'][k] / med['usher 1w'][k])
             for k in ('logins_per_s', 'logins_per_s_capped')
             if k in med['usher 1w'] and k in med['usher 2w'] and med['usher 1w'][k]))
+    print_targets(med)
     if opts.json:
         with open(opts.json, 'w') as f:
             json.dump({'medians': med, 'runs': results}, f, indent=1)
