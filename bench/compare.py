@@ -25,8 +25,8 @@ others on a fresh process per program.
                       share with them, are what limits it. 2 workers against
                       1 shows how logins scale across workers (sessiond and
                       the master are not capped). Both ushers are capped at
-                      once and measured in --slices turns, like the login
-                      figures. Left out where no cgroup cpu controller can be
+                      once and measured in turns (twice --slices), like the
+                      login figures. Left out where no cgroup cpu controller can be
                       written.
 
   bench/compare.py [--quick] [--runs N] [--idle N] [--logins N] [--only usher,haproxy]
@@ -600,7 +600,11 @@ def login_rounds(programs, opts, results):
                     figs[name].update(f)
             ushers = [p for p in order if isinstance(p, Usher)]
             try:
-                rates = capped_rates(ushers, opts.capped_logins, opts.worker_share, opts.slices)
+                # Twice the turns of the login figures: a capped usher 1w
+                # takes 5 s or more for its logins, and a burst of others'
+                # load (seconds) should fall on both ushers' turns alike.
+                rates = capped_rates(ushers, opts.capped_logins, opts.worker_share,
+                                     opts.slices * 2)
             except Exception as e:
                 print('# run %d, capped logins failed: %s' % (run + 1, e), file=sys.stderr)
                 rates = {}
