@@ -255,6 +255,7 @@ static int on_limits(struct loader *l, const char *k, const char *v) {
   if (!strcmp(k, "connect_timeout")) return get_duration(l, k, v, &c->connect_timeout_ms);
   if (!strcmp(k, "login_timeout")) return get_duration(l, k, v, &c->login_timeout_ms);
   if (!strcmp(k, "max_connections")) return get_uint(l, k, v, 1, 1000000, &c->max_connections);
+  if (!strcmp(k, "listen_backlog")) return get_uint(l, k, v, 16, 65535, &c->listen_backlog);
   if (!strcmp(k, "max_connections_per_ip"))
     return get_uint(l, k, v, 0, 1000000, &c->max_connections_per_ip);
   if (!strcmp(k, "max_sessions_per_user"))
@@ -426,6 +427,7 @@ static void config_defaults(struct config *c) {
   c->connect_timeout_ms = 5000;
   c->login_timeout_ms = 30 * 1000;
   c->max_connections = 10000;
+  c->listen_backlog = 4096;
   c->max_connections_per_ip = 100;
   c->max_sessions_per_user = 100;
   c->max_sessions_per_user_ip = 50;

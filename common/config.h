@@ -26,7 +26,8 @@
  *   [redis]            (also) sentinels, master_name
  *   [limits]           max_line, max_literal, max_bad_commands,
  *                      preauth_timeout, idle_timeout, connect_timeout,
- *                      login_timeout, max_connections, max_connections_per_ip,
+ *                      login_timeout, max_connections, listen_backlog,
+ *                      max_connections_per_ip,
  *                      max_sessions_per_user, max_sessions_per_user_ip,
  *                      plaintext_auth, trusted_networks
  * The reference with defaults is configs/usher.conf. */
@@ -177,6 +178,7 @@ struct config {
   uint64_t connect_timeout_ms;  /* backend connect; default 5s */
   uint64_t login_timeout_ms;    /* backend greeting..tagged OK; default 30s */
   unsigned max_connections;     /* per worker; default 10000 */
+  unsigned listen_backlog;      /* connections the kernel queues per listener; default 4096 */
   unsigned max_connections_per_ip; /* per worker; default 100; 0 = no limit */
   unsigned max_sessions_per_user;  /* on this proxy; default 100; 0 = no limit */
   unsigned max_sessions_per_user_ip; /* per user and client address; default 50; 0 = none */

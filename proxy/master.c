@@ -55,7 +55,7 @@ struct master {
   struct event *ticket_timer;
 };
 
-static int listener_bind(const struct config_listener *ls) {
+static int listener_bind(const struct config_listener *ls, unsigned backlog) {
   int fd = socket(ls->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   int one = 1;
@@ -65,7 +65,7 @@ static int listener_bind(const struct config_listener *ls) {
   if (ls->addr.ss.ss_family == AF_INET6)
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (bind(fd, (const struct sockaddr *)&ls->addr.ss, ls->addr.len) != 0 ||
-      listen(fd, 4096) != 0) {
+      listen(fd, (int)backlog) != 0) {
     int e = errno;
     close(fd);
     errno = e;
@@ -276,7 +276,7 @@ static int master_bind_all(struct master *m) {
   for (unsigned i = 0; i < m->cfg->n_listeners; i++) {
     const struct config_listener *ls = &m->cfg->listeners[i];
     char a[NETADDR_STRLEN];
-    int fd = listener_bind(ls);
+    int fd = listener_bind(ls, m->cfg->listen_backlog);
     if (fd < 0) {
       log_event(LOG_LVL_ERROR, "listen_failed", "listener=%s address=%s error=\"%s\"", ls->name,
                 netaddr_str(&ls->addr, a, sizeof a), strerror(errno));

@@ -199,7 +199,11 @@ static int worker_listen(struct worker *w) {
   for (unsigned i = 0; i < n; i++) {
     int fd = 3 + (int)i;
     fd_set_nonblock_cloexec(fd);
-    w->listeners[i] = evconnlistener_new(w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    /* Backlog 0: the master has called listen() with [limits]
+     * listen_backlog. A negative one makes libevent call listen(fd, 128)
+     * again, and a reconnect storm then overflows the queue: the kernel
+     * drops SYNs and each such client waits a second for its retry. */
+    w->listeners[i] = evconnlistener_new(w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, 0, fd);
     if (!w->listeners[i]) return -1;
     evconnlistener_set_error_cb(w->listeners[i], on_accept_error);
   }

@@ -51,7 +51,7 @@ static struct evconnlistener *listen_unix(struct sessiond *sd, const char *name,
     if (fd >= 0) close(fd);
     return NULL;
   }
-  return evconnlistener_new(sd->base, cb, sd, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+  return evconnlistener_new(sd->base, cb, sd, LEV_OPT_CLOSE_ON_FREE, 0, fd);   /* listening already */
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg) {

@@ -4,6 +4,7 @@ instead of spinning, and recovers once descriptors are free again."""
 import imaplib
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -54,6 +55,45 @@ class LimitsTest(unittest.TestCase):
         self.assertIn('reason=max_connections limit=5', u.log())
         for c in held + [extra, again]:
             c.close()
+        self.assertEqual(u.stop(), 0)
+
+    def test_a_burst_of_connections_waits_in_the_listen_queue(self):
+        """600 clients connect while the only worker is busy (stopped): the
+        kernel queues them all ([limits] listen_backlog, default 4096) and
+        each is greeted once the worker goes on. Workers once called
+        listen() again with libevent's 128: the rest of the burst had its
+        SYNs dropped and waited a second for each retry."""
+        u = self.env.usher(workers=1)
+        pid = worker_pid(u)
+        os.kill(pid, signal.SIGSTOP)
+        clients, lost = [], 0
+        try:
+            for _ in range(600):
+                s = socket.socket()
+                s.settimeout(0.5)
+                try:
+                    s.connect(('127.0.0.1', u.port))
+                    clients.append(s)
+                except OSError:
+                    lost += 1
+                    s.close()
+                    if lost == 5:   # each costs the timeout; five say enough
+                        break
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        self.assertEqual(lost, 0, 'connections the listen queue did not take')
+        for s in clients:
+            s.settimeout(10)
+            self.assertTrue(s.recv(1024).startswith(b'* OK'))
+            s.close()
+        self.assertEqual(u.stop(), 0)
+
+    def test_listen_backlog_is_configurable(self):
+        u = self.env.usher(workers=2, extra={'limits': {'listen_backlog': 700}})
+        out = subprocess.run(['ss', '-ltnH', 'sport = :%d' % u.port], capture_output=True,
+                             text=True, check=True).stdout.split()
+        self.assertEqual(out[0], 'LISTEN', out)
+        self.assertEqual(int(out[2]), 700, 'Send-Q of a listening socket is its backlog')
         self.assertEqual(u.stop(), 0)
 
     def test_out_of_descriptors_backs_off_and_recovers(self):

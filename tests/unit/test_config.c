@@ -61,6 +61,7 @@ static void test_defaults(void **state) {
   assert_int_equal(c->worker_batch, 1);
   assert_null(c->tls_ciphersuites);
   assert_int_equal(c->max_line, 8192);
+  assert_int_equal(c->listen_backlog, 4096);
   assert_int_equal(c->idle_timeout_ms, 30 * 60 * 1000);
   assert_int_equal(c->seat_expire_ms, 15 * 60 * 1000);
   assert_int_equal(c->failure_delay_ms, 2000);
@@ -87,7 +88,7 @@ static void test_full(void **state) {
       "[routing]\nseat_expire = 2m\nbackend_retry = 10s\n"
       "[limits]\nmax_line = 16k\nmax_literal = 1M\nmax_bad_commands = 3\n"
       "preauth_timeout = 10s\npreauth_budget = 1m\nidle_timeout = 1h\n"
-      "connect_timeout = 2s\nlogin_timeout = 20s\nmax_connections = 500\n"
+      "connect_timeout = 2s\nlogin_timeout = 20s\nmax_connections = 500\nlisten_backlog = 900\n"
       "max_connections_per_ip = 0\nplaintext_auth = yes\n"
       "trusted_networks = 10.0.0.0/8, 192.168.1.1 fd00::/8\n");
   assert_int_equal(c->workers, 3);
@@ -116,6 +117,7 @@ static void test_full(void **state) {
   assert_int_equal(c->max_literal, 1 << 20);
   assert_int_equal(c->idle_timeout_ms, 3600000);
   assert_int_equal(c->max_connections_per_ip, 0);
+  assert_int_equal(c->listen_backlog, 900);
   assert_int_equal(c->plaintext_auth, 1);
   assert_int_equal(c->n_trusted_nets, 3);   /* replaced the defaults */
   config_free(c);
@@ -134,6 +136,7 @@ static void test_errors_name_the_line(void **state) {
   load_fails(MINIMAL "[routing]\nseat_expire = -5s\n", 8, "seat_expire");
   load_fails(MINIMAL "[limits]\ntrusted_networks = 10.0.0.0/33\n", 8, "trusted_networks");
   load_fails(MINIMAL "[limits]\nplaintext_auth = perhaps\n", 8, "plaintext_auth");
+  load_fails(MINIMAL "[limits]\nlisten_backlog = 3\n", 8, "listen_backlog");
   load_fails("[backend bad name!]\naddress = 127.0.0.1:1\n", 2, "bad backend name");
   load_fails("this is not ini\n", 1, "syntax");
 }
