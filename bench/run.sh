@@ -21,3 +21,7 @@ echo
 echo "OpenSSL alone, server side per handshake (usher-tls-floor, $n each):"
 echo "  TLS 1.3: $(build/bench/usher-tls-floor "$tmp/cert.pem" "$tmp/key.pem" --handshakes $n)"
 echo "  TLS 1.2: $(build/bench/usher-tls-floor "$tmp/cert.pem" "$tmp/key.pem" --handshakes $n --tls12)"
+# What OpenSSL's key log costs: always on, and armed only for the two
+# traffic secrets as usher's record layer does (proxy/tlsrec.c).
+echo "  TLS 1.3, key log always on: $(build/bench/usher-tls-floor "$tmp/cert.pem" "$tmp/key.pem" --handshakes $n --keylog always)"
+echo "  TLS 1.3, key log armed as usher: $(build/bench/usher-tls-floor "$tmp/cert.pem" "$tmp/key.pem" --handshakes $n --keylog armed)"

@@ -8,8 +8,13 @@
  * the kernel add. The server is set up as usher's is: ECDSA P-256
  * certificate, one stateless ticket per handshake, no session cache.
  *
- *   usher-tls-floor CERT KEY [--handshakes N] [--tls12]
- * prints: full_us=... resumed_us=... version=... */
+ * --keylog always|armed: with a key log callback that does nothing, on
+ * for the whole handshake, or armed as usher's record layer arms it
+ * (proxy/tlsrec.c: by each Finished, off at the traffic secret), to show
+ * what OpenSSL's formatting of the key log costs.
+ *
+ *   usher-tls-floor CERT KEY [--handshakes N] [--tls12] [--keylog always|armed]
+ * prints: full_us=... resumed_us=... version=... [keylog_lines=...] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +35,23 @@ static void die(const char *what) {
   exit(1);
 }
 
+static enum { KEYLOG_OFF, KEYLOG_ALWAYS, KEYLOG_ARMED } keylog;
+static long keylog_lines;
+
+static void on_keylog(const SSL *ssl, const char *line) {
+  keylog_lines++;
+  if (keylog == KEYLOG_ARMED && (!strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) ||
+                                 !strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24)))
+    SSL_CTX_set_keylog_callback(SSL_get_SSL_CTX(ssl), NULL);
+}
+
+static void on_message(int write_p, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg) {
+  (void)write_p; (void)version; (void)arg;
+  if (content_type == SSL3_RT_HANDSHAKE && len > 0 && ((const unsigned char *)buf)[0] == 20)
+    SSL_CTX_set_keylog_callback(SSL_get_SSL_CTX(ssl), on_keylog);
+}
+
 /* One handshake; returns the server's CPU microseconds. *sess: the
  * client's session to resume (if resume), replaced by the newest. */
 static double handshake(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION **sess, int resume,
@@ -44,6 +66,7 @@ static double handshake(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION **sess, int re
   double spent = 0;
   double t0 = thread_cpu_us();
   s = SSL_new(sctx);
+  if (keylog == KEYLOG_ARMED) SSL_set_msg_callback(s, on_message);
   SSL_set_bio(s, c2s, s2c);
   SSL_set_accept_state(s);
   spent += thread_cpu_us() - t0;
@@ -89,6 +112,8 @@ int main(int argc, char **argv) {
   for (int i = 3; i < argc; i++) {
     if (!strcmp(argv[i], "--handshakes") && i + 1 < argc) n = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--tls12")) tls12 = 1;
+    else if (!strcmp(argv[i], "--keylog") && i + 1 < argc)
+      keylog = !strcmp(argv[++i], "armed") ? KEYLOG_ARMED : KEYLOG_ALWAYS;
   }
   SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
   SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
@@ -101,6 +126,7 @@ int main(int argc, char **argv) {
   SSL_CTX_set_num_tickets(sctx, 1);
   SSL_CTX_set_session_id_context(sctx, (const unsigned char *)"floor", 5);
   if (tls12) SSL_CTX_set_max_proto_version(cctx, TLS1_2_VERSION);
+  if (keylog == KEYLOG_ALWAYS) SSL_CTX_set_keylog_callback(sctx, on_keylog);
   SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT);
 
   const char *version = "?";
@@ -113,8 +139,10 @@ int main(int argc, char **argv) {
     SSL_SESSION_free(none);
     resumed += handshake(sctx, cctx, &sess, 1, &version);
   }
-  printf("full_us=%.1f resumed_us=%.1f version=%s handshakes=%d\n", full / n, resumed / n,
-         version, n);
+  printf("full_us=%.1f resumed_us=%.1f version=%s handshakes=%d", full / n, resumed / n, version,
+         n);
+  if (keylog) printf(" keylog_lines=%.1f", (double)keylog_lines / (2 * n + 50));
+  printf("\n");
   SSL_SESSION_free(sess);
   SSL_CTX_free(sctx);
   SSL_CTX_free(cctx);
