@@ -26,8 +26,8 @@ others on a fresh process per program.
                       1 shows how logins scale across workers (sessiond and
                       the master are not capped). Both ushers are capped at
                       once and measured in turns (twice --slices), like the
-                      login figures. Left out where no cgroup cpu controller can be
-                      written.
+                      login figures. Left out where no cgroup cpu controller
+                      can be written.
 
   bench/compare.py [--quick] [--runs N] [--idle N] [--logins N] [--only usher,haproxy]
 Only the Python standard library; programs from Debian's packages."""
@@ -481,9 +481,9 @@ def capped_rates(ushers, n, share, slices):
     """Login rate of each usher with its workers capped (cap_workers), all
     of them capped at once and measured in turns like the login figures:
     each turn gives each usher n / slices logins. The ratio of 2 workers to
-    1 is what this is for; taken a minute apart, one burst of others' load
-    on this machine moved it by a fifth. {name: logins per second}; empty
-    where cgroups cannot be written."""
+    1 is what this is for; with the two taken one after the other, it moved
+    by a fifth between runs. {name: logins per second}; empty where cgroups
+    cannot be written."""
     capped = {}
     try:
         for p in ushers:
