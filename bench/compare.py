@@ -730,12 +730,13 @@ TARGETS = [
 ]
 
 
-def print_targets(med):
+def print_targets(med, quick):
     """usher 2w against each target, by the medians of this run."""
     us = med.get('usher 2w')
     if not us:
         return
-    print('\ntargets, usher 2w by medians:')
+    print('\ntargets, usher 2w by medians%s:' % (
+        ' (--quick: too few sessions for these to mean anything)' if quick else ''))
     for what, key, peer, peer_key, op, bound in TARGETS:
         if key not in us or (peer and not med.get(peer, {}).get(peer_key)):
             print('  %-66s  no figure' % what)
@@ -769,7 +770,7 @@ def report(results, opts):
             '%s %.2f' % (k, med['usher 2w'][k] / med['usher 1w'][k])
             for k in ('logins_per_s', 'logins_per_s_capped')
             if k in med['usher 1w'] and k in med['usher 2w'] and med['usher 1w'][k]))
-    print_targets(med)
+    print_targets(med, opts.quick)
     if opts.json:
         with open(opts.json, 'w') as f:
             json.dump({'medians': med, 'runs': results}, f, indent=1)
