@@ -254,7 +254,7 @@ class TlsTest(unittest.TestCase):
         expected = 0
         _, session, _ = handshake(self.a.tls_port, ctx=ctx)
         expected += 1
-        for step in range(3):
+        for _ in range(3):
             handshake(self.a.tls_port, ctx=tls12)
             abandon()
             _, session, reused = handshake(self.a.tls_port, session=session, ctx=ctx)
