@@ -235,6 +235,7 @@ void client_close(struct client *c, const char *last_words, const char *reason) 
   client_reading(c, 0);
   bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
   client_write(c, "%s", last_words);
+  if (c->free_armed) return;   /* flushed inside the write: freed next turn */
   if (!c->timer) c->timer = evtimer_new(c->w->base, on_timer, c);
   /* Sent at once (no write callback will come): free on the next loop
    * turn, never here, since callers still hold c. Else the write callback
@@ -245,6 +246,34 @@ void client_close(struct client *c, const char *last_words, const char *reason) 
   } else {
     client_timer(c, CLOSE_FLUSH_MS);
   }
+}
+
+/* The rule for callbacks that can run inside a write.
+ *
+ * A TLS filter bufferevent (usher's record layer or libevent's OpenSSL
+ * one) runs its write callback, and may run its event callback, inside
+ * the bufferevent_write() that fed it: client_write(), the relay's pump.
+ * The caller of that write still holds c and goes on using it. So a
+ * callback of a TLS filter never frees the client at once: it calls
+ * client_free_soon(), which silences the client (no reading, no more
+ * callbacks) and frees it from the timer on the next loop turn, when no
+ * caller is left on the stack. A plain socket bufferevent's callbacks run
+ * only from the event loop and may free at once. */
+void client_free_soon(struct client *c, const char *reason) {
+  if (c->free_armed) return;
+  c->state = CS_CLOSING;
+  c->close_reason = reason;
+  c->free_armed = 1;
+  client_reading(c, 0);
+  if (c->cbev) bufferevent_setcb(c->cbev, NULL, NULL, NULL, NULL);
+  if (c->rd[1]) event_del(c->rd[1]);
+  if (c->bbev) {
+    bufferevent_setcb(c->bbev, NULL, NULL, NULL, NULL);
+    bufferevent_disable(c->bbev, EV_READ | EV_WRITE);
+  }
+  if (!c->timer) c->timer = evtimer_new(c->w->base, on_timer, c);
+  static const struct timeval next_turn = {0, 0};
+  evtimer_add(c->timer, &next_turn);
 }
 
 void client_free(struct client *c, const char *reason) {
@@ -302,17 +331,19 @@ static void starttls_switch(struct client *c) {
 static void on_client_write(struct bufferevent *bev, void *arg) {
   struct client *c = arg;
   if (bev_unsent(bev) != 0) return;
-  if (c->state == CS_CLOSING) client_free(c, c->close_reason);
+  /* Flushed: the free waits for the next loop turn (see client_free_soon). */
+  if (c->state == CS_CLOSING) client_free_soon(c, c->close_reason);
   else if (c->state == CS_STARTTLS) starttls_switch(c);
 }
 
 static void on_client_event(struct bufferevent *bev, short what, void *arg) {
   (void)bev;
   struct client *c = arg;
-  if (what & BEV_EVENT_TIMEOUT) {
-    client_free(c, "timeout");
-    return;
-  }
-  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-    client_free(c, (what & BEV_EVENT_EOF) ? "client_eof" : "client_error");
+  const char *reason = (what & BEV_EVENT_TIMEOUT) ? "timeout"
+                       : (what & BEV_EVENT_EOF)   ? "client_eof"
+                       : (what & BEV_EVENT_ERROR) ? "client_error"
+                                                  : NULL;
+  if (!reason) return;
+  if (c->is_tls) client_free_soon(c, reason);   /* may run inside a write */
+  else client_free(c, reason);
 }

@@ -75,6 +75,7 @@ struct client {
   unsigned counted : 1;             /* counted in the per-address limit */
   unsigned registered : 1;          /* sessiond knows the session (LOGIN OK) */
   unsigned backend_retried : 1;     /* one BACKEND_FAILED round used */
+  unsigned free_armed : 1;          /* client_free_soon: freed on the timer */
 
   /* Pre-auth. */
   struct imap_parser *parser;
@@ -133,8 +134,12 @@ void client_begin(struct client *c);
 void client_write(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Sends the last words (may be NULL) then closes once they are flushed. */
 void client_close(struct client *c, const char *last_words, const char *reason);
-/* Frees at once. */
+/* Frees at once. Not from a callback that can run inside a write. */
 void client_free(struct client *c, const char *reason);
+/* Silences the client now and frees it on the next loop turn: for the
+ * callbacks of TLS filters, which can run inside a write whose caller
+ * still holds c (see client.c). */
+void client_free_soon(struct client *c, const char *reason);
 /* (Re)arms the client timer; 0 disarms. */
 void client_timer(struct client *c, uint64_t ms);
 /* While a login is under way (1), reading stops once AUTH_WAIT_INPUT_MAX

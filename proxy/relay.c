@@ -89,17 +89,28 @@ static void relay_pump(struct client *c, enum side from) {
   if (evbuffer_get_length(dst) >= RELAY_HIGH) side_pause(c, from);
 }
 
+/* A TLS side's callbacks can run inside a write to it (client.c): they
+ * end the session with client_free_soon. */
+static int side_is_tls(const struct client *c, enum side s) {
+  return plain_fd(c, s) < 0;
+}
+
+static void relay_end(struct client *c, int in_tls_callback, const char *reason) {
+  if (in_tls_callback) client_free_soon(c, reason);
+  else client_free(c, reason);
+}
+
 /* An end of stream waits until the other direction is flushed. */
-static void relay_check_ends(struct client *c) {
+static void relay_check_ends(struct client *c, int in_tls_callback) {
   size_t to_client = bev_unsent(c->cbev);   /* a TLS filter's socket side too */
   size_t to_backend = evbuffer_get_length(bufferevent_get_output(c->bbev));
   if (c->backend_eof && to_client == 0) {
-    client_free(c, c->client_eof ? "closed" : "backend_closed");
+    relay_end(c, in_tls_callback, c->client_eof ? "closed" : "backend_closed");
     return;
   }
   if (c->client_eof && to_backend == 0) {
     if (c->bfd < 0) {   /* a TLS backend: nothing more to wait for */
-      client_free(c, "client_closed");
+      relay_end(c, in_tls_callback, "client_closed");
       return;
     }
     shutdown(c->bfd, SHUT_WR);
@@ -109,10 +120,10 @@ static void relay_check_ends(struct client *c) {
   if (c->client_eof) bufferevent_setwatermark(c->bbev, EV_WRITE, 0, 0);
 }
 
-static void side_eof(struct client *c, enum side s) {
+static void side_eof(struct client *c, enum side s, int in_tls_callback) {
   *eof_of(c, s) = 1;
   side_pause(c, s);
-  relay_check_ends(c);
+  relay_check_ends(c, in_tls_callback);
 }
 
 /* ---- plain sockets, read here ---------------------------------------------------- */
@@ -120,7 +131,7 @@ static void side_eof(struct client *c, enum side s) {
 /* A read that got n <= 0: end of stream or an error stops this side (and
  * may free c); EAGAIN just waits for the next readiness. */
 static void read_stopped(struct client *c, enum side from, ssize_t n) {
-  if (n == 0) side_eof(c, from);
+  if (n == 0) side_eof(c, from, 0);
   else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
     client_free(c, from == CLIENT ? "client_error" : "backend_error");
 }
@@ -144,7 +155,7 @@ static int read_small(struct client *c, enum side from, int fd, short what) {
   count(c, from, (size_t)n);
   if (from == BACKEND && (what & EV_CLOSED) && (size_t)n < sizeof small) {
     bev_send_last(c->cbev, plain_fd(c, CLIENT), small, (size_t)n);
-    side_eof(c, BACKEND);
+    side_eof(c, BACKEND, 0);
     return 0;
   }
   bev_send(bev_of(c, !from), plain_fd(c, !from), small, (size_t)n);
@@ -199,7 +210,7 @@ static void on_relay_write(struct bufferevent *bev, void *arg) {
   struct client *c = arg;
   enum side src = bev == c->cbev ? BACKEND : CLIENT;   /* who fills this output */
   if (*eof_of(c, src)) {
-    relay_check_ends(c);
+    relay_check_ends(c, side_is_tls(c, !src));
     return;
   }
   /* Below the low watermark again: the reader may go on. */
@@ -212,17 +223,18 @@ static void on_relay_write(struct bufferevent *bev, void *arg) {
 static void on_relay_event(struct bufferevent *bev, short what, void *arg) {
   struct client *c = arg;
   enum side s = bev == c->cbev ? CLIENT : BACKEND;
+  int tls = side_is_tls(c, s);
   if (what & BEV_EVENT_TIMEOUT) {
-    client_free(c, "idle_timeout");
+    relay_end(c, tls, "idle_timeout");
     return;
   }
   if (what & BEV_EVENT_ERROR) {
-    client_free(c, s == CLIENT ? "client_error" : "backend_error");
+    relay_end(c, tls, s == CLIENT ? "client_error" : "backend_error");
     return;
   }
   if (what & BEV_EVENT_EOF) {
     relay_pump(c, s);
-    side_eof(c, s);
+    if (!c->free_armed) side_eof(c, s, tls);
   }
 }
 
