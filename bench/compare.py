@@ -349,8 +349,10 @@ def loadgen(args, timeout=600):
     out = subprocess.run([LOADGEN] + args, capture_output=True, text=True, timeout=timeout)
     last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ''
     fig = dict(kv.split('=', 1) for kv in last.split() if '=' in kv)
-    if out.returncode != 0 or 'ok' not in fig:
-        raise RuntimeError('loadgen %s: %s %s' % (' '.join(args), last, out.stderr[-500:]))
+    if out.returncode != 0 or 'ok' not in fig:   # a figure over lost sessions is no figure
+        lost = [l for l in out.stdout.splitlines() if l.startswith('lost ')]
+        raise RuntimeError('loadgen %s: %s %s %s' % (' '.join(args), last, '; '.join(lost),
+                                                     out.stderr[-500:]))
     return fig
 
 

@@ -22,7 +22,9 @@
  * --tls-suites: the TLS 1.3 suites the client offers, in its order
  * (OpenSSL's default puts AES-256-GCM first; NSS, Apple's and BoringSSL's
  * clients put AES-128-GCM first).
- * Last line on stdout: key=value figures; exit 0 when no session failed. */
+ * Every session that did not complete is printed as "lost reason=STEP/PROBLEM
+ * sessions=N" lines; the last line on stdout is the key=value figures;
+ * exit 0 only when no session was lost. */
 #include <getopt.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -124,10 +126,35 @@ static void keep_tls_session(SSL *ssl) {
   saved_session = sess;
 }
 
+/* Every session that did not complete, counted by why: the step it was at
+ * and the problem's first words. A figure measured over lost sessions is
+ * no figure, so the summary names them all (a few distinct reasons at
+ * most; the rest are counted under "other"). */
+#define MAX_REASONS 32
+static struct { char what[80]; unsigned n; } reasons[MAX_REASONS];
+static unsigned n_reasons;
+static const char *const step_names[] = {"greeting", "starttls", "login", "select", "fetch_data",
+                                         "fetch", "idle", "parked", "logout"};
+
+static void count_lost(const struct session *s, const char *problem) {
+  char what[80];
+  size_t plen = strcspn(problem, ":(0123456789");
+  snprintf(what, sizeof what, "%s/%.*s", step_names[s->step], (int)plen, problem);
+  for (char *p = what; *p; p++)
+    if (*p == ' ' || *p == ',' || *p == '=') *p = '_';
+  unsigned i;
+  for (i = 0; i < n_reasons; i++)
+    if (!strcmp(reasons[i].what, what)) break;
+  if (i == n_reasons && n_reasons < MAX_REASONS) snprintf(reasons[n_reasons++].what, 80, "%s", what);
+  else if (i == n_reasons) i = MAX_REASONS - 1;   /* the last slot takes the rest */
+  reasons[i].n++;
+}
+
 /* Ends a session, failed when problem is set, and makes room for the next. */
 static void session_end(struct session *s, const char *problem) {
   if (problem) {
     failed++;
+    count_lost(s, problem);
     if (complaints++ < 10) fprintf(stderr, "session %u: %s\n", s->id, problem);
     if (s->step == PARKED) parked--;
   } else {
@@ -487,6 +514,10 @@ static void report(void) {
   double elapsed = since(&t_start);
   qsort(latency_us, nlat, sizeof *latency_us, cmp_u32);
   if (opt.scenario == S_IDLE) ok = parked;
+  for (unsigned i = 0; i < n_reasons; i++)   /* before the summary, which stays last */
+    printf("lost reason=%s sessions=%u\n", reasons[i].what, reasons[i].n);
+  if (opt.scenario == S_IDLE && parked < opt.sessions && !n_reasons)
+    printf("lost reason=never_parked sessions=%u\n", opt.sessions - parked);
   printf("sessions=%u ok=%u failed=%u elapsed_s=%.3f rate=%.1f p50_ms=%.2f p90_ms=%.2f "
          "p99_ms=%.2f max_ms=%.2f bytes=%llu resumed=%u\n",
          opt.sessions, ok, failed, elapsed, ok / elapsed, pct(0.5), pct(0.9), pct(0.99),
