@@ -412,6 +412,7 @@ static void config_defaults(struct config *c) {
   c->throttle_ban_ms = 15 * 60 * 1000;
   c->throttle_max_delay_ms = 15 * 1000;
   c->seat_expire_ms = 15 * 60 * 1000;
+  c->on_redis_down_refuse = 1;   /* the safe one: see sessiond/seatstore.h */
   c->backend_retry_ms = 30 * 1000;
   c->seat_lease_ms = 60 * 1000;
   c->health_interval_ms = 5000;

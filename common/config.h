@@ -163,7 +163,7 @@ struct config {
   uint64_t seat_expire_ms;      /* default 15m */
   uint64_t backend_retry_ms;    /* a backend marked down is retried after; default 30s */
   uint64_t seat_lease_ms;       /* a proxy's lease on a user's seat in Redis; default 60s */
-  int on_redis_down_refuse;     /* on_redis_down = refuse (else fallback, the default) */
+  int on_redis_down_refuse;     /* on_redis_down = refuse (the default; else fallback) */
   uint64_t health_interval_ms;  /* active backend checks; default 5s; 0: off */
   uint64_t health_timeout_ms;   /* connect + greeting; default 5s */
   unsigned health_rise, health_fall; /* checks in a row to change verdict; default 2, 3 */

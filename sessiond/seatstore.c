@@ -181,12 +181,32 @@ static void route_done(struct route *r, int idx) {
   route_free(r);
 }
 
+/* Redis is away and on_redis_down = refuse (the default): a user who
+ * holds sessions on this proxy under a seat that Redis confirmed keeps
+ * that seat. It is safe: no proxy can seat the user elsewhere without
+ * Redis (they refuse too), and a move needs Redis. Anyone else would be
+ * seated on a guess that another proxy's sessions may contradict, so
+ * they get NO [UNAVAILABLE]. */
+static void route_refused_unless_held(struct route *r, uint64_t now) {
+  struct sessiond *sd = r->sd;
+  struct seat *seat = seat_find(sd->seats, r->user, now);
+  int idx = seat ? sessiond_backend_index(sd, seat->backend) : -1;
+  if (!seat || !seat->fenced || seat->sessions == 0 || !backend_usable(sd, idx, now)) {
+    st.refused_routes++;
+    route_done(r, -1);
+    return;
+  }
+  sd->n.seats_reused++;
+  commit(r, idx, seat->gen, 1);
+  route_done(r, idx);
+}
+
 /* Redis is not there: this proxy's memory and the consistent hash. */
 static void route_local(struct route *r) {
   struct sessiond *sd = r->sd;
   uint64_t now = now_ms();
   if (sd->redis && sd->cfg->on_redis_down_refuse) {
-    route_done(r, -1);
+    route_refused_unless_held(r, now);
     return;
   }
   st.fallback_routes++;

@@ -18,10 +18,18 @@
  *             "kick H GEN": every proxy closes that user's older sessions
  * A seat expires seat_expire after its last lease.
  *
- * Without Redis (not configured, or unreachable: on_redis_down = fallback)
- * seats live in this proxy's memory and are chosen by the same consistent
- * hash, so proxies still agree on everyone whose backends are all healthy;
- * those seats are unfenced and written back when Redis returns. */
+ * Redis configured but unreachable, on_redis_down = refuse (the default):
+ * only users who hold sessions on this proxy under a seat Redis confirmed
+ * get in (on that seat); everyone else gets NO [UNAVAILABLE], since no
+ * proxy can prove alone that no other proxy serves them elsewhere.
+ *
+ * Without Redis (not configured, or unreachable with on_redis_down =
+ * fallback) seats live in this proxy's memory and are chosen by the same
+ * consistent hash, so proxies agree on everyone whose backends are all
+ * healthy; those seats are unfenced and written back when Redis returns.
+ * With several proxies, fallback can seat one user on two backends during
+ * an outage (one proxy's memory against another's hash): it trades the
+ * seat rule for availability, and is not the default. */
 #ifndef USHER_SESSIOND_SEATSTORE_H
 #define USHER_SESSIOND_SEATSTORE_H
 
@@ -61,6 +69,7 @@ void seatstore_on_event(struct sessiond *sd, const char *payload, size_t len);
 
 struct seatstore_stats {
   uint64_t attaches, claims_won, replaces, heartbeats, conflicts_kicked, fallback_routes, detaches;
+  uint64_t refused_routes;   /* Redis away, on_redis_down = refuse, user not held here */
 };
 const struct seatstore_stats *seatstore_stats(void);
 

@@ -178,15 +178,28 @@ class ClusterTest(unittest.TestCase):
             self.backends[2].start()
 
     def test_zz_redis_down_then_reconciled(self):
+        """Redis stops (on_redis_down = refuse, the default): users with
+        sessions on a proxy keep logging in there on their seat, nobody else
+        is seated on a guess. Redis comes back empty: the proxies write
+        their seats back and nobody is kicked."""
         u1, u2, u3 = self.proxies
+        users = ['user%02d' % k for k in range(1, 13)]
+        held = [self.login(self.proxies[i % 3], user) for i, user in enumerate(users)]
+        seated = {user: backend_name(m) for user, m in zip(users, held)}
         self.redis.stop()
-        held = []
         try:
-            for i, user in enumerate(['user%02d' % k for k in range(1, 13)]):
-                held.append(self.login(self.proxies[i % 3], user))
-            fallback = sum(self.admin(u, 'status')['cluster_seats']['fallback_routes']
-                           for u in self.proxies)
-            self.assertGreaterEqual(fallback, 12)
+            for i, user in enumerate(users[:6]):
+                m = self.login(self.proxies[i % 3], user)
+                self.assertEqual(backend_name(m), seated[user])
+                m.logout()
+            for i, user in enumerate(users[:3]):   # held by another proxy only
+                m = imaplib.IMAP4('127.0.0.1', self.proxies[(i + 1) % 3].port, timeout=30)
+                with self.assertRaisesRegex(imaplib.IMAP4.error, 'UNAVAILABLE'):
+                    m.login(user, USERS[user])
+                m.logout()
+            refused = sum(self.admin(u, 'status')['cluster_seats']['refused_routes']
+                          for u in self.proxies)
+            self.assertGreaterEqual(refused, 3)
         finally:
             self.redis.start()
         # Redis came back empty: the proxies write their seats back.

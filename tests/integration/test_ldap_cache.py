@@ -245,15 +245,25 @@ class LdapCacheTest(unittest.TestCase):
             self.slapd.start()
         self.wait_login(self.u1, 'load01')
 
-    def test_zz_redis_down_logins_go_on(self):
+    def test_zz_redis_down_users_with_sessions_go_on(self):
+        """While Redis is away (on_redis_down = refuse, the default), a user
+        who holds a session on a proxy keeps logging in there, on the same
+        seat; a user nobody holds gets NO [UNAVAILABLE]: no proxy can prove
+        alone that another does not serve them elsewhere."""
+        held = [self.assert_ok(self.u1, 'load02', LDAP_USERS['load02']),
+                self.assert_ok(self.u2, 'load03', LDAP_USERS['load03'])]
         self.redis.stop()
         try:
-            self.assert_ok(self.u1, 'load02', LDAP_USERS['load02']).logout()   # LDAP, no Redis
+            self.assert_ok(self.u1, 'load02', LDAP_USERS['load02']).logout()
             self.assert_ok(self.u1, 'load02', LDAP_USERS['load02']).logout()   # memory cache
             self.assert_ok(self.u2, 'load03', LDAP_USERS['load03']).logout()
+            self.assert_no(self.u1, 'load03', LDAP_USERS['load03'], 'UNAVAILABLE')   # held on u2
+            self.assert_no(self.u2, 'load06', LDAP_USERS['load06'], 'UNAVAILABLE')
             self.assertFalse(self.stats(self.u1)['redis']['up'])
         finally:
             self.redis.start()
+        for m in held:
+            m.logout()
         deadline = time.time() + 10
         while not self.stats(self.u1)['redis']['up'] and time.time() < deadline:
             time.sleep(0.1)
