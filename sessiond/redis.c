@@ -126,12 +126,31 @@ static void link_ready(struct rlink *l) {
   }
 }
 
+/* A link is up only once Redis has answered a PING: a TCP connect alone
+ * proves nothing (the kernel completes it for a frozen process, and a
+ * proxy that took that for Redis being back flapped down and up every few
+ * hundred milliseconds). The connect timer stays armed until the answer,
+ * so a Redis that does not answer is dropped and retried later. */
+static void on_ping(redisAsyncContext *ac, void *reply, void *priv) {
+  struct rlink *l = priv;
+  redisReply *rep = reply;
+  if (!ac->data) return;   /* being dropped */
+  if (rep && rep->type != REDIS_REPLY_ERROR) {
+    event_del(l->connect_timer);
+    link_ready(l);
+    return;
+  }
+  log_event(LOG_LVL_WARN, "redis_ping", "link=%s error=\"%s\"", l->role,
+            rep && rep->str ? rep->str : "no answer");
+  link_drop(l);
+}
+
 static void on_auth(redisAsyncContext *ac, void *reply, void *priv) {
   struct rlink *l = priv;
   redisReply *rep = reply;
   if (!ac->data) return;   /* being dropped */
   if (rep && rep->type != REDIS_REPLY_ERROR) {
-    link_ready(l);
+    redisAsyncCommand(ac, on_ping, l, "PING");
     return;
   }
   log_event(LOG_LVL_ERROR, "redis_auth", "link=%s error=\"%s\"", l->role,
@@ -142,16 +161,15 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *priv) {
 static void on_connect(const redisAsyncContext *ac, int status) {
   struct rlink *l = ac->data;
   if (!l) return;
-  event_del(l->connect_timer);
   if (status != REDIS_OK) {
+    event_del(l->connect_timer);
     link_retry_later(l);   /* hiredis frees the context */
     return;
   }
-  if (l->r->password) {
+  if (l->r->password)
     redisAsyncCommand((redisAsyncContext *)ac, on_auth, l, "AUTH %s", l->r->password);
-    return;
-  }
-  link_ready(l);
+  else
+    redisAsyncCommand((redisAsyncContext *)ac, on_ping, l, "PING");
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status) {
