@@ -215,6 +215,10 @@ static char *login_line(const struct client *c, size_t *outlen) {
   return line;
 }
 
+/* The password stays until the backend has answered the login (the login
+ * is still in progress): a backend that dies or answers UNAVAILABLE
+ * mid-login is then retried once on another seat (backend_fail) instead
+ * of refusing the client. It is wiped at the answer either way. */
 static void forget_password(struct client *c) {
   wipe_free_str(c->password);
   c->password = NULL;
@@ -232,7 +236,6 @@ static void send_login(struct client *c) {
       int len = snprintf(line, n + 32, "L AUTHENTICATE PLAIN %s\r\n", b64);
       backend_write_secret(c, line, (size_t)len);
       c->bstep = BS_AUTH;
-      forget_password(c);
     } else {
       backend_write(c, "L AUTHENTICATE PLAIN\r\n");
       c->bstep = BS_AUTH_CONTINUE;   /* the password waits for the "+" */
@@ -249,7 +252,6 @@ static void send_login(struct client *c) {
   char *line = login_line(c, &n);
   backend_write_secret(c, line, n);
   c->bstep = BS_AUTH;
-  forget_password(c);
 }
 
 static void send_plain_continuation(struct client *c) {
@@ -261,7 +263,6 @@ static void send_plain_continuation(struct client *c) {
   backend_write_secret(c, line, n + 2);
   wipe(b64, n);
   free(b64);
-  forget_password(c);
   c->bstep = BS_AUTH;
 }
 
@@ -290,6 +291,11 @@ static void login_refused(struct client *c, const char *line) {
   char user[LOG_QUOTE_MAX];
   log_event(LOG_LVL_WARN, "backend_refused", "session=%s backend=%s user=%s auth=%d", c->sid_hex,
             c->backend_name, log_quote(user, sizeof user, c->user, strlen(c->user)), auth);
+  if (!auth) {   /* not the credentials: a backend going away, say; another seat may do */
+    backend_fail(c, "backend_unavailable");
+    return;
+  }
+  forget_password(c);
   backend_free(c);
   sessiond_link_session_end(c->w->link, c, "backend_refused");
   c->registered = 0;

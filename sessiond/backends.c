@@ -75,6 +75,16 @@ static void probe_verdict(struct sessiond *sd, int idx, int ok) {
       log_event(LOG_LVL_INFO, "backend_health", "backend=%s state=healthy",
                 cfg->backends[idx].name);
     }
+    /* One verdict on availability: a failed connect's retry penalty
+     * (sessiond_backend_mark_down) applies only until health checks have
+     * spoken since. Without this, a rolling restart of the backends left
+     * each restarted one excluded for backend_retry though its checks
+     * passed, and with all of them penalised, every login was refused. */
+    if (b->ok_in_row >= cfg->health_rise && b->down_until) {
+      b->down_until = 0;
+      log_event(LOG_LVL_INFO, "backend_retry", "backend=%s reason=health_check_passed",
+                cfg->backends[idx].name);
+    }
   } else {
     b->ok_in_row = 0;
     if (++b->failed_in_row >= cfg->health_fall && b->healthy) {

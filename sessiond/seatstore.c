@@ -265,6 +265,17 @@ static void replace(struct route *r, const char *old_backend, const char *old_ge
   struct sessiond *sd = r->sd;
   int idx = backends_choose(sd, r->user, r->pinned);
   if (idx < 0) {
+    /* Nothing else can take the user either. A verdict can be wrong (a
+     * backend back from a restart before its checks have spoken): rather
+     * than refuse without trying, try the seat's own backend once, unless
+     * an operator took it out. The seat rule holds: it is the seat. */
+    int old = sessiond_backend_index(sd, old_backend);
+    if (old >= 0 && sd->bstate[old].admin == BA_UP && !sd->cfg->backends[old].retired) {
+      sd->n.seats_reused++;
+      commit(r, old, strtoull(old_gen, NULL, 10), 1);
+      route_done(r, old);
+      return;
+    }
     route_done(r, -1);
     return;
   }

@@ -35,6 +35,9 @@ void sessiond_backend_mark_down(struct sessiond *sd, int idx, const char *why) {
     log_event(LOG_LVL_WARN, "backend_down", "backend=%s reason=%s retry_ms=%llu",
               sd->cfg->backends[idx].name, why, (unsigned long long)sd->cfg->backend_retry_ms);
   sd->bstate[idx].down_until = now + sd->cfg->backend_retry_ms;
+  /* The penalty holds until health checks speak again: health_rise
+   * passing probes from now on lift it (backends.c). */
+  sd->bstate[idx].ok_in_row = 0;
 }
 
 static struct evconnlistener *listen_unix(struct sessiond *sd, const char *name,
