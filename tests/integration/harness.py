@@ -210,43 +210,40 @@ def crash_reports(log_text, expected=()):
     reports, after_error = [], 0
     started, stopping, forgiven = set(), False, set()
     for line in log_text.splitlines():
+        # Every line counts for the state (a start or stop may fall in a
+        # report's context); a line is reported once.
+        bad = False
         if any(mark in line for mark in SANITIZER_MARKS):
-            reports.append(line)
-            after_error = REPORT_CONTEXT if 'ERROR: ' in line else 0
-            continue
-        if after_error:
-            reports.append(line)
-            after_error -= 1
-            continue
+            bad = True
+            if 'ERROR: ' in line:
+                after_error = REPORT_CONTEXT + 1
         if 'proc=master event=start ' in line:   # usher (re)started by the test
             started, stopping = set(), False
         elif 'proc=master event=stopping ' in line:
             stopping = True
-        exit_ = CHILD_EXIT.search(line)
+        exit_, start = CHILD_EXIT.search(line), CHILD_START.search(line)
         if exit_:
             role, child, how, value = exit_.groups()
             value = int(value)
-            if stopping:
-                if how == 'signal' or value != 0:
-                    reports.append(line)
-                continue
             key = next((k for k, n in left.items()
                         if n and k[0] == role and how == 'signal' and value in k[1]), None)
-            if key:
+            if stopping:
+                bad = bad or how == 'signal' or value != 0
+            elif key:
                 left[key] -= 1
                 forgiven.add((role, child))   # its restart is expected too
             else:
-                reports.append(line)
-            continue
-        start = CHILD_START.search(line)
-        if start:
-            child = (start.group(1), start.group(2))
-            if child in started:
-                if child in forgiven:
-                    forgiven.discard(child)
-                else:
-                    reports.append(line)
+                bad = True
+        elif start:
+            child = start.groups()
+            if child in forgiven:
+                forgiven.discard(child)
+            elif child in started:
+                bad = True
             started.add(child)
+        if bad or after_error:
+            reports.append(line)
+        after_error = max(0, after_error - 1)
     for (role, signals), n in left.items():
         if n:
             reports.append('(harness) %d expected exit(s) of %s by signal %s did not happen'
