@@ -185,6 +185,72 @@ imap_idle_notify_interval = 1 secs
         return {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
 
 
+CHILD_EXIT = re.compile(r'event=child_exit role=(\w+) id=(\d+) (signal|status)=(\d+)')
+CHILD_START = re.compile(r'event=child_start role=(\w+) id=(\d+) ')
+REPORT_CONTEXT = 20   # lines kept after a sanitizer's ERROR line: its stack
+
+
+def crash_reports(log_text, expected=()):
+    """The lines of an usher log that show something went wrong:
+
+    - a sanitizer report, with REPORT_CONTEXT lines after each ERROR line;
+    - a child_exit while usher ran (the master restarts the child silently,
+      so a crashed worker would go unnoticed otherwise);
+    - a child_exit during a graceful stop by a signal or a non-zero status
+      (a clean stop ends every child with status 0);
+    - a restart (child_start again for the same role and id).
+
+    expected: (role, count, signals) tuples as Usher.expect_child_exits()
+    makes them; that many exits of that role by one of those signals while
+    usher ran, and the restarts after them, are no report. A declared exit
+    that did not happen is one, so that the declaration stays true."""
+    left = {}   # (role, signals) -> exits still tolerated
+    for role, count, signals in expected:
+        left[(role, signals)] = left.get((role, signals), 0) + count
+    reports, after_error = [], 0
+    started, stopping, forgiven = set(), False, set()
+    for line in log_text.splitlines():
+        # Every line counts for the state (a start or stop may fall in a
+        # report's context); a line is reported once.
+        bad = False
+        if any(mark in line for mark in SANITIZER_MARKS):
+            bad = True
+            if 'ERROR: ' in line:
+                after_error = REPORT_CONTEXT + 1
+        if 'proc=master event=start ' in line:   # usher (re)started by the test
+            started, stopping = set(), False
+        elif 'proc=master event=stopping ' in line:
+            stopping = True
+        exit_, start = CHILD_EXIT.search(line), CHILD_START.search(line)
+        if exit_:
+            role, child, how, value = exit_.groups()
+            value = int(value)
+            key = next((k for k, n in left.items()
+                        if n and k[0] == role and how == 'signal' and value in k[1]), None)
+            if stopping:
+                bad = bad or how == 'signal' or value != 0
+            elif key:
+                left[key] -= 1
+                forgiven.add((role, child))   # its restart is expected too
+            else:
+                bad = True
+        elif start:
+            child = start.groups()
+            if child in forgiven:
+                forgiven.discard(child)
+            elif child in started:
+                bad = True
+            started.add(child)
+        if bad or after_error:
+            reports.append(line)
+        after_error = max(0, after_error - 1)
+    for (role, signals), n in left.items():
+        if n:
+            reports.append('(harness) %d expected exit(s) of %s by signal %s did not happen'
+                           % (n, role, '/'.join(map(str, signals))))
+    return reports
+
+
 class Usher:
     """usher, started from USHER_BIN with a generated configuration."""
 
@@ -223,6 +289,7 @@ class Usher:
                 for k, v in keys.items():
                     f.write('%s = %s\n' % (k, v))
         self.proc = None
+        self.expected_exits = []   # see expect_child_exits()
         self.start()
 
     def start(self):
@@ -264,6 +331,32 @@ class Usher:
         return [line for line in self.log().splitlines()
                 if any(mark in line for mark in SANITIZER_MARKS)]
 
+    def child_pids(self, role):
+        """pids of the master's live children of `role` ('worker', 'sessiond'),
+        from /proc: what the kernel says now, not what the log said once."""
+        pids = []
+        for task in os.listdir('/proc/%d/task' % self.proc.pid):
+            with open('/proc/%d/task/%s/children' % (self.proc.pid, task)) as f:
+                for pid in f.read().split():
+                    try:
+                        with open('/proc/%s/cmdline' % pid, 'rb') as c:
+                            argv = c.read().split(b'\0')
+                    except FileNotFoundError:   # gone since
+                        continue
+                    if b'--role' in argv and argv[argv.index(b'--role') + 1] == role.encode():
+                        pids.append(int(pid))
+        return pids
+
+    def expect_child_exits(self, role, count=1, signals=(signal.SIGKILL, signal.SIGTERM)):
+        """Declares that the test itself ends `count` children of `role`
+        ('worker' or 'sessiond') with one of `signals`: crash_reports()
+        then tolerates exactly those exits and the restarts after them."""
+        self.expected_exits.append((role, count, tuple(int(s) for s in signals)))
+
+    def crash_reports(self):
+        """The log lines that show usher went wrong (see crash_reports())."""
+        return crash_reports(self.log(), self.expected_exits)
+
 
 class Env:
     """A temporary world: directory, certificate, users file, mail store."""
@@ -278,6 +371,7 @@ class Env:
         self.users_file = os.path.join(self.dir, 'users')
         self.write_users(USERS)
         self.backends, self.ushers, self.others = [], [], []
+        self.watched = []   # see watch_log()
 
     def _make_cert(self):
         cert, key = os.path.join(self.dir, 'cert.pem'), os.path.join(self.dir, 'key.pem')
@@ -334,19 +428,35 @@ class Env:
     def tls_context(self):
         return ssl.create_default_context(cafile=self.cert)
 
+    def watch_log(self, name, read, expected=()):
+        """close() checks this log too: for an usher the test started itself,
+        outside env.usher(). read() gives its text (called before the test
+        directory is removed); expected as Usher.expected_exits."""
+        self.watched.append((name, read, expected))
+
     def close(self):
-        """Stops everything; returns the sanitizer reports found in usher logs."""
-        reports = []
+        """Stops everything and checks usher's logs: raises AssertionError
+        with the lines of each crash report (see crash_reports()), so that no
+        test can forget to look; returns [] otherwise (callers that compare
+        the result with [] keep working)."""
+        found = []
         for u in self.ushers:
             u.stop()
-            reports += u.sanitizer_reports()
+            found.append((u.log_path, u.crash_reports()))
+        for name, read, expected in self.watched:
+            found.append((name, crash_reports(read(), expected)))
         for b in self.backends + self.others:
             b.stop()
+        # Closed once: a cleanup that closes again has nothing left to do.
+        self.ushers, self.backends, self.others, self.watched = [], [], [], []
         if os.environ.get('USHER_KEEP_TEST_DIR'):
             print('kept', self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
-        return reports
+        message = ['%s:\n  %s' % (name, '\n  '.join(lines)) for name, lines in found if lines]
+        if message:
+            raise AssertionError('usher crashed or was restarted:\n' + '\n'.join(message))
+        return []
 
 
 class Slapd:

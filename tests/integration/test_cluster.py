@@ -43,9 +43,8 @@ class ClusterTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         rcs = [u.stop() for u in cls.env.ushers]
-        reports = cls.env.close()
+        cls.env.close()   # raises with the log lines of any crash
         assert rcs == [0] * len(rcs), 'usher exit codes %r' % rcs
-        assert not reports, 'sanitizer reports:\n' + '\n'.join(reports)
 
     # ---- helpers --------------------------------------------------------------
 

@@ -151,6 +151,8 @@ class Node:
         self.ka_log_path = os.path.join(self.dir, 'keepalived.log')
         self.admin_path = os.path.join(self.dir, 'run', 'admin.sock')
         self.usher = self.keepalived = None
+        self.killed_at = None   # the log's length when kill() began
+        env.watch_log('node %s: %s' % (tag, self.log_path), self.log_before_kill)
         all_sections = {
             'usher': {'workers': WORKERS, 'runtime_dir': os.path.join(self.dir, 'run'),
                       'log_level': 'info', 'name': 'usher-%s' % tag, 'drain_time': '1s'},
@@ -219,8 +221,17 @@ class Node:
         """One command on the admin socket (a path: reachable from any namespace)."""
         return json.loads(harness.admin_command(self.admin_path, command))
 
+    def log_before_kill(self):
+        """What env.close() checks for crashes: the log up to kill(), after
+        which the exits of children (SIGKILLed by the test, in any order
+        with their master) are no crash."""
+        if not os.path.exists(self.log_path):
+            return ''
+        return self.log()[:self.killed_at]
+
     def kill(self):
         """The node dies: SIGKILL to everything running in its namespace."""
+        self.killed_at = len(self.log())
         for _ in range(50):
             pids = netns_pids(self.ns)
             if not pids:

@@ -56,9 +56,8 @@ class LdapCacheTest(unittest.TestCase):
     def tearDownClass(cls):
         logs = cls.u1.log() + cls.u2.log()
         rcs = [u.stop() for u in cls.env.ushers]
-        reports = cls.env.close()
+        cls.env.close()   # raises with the log lines of any crash
         assert rcs == [0] * len(rcs), 'usher exit codes %r' % rcs
-        assert not reports, 'sanitizer reports:\n' + '\n'.join(reports)
         for pw in LDAP_USERS.values():
             assert pw not in logs, 'a password appears in a log'
 
