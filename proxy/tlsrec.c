@@ -44,11 +44,6 @@
 #define ALERT_INTERNAL_ERROR 80
 #define ALERT_USER_CANCELED 90
 
-/* The socket side's input stops reading at this: a few records more than
- * one read brings, so that it never limits a read while the session
- * keeps up, and bounds what waits there while reading is stalled. */
-#define READ_HIGH (4 * (HEADER_LEN + MAX_CIPHER))
-
 struct direction {
   uint64_t seq;
   uint8_t secret[MAX_SECRET];
@@ -416,10 +411,15 @@ static int on_control(struct tlsrec *t, uint8_t type, size_t n) {
 
 /* A client that sends without reading (a KeyUpdate storm, or commands
  * whose answers it never takes) must not make our output grow: records
- * are no longer opened while the socket side holds FILTER_SOCKET_HIGH.
- * They wait in its input, whose high mark (READ_HIGH) then stops the
- * socket's reading; on_drain resumes. */
+ * are no longer opened while the socket side holds FILTER_SOCKET_HIGH,
+ * and the socket is no longer read: what came waits in the socket side's
+ * input (a read at most). on_drain resumes. A read high-water mark on
+ * that input would not do: libevent 2.1 runs the read callback again and
+ * again while the input stays over it. The filter's own enabling and
+ * disabling only suspends the socket side's reading, so it cannot undo
+ * this. */
 static void stall(struct tlsrec *t) {
+  bufferevent_disable(t->under, EV_READ);
   evbuffer_cb_set_flags(bufferevent_get_output(t->under), t->drain_cb, EVBUFFER_CB_ENABLED);
 }
 
@@ -427,6 +427,7 @@ static void on_drain(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
   struct tlsrec *t = arg;
   if (!info->n_deleted || evbuffer_get_length(buf) >= FILTER_SOCKET_HIGH) return;
   evbuffer_cb_clear_flags(buf, t->drain_cb, EVBUFFER_CB_ENABLED);
+  bufferevent_enable(t->under, EV_READ);
   /* The filter's read callback: on_input again, over what waits. */
   bufferevent_trigger(t->under, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
@@ -564,7 +565,6 @@ static struct bufferevent *start(struct event_base *base, int fd, struct tlsrec 
   /* The filter turned the socket's writing on, which with nothing queued
    * costs an epoll round; emit() turns it on once a record waits. */
   bufferevent_disable(under, EV_WRITE);
-  bufferevent_setwatermark(under, EV_READ, 0, READ_HIGH);
   t->drain_cb = evbuffer_add_cb(bufferevent_get_output(under), on_drain, t);
   if (!t->drain_cb || remember(t) != 0) {
     bufferevent_free(bev);   /* and t */
