@@ -149,16 +149,17 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
   f->events |= what;
 }
 
-static int setup(void **state) {
+static int setup_with(void **state, const uint8_t *cs, const uint8_t *ss, uint64_t wseq) {
   struct fx *f = calloc(1, sizeof *f);
   f->base = event_base_new();
   assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, f->fd), 0);
   evutil_make_socket_nonblocking(f->fd[0]);
-  memcpy(f->c2s.secret, client_secret, 32);
-  memcpy(f->s2c.secret, server_secret, 32);
+  memcpy(f->c2s.secret, cs, 32);
+  memcpy(f->s2c.secret, ss, 32);
   pdir_keys(&f->c2s);
   pdir_keys(&f->s2c);
-  f->bev = tlsrec_from_secrets(f->base, f->fd[0], 0x1301, client_secret, server_secret, 32, 0, 0);
+  f->s2c.seq = wseq;
+  f->bev = tlsrec_from_secrets(f->base, f->fd[0], 0x1301, cs, ss, 32, 0, wseq);
   assert_non_null(f->bev);
   bufferevent_setcb(f->bev, on_read, NULL, on_event, f);
   bufferevent_enable(f->bev, EV_READ | EV_WRITE);
@@ -167,6 +168,10 @@ static int setup(void **state) {
   f->pin = evbuffer_new();
   *state = f;
   return 0;
+}
+
+static int setup(void **state) {
+  return setup_with(state, client_secret, server_secret, 0);
 }
 
 static int teardown(void **state) {
@@ -470,6 +475,62 @@ static void test_backpressure(void **state) {
   assert_int_equal(f->events, 0);
 }
 
+/* ---- RFC 8448 section 3 (simple 1-RTT handshake) --------------------------- */
+
+static void unhex(const char *h, uint8_t *out, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    while (*h == ' ') h++;
+    unsigned v;
+    assert_int_equal(sscanf(h, "%2x", &v), 1);
+    out[i] = (uint8_t)v;
+    h += 2;
+  }
+}
+
+static uint8_t rfc_c_ap[32], rfc_s_ap[32];
+
+static int setup_rfc8448(void **state) {
+  unhex("9e40646ce79a7f9dc05af8889bce6552875afa0b06df0087f792ebb7c17504a5", rfc_c_ap, 32);
+  unhex("a11af9f05531f856ad47116b45a950328204b4f44bfb6b3a4b4f1f3fcb631643", rfc_s_ap, 32);
+  /* The server's NewSessionTicket took its record 0 under these keys. */
+  return setup_with(state, rfc_c_ap, rfc_s_ap, 1);
+}
+
+static void test_rfc8448(void **state) {
+  struct fx *f = *state;
+  uint8_t want[80], plain[50];
+  /* The traffic keys, by the test's HKDF-Expand-Label. */
+  unhex("9f02283b6c9c07efc26bb9f2ac92e356", want, 16);
+  assert_memory_equal(f->s2c.key, want, 16);
+  unhex("cf782b88dd83549aadf1e984", want, 12);
+  assert_memory_equal(f->s2c.iv, want, 12);
+  unhex("17422dda596ed5d9acd890e3c63f5051", want, 16);
+  assert_memory_equal(f->c2s.key, want, 16);
+  unhex("5b78923dee08579033e523d9", want, 12);
+  assert_memory_equal(f->c2s.iv, want, 12);
+  for (int i = 0; i < 50; i++) plain[i] = (uint8_t)i;
+
+  /* The client's application data record, opened by usher. */
+  unhex("17 03 03 00 43 a2 3f 70 54 b6 2c 94 d0 af fa fe 82 28 ba 55 cb ef ac ea 42 f9 14 aa"
+        "66 bc ab 3f 2b 98 19 a8 a5 b4 6b 39 5b d5 4a 9a 20 44 1e 2b 62 97 4e 1f 5a 62 92 a2"
+        "97 70 14 bd 1e 3d ea e6 3a ee bb 21 69 49 15 e4", want, 72);
+  write_all(f->fd[1], want, 72);
+  pump(f);
+  assert_int_equal(evbuffer_get_length(f->got), 50);
+  assert_memory_equal(evbuffer_pullup(f->got, 50), plain, 50);
+
+  /* The server's, sealed by usher byte for byte. */
+  unhex("17 03 03 00 43 2e 93 7e 11 ef 4a c7 40 e5 38 ad 36 00 5f c4 a4 69 32 fc 32 25 d0 5f"
+        "82 aa 1b 36 e3 0e fa f9 7d 90 e6 df fc 60 2d cb 50 1a 59 a8 fc c4 9c 4b f2 e5 f0 a2"
+        "1c 00 47 c2 ab f3 32 54 0d d0 32 e1 67 c2 95 5d", want, 72);
+  bufferevent_write(f->bev, plain, 50);
+  pump(f);
+  precv(f);
+  assert_int_equal(evbuffer_get_length(f->pin), 72);
+  assert_memory_equal(evbuffer_pullup(f->pin, 72), want, 72);
+  assert_int_equal(f->events, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
@@ -488,6 +549,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_close_notify_received, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_notify_sent, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rfc8448, setup_rfc8448, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
