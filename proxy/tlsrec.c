@@ -1,7 +1,15 @@
 /* usher's TLS 1.3 record layer, for sessions taken over from OpenSSL after
  * the handshake (see tlsrec.h for why). RFC 8446: records in section 5,
  * the key schedule's HKDF-Expand-Label in 7.1, traffic keys in 7.3,
- * KeyUpdate in 4.6.3. */
+ * KeyUpdate in 4.6.3, alerts in 6.
+ *
+ * After the handshake a client may send application data, KeyUpdate
+ * (one, at the end of its record) and alerts; anything else, a record
+ * over the limits of 5.2 and 5.4, or one that does not open, ends the
+ * session with the fatal alert RFC 8446 names for it. Every answer of
+ * ours (our KeyUpdate, an alert) goes out on the socket side, whose
+ * output is bounded: a client that sends without reading cannot make
+ * the worker hold more (see stall). */
 #include "proxy/tlsrec.h"
 
 #include <stdint.h>
