@@ -235,7 +235,12 @@ void client_close(struct client *c, const char *last_words, const char *reason) 
   client_reading(c, 0);
   bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
   client_write(c, "%s", last_words);
-  if (c->free_armed) return;   /* flushed inside the write: freed next turn */
+  /* Our record layer ends its half cleanly (RFC 8446 6.1), behind the
+   * last words; an OpenSSL filter just closes, as before. */
+  if (c->is_tls) tlsrec_close_notify(c->cbev);
+  /* Flushed inside the write: freed next turn. (If the close_notify had to
+   * be queued behind a full socket, the flush timer below frees it.) */
+  if (c->free_armed && bev_unsent(c->cbev) == 0) return;
   if (!c->timer) c->timer = evtimer_new(c->w->base, on_timer, c);
   /* Sent at once (no write callback will come): free on the next loop
    * turn, never here, since callers still hold c. Else the write callback

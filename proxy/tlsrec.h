@@ -19,6 +19,9 @@
 #ifndef USHER_PROXY_TLSREC_H
 #define USHER_PROXY_TLSREC_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include <event2/bufferevent.h>
 #include <openssl/ssl.h>
 
@@ -37,5 +40,21 @@ int tlsrec_watch(SSL *ssl);
 struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl,
                                     const void *last_flight, size_t flen, const void *first,
                                     size_t len);
+
+/* The record layer from given traffic secrets, on fd (non-blocking),
+ * with rseq/wseq records already protected under them. suite_id: the
+ * TLS 1.3 cipher suite's two-byte id (0x1301, 0x1302, 0x1303). The
+ * take-over builds its filter with it; tests build one without a
+ * handshake. NULL on a bad suite or secret length, or no memory. */
+struct bufferevent *tlsrec_from_secrets(struct event_base *base, int fd, int suite_id,
+                                        const uint8_t *client_secret,
+                                        const uint8_t *server_secret, size_t secret_len,
+                                        uint64_t rseq, uint64_t wseq);
+
+/* Ends our writing half cleanly: if bev is one of our filters, what its
+ * output holds is sealed and queued, then a close_notify alert behind it,
+ * so that it leaves after all queued data; nothing is sealed after it.
+ * 0, or -1 if bev is not ours (an OpenSSL filter, a plain bufferevent). */
+int tlsrec_close_notify(struct bufferevent *bev);
 
 #endif

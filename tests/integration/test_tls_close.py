@@ -119,8 +119,10 @@ class TlsClosePaths(unittest.TestCase):
         self.assertEqual(self.u.sanitizer_reports(), [])
 
     def closed_with(self, c, words):
+        """The last words came, then the TLS session ended with close_notify."""
         data, how = c.rest()
         self.assertIn(words, data)
+        self.assertEqual(how, 'close_notify')
         return how
 
     def test_a_hundred_preauth_logouts(self):
@@ -129,6 +131,7 @@ class TlsClosePaths(unittest.TestCase):
             c.send(b'a LOGOUT\r\n')
             data, how = c.rest()
             self.assertEqual(data, b'* BYE Logging out.\r\na OK Logout completed.\r\n')
+            self.assertEqual(how, 'close_notify')
             c.close()
 
     def test_preauth_timeout(self):
