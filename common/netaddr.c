@@ -89,6 +89,15 @@ const char *netaddr_str(const struct netaddr *a, char *out, size_t outlen) {
 int netaddr_from_sockaddr(struct netaddr *out, const struct sockaddr *sa, socklen_t len) {
   memset(out, 0, sizeof *out);
   if (len > sizeof out->ss) return -1;
+  const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+  if (sa->sa_family == AF_INET6 && len >= sizeof *s6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&out->ss;   /* see netaddr.h */
+    s4->sin_family = AF_INET;
+    s4->sin_port = s6->sin6_port;
+    memcpy(&s4->sin_addr, &s6->sin6_addr.s6_addr[12], 4);
+    out->len = sizeof *s4;
+    return 0;
+  }
   memcpy(&out->ss, sa, len);
   out->len = len;
   return 0;

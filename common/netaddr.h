@@ -20,6 +20,10 @@ const char *netaddr_host(const struct netaddr *a, char *out, size_t outlen);
 unsigned netaddr_port(const struct netaddr *a);
 /* "127.0.0.1:143" or "[::1]:993". */
 const char *netaddr_str(const struct netaddr *a, char *out, size_t outlen);
+/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d, from a dual-stack socket or
+ * a balancer's PROXY header) becomes the IPv4 address it is, so that
+ * limits, throttling (IPv6 by /64 would put every IPv4 client in ::/64),
+ * logs and ID all see one client as one IPv4 address. */
 int netaddr_from_sockaddr(struct netaddr *out, const struct sockaddr *sa, socklen_t len);
 /* 1 if a names no single local address: the wildcard host, or port 0. */
 int netaddr_is_wildcard(const struct netaddr *a);

@@ -34,6 +34,11 @@ static void set_inet(struct netaddr *a, const uint8_t *addr, const uint8_t *port
 }
 
 static void set_inet6(struct netaddr *a, const uint8_t *addr, const uint8_t *port) {
+  static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (!memcmp(addr, v4_mapped, sizeof v4_mapped)) {   /* an IPv4 client: see netaddr.h */
+    set_inet(a, addr + 12, port);
+    return;
+  }
   struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;
   memset(a, 0, sizeof *a);
   s6->sin6_family = AF_INET6;

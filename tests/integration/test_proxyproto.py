@@ -72,6 +72,7 @@ class ProxyProtocolTest(unittest.TestCase):
             'listener elsewhere': {'address': '127.0.0.1:%d' % cls.other_port,
                                    'proxy_protocol': 'yes', 'proxy_from': '10.0.0.0/8'},
             'limits': {'max_connections_per_ip': 2, 'preauth_timeout': '2s'},
+            'throttle': {'ip_failures': 3, 'max_delay': '1s'},
         })
 
     @classmethod
@@ -136,6 +137,27 @@ class ProxyProtocolTest(unittest.TestCase):
         other.logout()
         for c in held + [third]:
             c.close()
+
+    def mapped(self, ip, port):
+        m = Balanced(self.lb_port, v2_header(('::ffff:' + ip, port),
+                                             ('::ffff:127.0.0.1', 143))).imap()
+        m.starttls(ssl_context=self.env.tls_context())
+        return m
+
+    def test_ipv4_mapped_clients_are_ipv4_clients(self):
+        """A dual-stack balancer writes IPv4 clients as ::ffff:a.b.c.d. Each
+        is its own IPv4 client, in the log and in throttling: failures from
+        one used to count against ::/64, which banned every other."""
+        for i in range(3):   # ip_failures = 3: this address is refused now
+            m = self.mapped('203.0.113.70', 40070 + i)
+            with self.assertRaises(imaplib.IMAP4.error):   # a name each: the delay stays short
+                m.login('user%02d' % (30 + i), 'wrong-%d' % i)
+            m.logout()
+        m = self.mapped('198.51.100.9', 40080)
+        self.assertEqual(m.login('alice', USERS['alice'])[0], 'OK')
+        m.logout()
+        self.assertIn('client=203.0.113.70:40070 listener=lb', self.u.log())
+        self.assertNotIn('::ffff:', self.u.log())
 
     def test_local_command_is_the_balancers_own_check(self):
         m = Balanced(self.lb_port, v2_header(None, command=0)).imap()

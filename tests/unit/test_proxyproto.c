@@ -59,6 +59,31 @@ static void test_tcp6_round_trip_and_prefixes(void **state) {
   assert_addr(&h.dst, "[::1]:993");
 }
 
+/* A dual-stack balancer writes IPv4 clients as ::ffff:a.b.c.d: they are
+ * IPv4 clients, each its own (throttling by IPv6 /64 would lump all of
+ * them into ::/64). */
+static void test_ipv4_mapped_become_ipv4(void **state) {
+  (void)state;
+  struct netaddr src = addr("[::ffff:203.0.113.7]:40000"), dst = addr("[::ffff:10.0.0.1]:143");
+  uint8_t buf[64];
+  size_t n = proxyproto_build(buf, sizeof buf, &src, &dst);
+  assert_int_equal(n, 52);
+  struct proxyproto_header h;
+  assert_int_equal(parse(buf, n, 4096, &h), 1);
+  assert_int_equal(h.src.ss.ss_family, AF_INET);
+  assert_addr(&h.src, "203.0.113.7:40000");
+  assert_addr(&h.dst, "10.0.0.1:143");
+
+  struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_port = htons(993)};
+  s6.sin6_addr.s6_addr[10] = s6.sin6_addr.s6_addr[11] = 0xff;
+  s6.sin6_addr.s6_addr[12] = 198, s6.sin6_addr.s6_addr[13] = 51;
+  s6.sin6_addr.s6_addr[14] = 100, s6.sin6_addr.s6_addr[15] = 9;
+  struct netaddr a;
+  assert_int_equal(netaddr_from_sockaddr(&a, (struct sockaddr *)&s6, sizeof s6), 0);
+  assert_int_equal(a.ss.ss_family, AF_INET);
+  assert_addr(&a, "198.51.100.9:993");
+}
+
 static void test_local_and_tlvs(void **state) {
   (void)state;
   uint8_t buf[128];
@@ -157,6 +182,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tcp4_round_trip),
       cmocka_unit_test(test_tcp6_round_trip_and_prefixes),
+      cmocka_unit_test(test_ipv4_mapped_become_ipv4),
       cmocka_unit_test(test_local_and_tlvs),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_undefined_family_or_transport),
