@@ -27,34 +27,12 @@ def client_ctx():
 CTX = client_ctx()
 
 
-class TlsLine:
-    """A line-oriented IMAP client over implicit TLS."""
+class TlsLine(harness.RawClient):
+    """A line-oriented IMAP client over implicit TLS that can tell how the
+    TLS session ended."""
 
     def __init__(self, port, timeout=10):
-        raw = socket.create_connection(('127.0.0.1', port), timeout=timeout)
-        self.s = CTX.wrap_socket(raw, server_hostname='localhost')
-        self.buf = b''
-        self.greeting = self.line()
-
-    def send(self, data):
-        self.s.sendall(data)
-
-    def line(self):
-        while b'\r\n' not in self.buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise EOFError('closed with %r pending' % self.buf)
-            self.buf += chunk
-        line, self.buf = self.buf.split(b'\r\n', 1)
-        return line + b'\r\n'
-
-    def until_tagged(self, tag):
-        lines = []
-        while True:
-            line = self.line()
-            lines.append(line)
-            if line.startswith(tag + b' '):
-                return lines
+        super().__init__(port, tls_ctx=CTX, timeout=timeout)
 
     def rest(self):
         """Everything up to the end of the TLS stream, and how it ended:
@@ -63,7 +41,7 @@ class TlsLine:
         self.buf = b''
         try:
             while True:
-                chunk = self.s.recv(65536)
+                chunk = self.sock.recv(65536)
                 if not chunk:
                     return data, 'close_notify'
                 data += chunk
@@ -75,12 +53,6 @@ class TlsLine:
     def login(self, user):
         self.send(b'l LOGIN %s %s\r\n' % (user.encode(), USERS[user].encode()))
         return self.until_tagged(b'l')[-1]
-
-    def close(self):
-        try:
-            self.s.close()
-        except OSError:
-            pass
 
 
 def worker_exits(u):
