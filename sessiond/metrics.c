@@ -93,6 +93,14 @@ static void render(struct sessiond *sd, struct evbuffer *b) {
              backend_state_name(sd, (int)i, now_ms()));
     evbuffer_add_printf(b, "usher_backend_up%s %d\n", l, backend_usable(sd, (int)i, now_ms()));
   }
+  evbuffer_add_printf(b, "# HELP usher_backend_retry_seconds How long a failed connect's penalty "
+                         "still excludes the backend (health checks may lift it sooner).\n"
+                         "# TYPE usher_backend_retry_seconds gauge\n");
+  for (unsigned i = 0; i < sd->cfg->n_backends; i++) {
+    uint64_t until = sd->bstate[i].down_until, now = now_ms();
+    evbuffer_add_printf(b, "usher_backend_retry_seconds{backend=\"%s\"} %.3f\n",
+                        sd->cfg->backends[i].name, until > now ? (until - now) / 1000.0 : 0.0);
+  }
   if (sd->ldap) {
     const struct ldapdb_stats *s = ldapdb_stats(sd->ldap);
     counter(b, "usher_ldap_requests_total", "LDAP logins, by result.", "{result=\"ok\"}", s->ok);

@@ -6,6 +6,7 @@ retry penalty ends once health checks pass again, and a user whose seat
 is on a backend that only looks unavailable is tried there), and no user
 is ever seen on two backends (doveadm who, sampled throughout)."""
 import imaplib
+import json
 import os
 import signal
 import threading
@@ -63,7 +64,7 @@ class RollingRestart(unittest.TestCase):
             time.sleep(0.01)
 
     def test_kill_and_restart_each_backend_in_turn(self):
-        stop, results, violations = threading.Event(), [], []
+        stop, results, violations, seen = threading.Event(), [], [], []
         threads = [threading.Thread(target=self.client_loop, args=(k, stop, results))
                    for k in range(3)]
         threads.append(threading.Thread(target=self.sample_who, args=(stop, violations)))
@@ -76,8 +77,10 @@ class RollingRestart(unittest.TestCase):
                 b.proc.wait()
                 b.proc = None
                 time.sleep(2.5)
+                seen.append((b.name, 'dead', self.state_of(b.name)))
                 b.start()
                 time.sleep(3)
+                seen.append((b.name, 'back', self.state_of(b.name)))
             time.sleep(2)
         finally:
             stop.set()
@@ -92,6 +95,19 @@ class RollingRestart(unittest.TestCase):
         # Two backends are up and healthy at every moment: nothing is refused.
         self.assertEqual(refused, [])
         self.assertEqual(violations, [])
+        # usherctl backends says why a backend is out and for how long.
+        for name, when, (state, retry_ms) in seen:
+            if when == 'dead':
+                self.assertIn(state, ('unhealthy', 'failed'), seen)
+            else:
+                self.assertEqual((state, retry_ms), ('up', 0), seen)
+
+    def state_of(self, name):
+        """(state, retry_ms) of a backend in proxy 1's usherctl backends."""
+        for b in json.loads(self.proxies[0].admin('backends'))['backends']:
+            if b['name'] == name:
+                return b['state'], b['retry_ms']
+        raise AssertionError('no backend %s' % name)
 
 
 if __name__ == '__main__':
