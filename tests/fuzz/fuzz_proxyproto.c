@@ -27,6 +27,9 @@ static void check_round_trip(const struct proxyproto_header *h) {
     if (h->src.len != 0 || h->dst.len != 0) __builtin_trap();   /* both or neither */
     return;
   }
+  /* An IPv4-mapped address becomes IPv4 (netaddr.h): beside an IPv6 one
+   * the pair has no single family to be built back into. */
+  if (h->src.ss.ss_family != h->dst.ss.ss_family) return;
   struct proxyproto_header back;
   uint8_t buf[64];
   size_t n = proxyproto_build(buf, sizeof buf, &h->src, &h->dst);
