@@ -135,13 +135,12 @@ static void cmd_backends(struct sessiond *sd, struct evbuffer *out) {
      * and down: an operator; unhealthy: health checks; failed: a failed
      * connect's retry penalty), retry_ms how long that penalty still runs
      * unless health checks lift it first. */
-    uint64_t until = sd->bstate[i].down_until;
     evbuffer_add_printf(out, ",\"address\":\"%s\",\"state\":\"%s\",\"weight\":%u,\"healthy\":%s,"
                         "\"retry_ms\":%llu,\"sessions\":%u}",
                         netaddr_str(&sd->cfg->backends[i].addr, addr, sizeof addr),
                         backend_state_name(sd, (int)i, now), sd->bstate[i].weight,
                         sd->bstate[i].healthy ? "true" : "false",
-                        (unsigned long long)(until > now ? until - now : 0), l.n);
+                        (unsigned long long)backend_retry_left_ms(sd, (int)i, now), l.n);
   }
   evbuffer_add_printf(out, "]}");
 }

@@ -39,6 +39,11 @@ const char *backend_state_name(const struct sessiond *sd, int idx, uint64_t now)
   return "up";
 }
 
+uint64_t backend_retry_left_ms(const struct sessiond *sd, int idx, uint64_t now) {
+  uint64_t until = sd->bstate[idx].down_until;
+  return until > now ? until - now : 0;
+}
+
 int backends_choose(const struct sessiond *sd, const char *user, const char *pinned) {
   const struct config *cfg = sd->cfg;
   uint64_t now = now_ms();

@@ -41,6 +41,9 @@ void backends_reconfigure(struct sessiond *sd, const struct config *old_cfg);
 int backend_eligible(const struct sessiond *sd, int idx, uint64_t now);
 int backend_usable(const struct sessiond *sd, int idx, uint64_t now);
 const char *backend_state_name(const struct sessiond *sd, int idx, uint64_t now);
+/* How long a failed connect's retry penalty still excludes the backend
+ * (0: none), unless health checks lift it first. */
+uint64_t backend_retry_left_ms(const struct sessiond *sd, int idx, uint64_t now);
 
 /* Which backend a user without a seat gets: the pinned one if configured
  * and usable, else the weighted rendezvous choice among eligible backends.

@@ -96,11 +96,10 @@ static void render(struct sessiond *sd, struct evbuffer *b) {
   evbuffer_add_printf(b, "# HELP usher_backend_retry_seconds How long a failed connect's penalty "
                          "still excludes the backend (health checks may lift it sooner).\n"
                          "# TYPE usher_backend_retry_seconds gauge\n");
-  for (unsigned i = 0; i < sd->cfg->n_backends; i++) {
-    uint64_t until = sd->bstate[i].down_until, now = now_ms();
+  for (unsigned i = 0; i < sd->cfg->n_backends; i++)
     evbuffer_add_printf(b, "usher_backend_retry_seconds{backend=\"%s\"} %.3f\n",
-                        sd->cfg->backends[i].name, until > now ? (until - now) / 1000.0 : 0.0);
-  }
+                        sd->cfg->backends[i].name,
+                        backend_retry_left_ms(sd, (int)i, now_ms()) / 1000.0);
   if (sd->ldap) {
     const struct ldapdb_stats *s = ldapdb_stats(sd->ldap);
     counter(b, "usher_ldap_requests_total", "LDAP logins, by result.", "{result=\"ok\"}", s->ok);
