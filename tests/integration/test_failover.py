@@ -230,8 +230,20 @@ class Node:
         return self.log()[:self.killed_at]
 
     def kill(self):
-        """The node dies: SIGKILL to everything running in its namespace."""
+        """The node dies: SIGKILL to everything running in its namespace.
+        Everything is frozen first: keepalived's VRRP child gets SIGTERM
+        when its parent dies (PR_SET_PDEATHSIG), and a child that runs its
+        graceful stop removes the VIP and hands it over with a priority-0
+        advert before usher's sockets are closed, so their FINs leave from
+        an address the node no longer has and never reach the clients. A
+        node that dies does none of that."""
         self.killed_at = len(self.log())
+        for _ in range(5):
+            for p in netns_pids(self.ns):
+                try:
+                    os.kill(p, signal.SIGSTOP)
+                except ProcessLookupError:
+                    pass
         for _ in range(50):
             pids = netns_pids(self.ns)
             if not pids:
