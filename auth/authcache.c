@@ -18,7 +18,7 @@ struct ac_entry {
   uint8_t neg_fp[AUTHCACHE_HASH_LEN];
   uint64_t fresh_until, stale_until;   /* 0: no positive entry */
   uint64_t neg_until;                  /* 0: no negative entry */
-  char *canonical, *backend;
+  char *canonical, *seat, *backend;   /* seat NULL: the canonical name */
   struct ac_entry *hnext;              /* hash chain */
   struct ac_entry *prev, *next;        /* LRU list, most recent first */
 };
@@ -55,6 +55,12 @@ static void hmac(const struct authcache *c, const char *tag, const char *a, cons
 
 void authcache_key(const struct authcache *c, const char *login, uint8_t key[AUTHCACHE_HASH_LEN]) {
   hmac(c, "u", login, NULL, key);
+}
+
+void authcache_seal(const struct authcache *c, const char *text, char out[AUTHCACHE_HEX_LEN + 1]) {
+  uint8_t mac[AUTHCACHE_HASH_LEN];
+  hmac(c, "e", text, NULL, mac);
+  authcache_hex(mac, out);
 }
 
 void authcache_fingerprint(const struct authcache *c, const char *login, const char *password,
@@ -102,6 +108,7 @@ static void lru_push_front(struct authcache *c, struct ac_entry *e) {
 
 static void entry_free(struct ac_entry *e) {
   free(e->canonical);
+  free(e->seat);
   free(e->backend);
   wipe(e, sizeof *e);
   free(e);
@@ -170,6 +177,7 @@ enum authcache_verdict authcache_lookup(struct authcache *c, const uint8_t *key,
   lru_push_front(c, e);
   if (e->stale_until > now && CRYPTO_memcmp(e->pos_fp, fp, AUTHCACHE_HASH_LEN) == 0) {
     hit->canonical = e->canonical;
+    hit->seat = e->seat ? e->seat : e->canonical;
     hit->backend = e->backend;
     return e->fresh_until > now ? AC_POSITIVE : AC_STALE;
   }
@@ -179,16 +187,18 @@ enum authcache_verdict authcache_lookup(struct authcache *c, const uint8_t *key,
 }
 
 void authcache_put_positive(struct authcache *c, const uint8_t *key, const uint8_t *fp,
-                            const char *canonical, const char *backend, uint64_t fresh_until,
-                            uint64_t stale_until) {
+                            const char *canonical, const char *seat, const char *backend,
+                            uint64_t fresh_until, uint64_t stale_until) {
   struct ac_entry *e = entry_get(c, key);
   if (!e) return;
   memcpy(e->pos_fp, fp, AUTHCACHE_HASH_LEN);
   e->fresh_until = fresh_until;
   e->stale_until = stale_until;
   free(e->canonical);
+  free(e->seat);
   free(e->backend);
   e->canonical = xstrdup(canonical);
+  e->seat = seat && strcmp(seat, canonical) ? xstrdup(seat) : NULL;
   e->backend = backend ? xstrdup(backend) : NULL;
   /* The right password now known: a remembered wrong one equal to it is moot. */
   if (CRYPTO_memcmp(e->neg_fp, fp, AUTHCACHE_HASH_LEN) == 0) e->neg_until = 0;

@@ -35,6 +35,7 @@ enum authcache_verdict {
 
 struct authcache_hit {
   const char *canonical;   /* valid until the next call into the cache */
+  const char *seat;        /* the name the seat is kept under (often == canonical) */
   const char *backend;     /* NULL: not pinned */
 };
 
@@ -46,11 +47,18 @@ void authcache_key(const struct authcache *c, const char *login, uint8_t key[AUT
 void authcache_fingerprint(const struct authcache *c, const char *login, const char *password,
                            uint8_t fp[AUTHCACHE_HASH_LEN]);
 
+/* The seal of a Redis entry: lowercase hex of HMAC(secret, "e" 0 text),
+ * where text is the entry's fields and the key it is stored under. An
+ * entry whose seal does not match was not written by a proxy that holds
+ * the secret (or was written for another key) and is ignored: whoever can
+ * write to Redis cannot point a valid entry at another user or backend. */
+void authcache_seal(const struct authcache *c, const char *text, char out[AUTHCACHE_HEX_LEN + 1]);
+
 enum authcache_verdict authcache_lookup(struct authcache *c, const uint8_t *key, const uint8_t *fp,
                                         uint64_t now, struct authcache_hit *hit);
 void authcache_put_positive(struct authcache *c, const uint8_t *key, const uint8_t *fp,
-                            const char *canonical, const char *backend, uint64_t fresh_until,
-                            uint64_t stale_until);
+                            const char *canonical, const char *seat, const char *backend,
+                            uint64_t fresh_until, uint64_t stale_until);
 void authcache_put_negative(struct authcache *c, const uint8_t *key, const uint8_t *fp,
                             uint64_t until);
 void authcache_forget(struct authcache *c, const uint8_t *key);

@@ -102,7 +102,8 @@ static void job_finish(struct job *j, enum ldapdb_result r) {
   case LDAPDB_UNAVAILABLE: db->st.unavailable++; break;
   case LDAPDB_BUSY: db->st.busy++; break;
   }
-  j->done(j->cookie, r, j->canonical ? j->canonical : j->login, j->backend);
+  const char *canonical = j->canonical ? j->canonical : j->login;
+  j->done(j->cookie, r, canonical, j->canonical || !j->dn ? canonical : j->dn, j->backend);
   if (j->timer) event_free(j->timer);
   free(j->login);
   wipe_free_str(j->password);

@@ -36,11 +36,14 @@ enum ldapdb_result {
   LDAPDB_BUSY,          /* admission control: queue full or wait too long */
 };
 
-/* canonical and backend are valid during the call only; canonical is the
- * login_attribute's value (else the login), backend the backend_attribute's
- * (else NULL). */
+/* canonical, entry and backend are valid during the call only. canonical
+ * is the login_attribute's value (else the login): the name the backend
+ * gets. entry names the directory entry the login matched: the
+ * login_attribute's value when there is one, else the entry's DN; every
+ * login of one entry (aliases too) gives the same entry, and the seat is
+ * kept under it. backend is the backend_attribute's value (else NULL). */
 typedef void (*ldapdb_done_fn)(void *cookie, enum ldapdb_result r, const char *canonical,
-                               const char *backend);
+                               const char *entry, const char *backend);
 
 #define LDAPDB_LATENCY_BUCKETS 12
 extern const uint64_t ldapdb_latency_bounds_us[LDAPDB_LATENCY_BUCKETS];

@@ -141,6 +141,12 @@ const struct userfile_entry *userfile_lookup(const struct userfile *uf, const ch
   return NULL;
 }
 
+void userfile_foreach(const struct userfile *uf, void (*fn)(const struct userfile_entry *, void *),
+                      void *arg) {
+  for (size_t i = 0; i < uf->nbuckets; i++)
+    for (const struct uf_node *x = uf->buckets[i]; x; x = x->next) fn(&x->e, arg);
+}
+
 size_t userfile_count(const struct userfile *uf) {
   return uf->count;
 }

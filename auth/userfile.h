@@ -8,7 +8,9 @@
  * verified through libcrypt. Extra fields are key=value:
  *   backend=NAME   the user is pinned to that backend
  *   user=NAME      the canonical login name (an alias: both log in as NAME)
- * User names are matched exactly (bytes). Blank lines and # comments are
+ * User names are matched exactly (bytes) against the login after its
+ * normalization (common/username.h): with the default format, a name
+ * written with capitals is nobody's, and sessiond warns about it at load. Blank lines and # comments are
  * skipped; a malformed line is an error naming the file and line. */
 #ifndef USHER_USERFILE_H
 #define USHER_USERFILE_H
@@ -31,5 +33,7 @@ void userfile_free(struct userfile *uf);
 /* O(1) average (hash table). NULL when unknown. */
 const struct userfile_entry *userfile_lookup(const struct userfile *uf, const char *user);
 size_t userfile_count(const struct userfile *uf);
+void userfile_foreach(const struct userfile *uf, void (*fn)(const struct userfile_entry *, void *),
+                      void *arg);
 
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/username.h"
 #include "common/util.h"
 
 struct loader {
@@ -145,6 +146,12 @@ static int on_tls(struct loader *l, const char *k, const char *v) {
 static int on_auth(struct loader *l, const char *k, const char *v) {
   struct config *c = l->c;
   if (!strcmp(k, "users_file")) { set_str(&c->users_file, v); return 1; }
+  if (!strcmp(k, "username_format")) {
+    char why[160];
+    if (username_format_check(v, why, sizeof why) != 0) return fail(l, "username_format: %s", why);
+    set_str(&c->username_format, v);
+    return 1;
+  }
   if (!strcmp(k, "failure_delay")) return get_duration(l, k, v, &c->failure_delay_ms);
   if (!strcmp(k, "threads")) return get_uint(l, k, v, 1, 64, &c->auth_threads);
   if (!strcmp(k, "max_attempts")) return get_uint(l, k, v, 1, 100, &c->max_auth_attempts);
@@ -223,6 +230,7 @@ static int on_throttle(struct loader *l, const char *k, const char *v) {
     return get_uint(l, k, v, 0, 1000000, &c->throttle_user_failures);
   if (!strcmp(k, "ban_time")) return get_duration(l, k, v, &c->throttle_ban_ms);
   if (!strcmp(k, "max_delay")) return get_duration(l, k, v, &c->throttle_max_delay_ms);
+  if (!strcmp(k, "known_address_ttl")) return get_duration(l, k, v, &c->throttle_known_ms);
   return fail(l, "unknown key '%s' in [throttle]", k);
 }
 
@@ -394,6 +402,7 @@ static void config_defaults(struct config *c) {
   c->name = xstrdup(host);
   c->log_level = LOG_LVL_INFO;
   c->tls_min_version = xstrdup("TLSv1.2");
+  c->username_format = xstrdup(USERNAME_DEFAULT_FORMAT);
   c->failure_delay_ms = 2000;
   c->auth_threads = 2;
   c->max_auth_attempts = 3;
@@ -410,6 +419,7 @@ static void config_defaults(struct config *c) {
   c->throttle_ip_failures = 50;
   c->throttle_user_failures = 10;
   c->throttle_ban_ms = 15 * 60 * 1000;
+  c->throttle_known_ms = 30ULL * 24 * 3600 * 1000;
   c->throttle_max_delay_ms = 15 * 1000;
   c->seat_expire_ms = 15 * 60 * 1000;
   c->on_redis_down_refuse = 1;   /* the safe one: see sessiond/seatstore.h */
@@ -523,6 +533,7 @@ void config_free(struct config *c) {
     free(c->certificates[i].key);
   }
   free(c->users_file);
+  free(c->username_format);
   char **strs[] = {&c->ldap_uri, &c->ldap_ca_file, &c->ldap_bind_dn, &c->ldap_bind_password_file,
                    &c->ldap_base, &c->ldap_filter, &c->ldap_dn_template,
                    &c->ldap_login_attribute, &c->ldap_backend_attribute, &c->redis_address,

@@ -12,7 +12,8 @@
  *   [certificate NAME] cert, key (served to clients asking for its names)
  *   [backend NAME]     address, weight, tls = none|starttls|implicit,
  *                      tls_verify, ca_file, server_name, send_id
- *   [auth]             users_file, failure_delay, threads, max_attempts
+ *   [auth]             users_file, username_format, failure_delay, threads,
+ *                      max_attempts
  *   [ldap]             uri, starttls, ca_file, bind_dn, bind_password_file,
  *                      base, filter, dn_template, login_attribute,
  *                      backend_attribute, pool_size, timeout, max_inflight,
@@ -20,7 +21,8 @@
  *   [redis]            address, password_file, timeout
  *   [cache]            secret_file, positive_ttl, negative_ttl, stale_max,
  *                      memory_entries
- *   [throttle]         window, ip_failures, user_failures, ban_time, max_delay
+ *   [throttle]         window, ip_failures, user_failures, ban_time, max_delay,
+ *                      known_address_ttl
  *   [routing]          seat_expire, backend_retry, seat_lease, on_redis_down,
  *                      health_interval, health_timeout, health_rise, health_fall
  *   [redis]            (also) sentinels, master_name
@@ -116,6 +118,7 @@ struct config {
 
   /* [auth] */
   char *users_file;
+  char *username_format;        /* login name normalization (auth/username.h); default %Lu */
   uint64_t failure_delay_ms;    /* default 2s */
   unsigned auth_threads;        /* password hashing threads; default 2 */
   unsigned max_auth_attempts;   /* failed logins per connection; default 3 */
@@ -158,6 +161,7 @@ struct config {
   unsigned throttle_user_failures; /* per user before refusal; default 10 */
   uint64_t throttle_ban_ms;     /* refusal lasts; default 15m */
   uint64_t throttle_max_delay_ms; /* growing delay ceiling; default 15s */
+  uint64_t throttle_known_ms;   /* a user's address stays known after a login; default 30d, 0: off */
 
   /* [routing] */
   uint64_t seat_expire_ms;      /* default 15m */

@@ -18,13 +18,16 @@
  *   HELLO          w->s  worker_id, pid
  *   LOGIN          w->s  req, session, user, password, client_addr,
  *                        client_port, local_addr, local_port, tls, mech
- *   LOGIN_REPLY    s->w  req, session, result, delay_ms, user (canonical),
+ *   LOGIN_REPLY    s->w  req, session, result, delay_ms, user (canonical:
+ *                        the name the backend gets; absent in the answer to
+ *                        BACKEND_FAILED: the name stays), seat (the name the
+ *                        user's seat is kept under, when it is not user),
  *                        backend, backend_addr (host:port), reason (log
  *                        text); a worker that gets an OK for a client that
  *                        has gone answers SESSION_END for that session
  *   BACKEND_FAILED w->s  req, session, backend, reason; answered by a
  *                        LOGIN_REPLY with the same req: another seat, or not
- *   SESSION_UP     w->s  session, user, backend, client_addr, client_port;
+ *   SESSION_UP     w->s  session, user, seat, backend, client_addr, client_port;
  *                        sent for every relayed session when the worker
  *                        reconnects to a restarted sessiond (a session
  *                        counts from its LOGIN_REPLY OK otherwise)
@@ -82,6 +85,7 @@ enum proto_tag {
   PT_BACKEND = 38,
   PT_BACKEND_ADDR = 39,
   PT_REASON = 40,
+  PT_SEAT = 41,
 };
 
 /* A decoded or to-be-encoded message. Strings are NUL-terminated; after
@@ -109,6 +113,7 @@ struct proto_msg {
   const char *backend;
   const char *backend_addr;
   const char *reason;
+  const char *seat;
 };
 
 /* Encodes m as a whole frame (header included) into buf. Zero integers and

@@ -309,6 +309,7 @@ void client_free(struct client *c, const char *reason) {
   free(c->proxy_read);
   client_forget_login(c);
   free(c->user);
+  free(c->seat);
   free(c->backend_name);
   free(c->bcapability);
   free(c);

@@ -84,6 +84,7 @@ struct client {
   uint64_t accepted_ms;
   char *tag;                        /* tag of the LOGIN/AUTHENTICATE in progress */
   char *user;                       /* as given, then canonical from sessiond */
+  char *seat;                       /* the seat's name when it is not user (an LDAP entry's DN) */
   char *password;
   int auth_continue;                /* AUTHENTICATE waiting for the client's line */
   uint32_t req;                     /* request id at sessiond, 0 = none */

@@ -305,13 +305,15 @@ static void login_failed_answer(struct client *c) {
 void preauth_login_reply(struct client *c, int result, uint32_t delay_ms, const char *user,
                          const char *backend, const char *backend_addr) {
   if (c->state != CS_AUTH_WAIT) return;
-  if (result == PROTO_OK && backend && backend_addr && user) {
+  if (result == PROTO_OK && backend && backend_addr && (user || c->user)) {
     const struct config_backend *b = config_backend_find(c->w->cfg, backend);
     struct netaddr addr;
     c->registered = 1;   /* sessiond counts the session from now on */
     if (b && netaddr_parse(backend_addr, &addr) == 0) {
-      free(c->user);
-      c->user = xstrdup(user);
+      if (user) {   /* absent on another seat for the same login */
+        free(c->user);
+        c->user = xstrdup(user);
+      }
       free(c->backend_name);
       c->backend_name = xstrdup(backend);
       c->backend_cfg = b;

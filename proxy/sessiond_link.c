@@ -77,6 +77,10 @@ static void link_dispatch(struct sessiond_link *l, const struct proto_msg *m) {
       return;
     }
     worker_req_del(w, c);
+    if (m->result == PROTO_OK && m->user) {   /* the seat's name comes with the login's */
+      free(c->seat);
+      c->seat = m->seat ? xstrdup(m->seat) : NULL;
+    }
     preauth_login_reply(c, (int)m->result, m->delay_ms, m->user, m->backend, m->backend_addr);
   } else if (m->type == PROTO_KICK && m->session) {
     struct client *c = worker_sid_find(w, strtoull(m->session, NULL, 16));
@@ -183,6 +187,7 @@ int sessiond_link_send(struct sessiond_link *l, const struct proto_msg *m) {
 static void fill_session(struct proto_msg *m, struct client *c, char *caddr, char *laddr) {
   m->session = c->sid_hex;
   m->user = c->user;
+  m->seat = c->seat;
   m->client_addr = netaddr_host(&c->peer, caddr, NETADDR_STRLEN);
   m->client_port = (uint16_t)netaddr_port(&c->peer);
   m->local_addr = netaddr_host(&c->local, laddr, NETADDR_STRLEN);

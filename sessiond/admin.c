@@ -26,6 +26,7 @@
 #include <event2/buffer.h>
 
 #include "common/log.h"
+#include "common/username.h"
 #include "common/util.h"
 #include "sessiond/state.h"
 
@@ -223,11 +224,12 @@ static void cmd_auth_stats(struct sessiond *sd, struct evbuffer *out) {
   const struct sessiond_counters *n = &sd->n;
   evbuffer_add_printf(out,
                       "{\"cache\":{\"entries\":%zu,\"memory_hits\":%llu,\"redis_hits\":%llu,"
-                      "\"stale_hits\":%llu,\"negative_hits\":%llu,\"misses\":%llu},"
+                      "\"stale_hits\":%llu,\"negative_hits\":%llu,\"misses\":%llu,\"bad_seals\":%llu},"
                       "\"db_requests\":%llu,\"throttled\":%llu,\"shed\":%llu",
                       authcache_count(sd->cache), (unsigned long long)n->cache_memory_hits,
                       (unsigned long long)n->cache_redis_hits, (unsigned long long)n->cache_stale_hits,
                       (unsigned long long)n->cache_negative_hits, (unsigned long long)n->cache_misses,
+                      (unsigned long long)n->cache_bad_seals,
                       (unsigned long long)n->db_requests, (unsigned long long)throttle_stats(sd->throttle)->refused,
                       (unsigned long long)n->shed);
   if (sd->ldap) {
@@ -254,10 +256,10 @@ static void cmd_auth_stats(struct sessiond *sd, struct evbuffer *out) {
   const struct throttle_stats *t = throttle_stats(sd->throttle);
   evbuffer_add_printf(out,
                       ",\"throttle\":{\"failures_counted\":%llu,\"failures_repeated\":%llu,"
-                      "\"refused\":%llu,\"bans\":%llu}}",
+                      "\"refused\":%llu,\"bans\":%llu,\"known_passed\":%llu}}",
                       (unsigned long long)t->failures_counted,
                       (unsigned long long)t->failures_repeated, (unsigned long long)t->refused,
-                      (unsigned long long)t->bans);
+                      (unsigned long long)t->bans, (unsigned long long)t->known_passed);
 }
 
 static void cmd_auth(struct sessiond *sd, struct evbuffer *out, const char *sub, const char *arg) {
@@ -273,10 +275,17 @@ static void cmd_auth(struct sessiond *sd, struct evbuffer *out, const char *sub,
   }
 }
 
+/* A user named on the admin socket is spelled as logins are (alice and
+ * Alice are one seat); a name that does not normalize is taken as given. */
+static const char *admin_user(const struct sessiond *sd, const char *name, char *buf, size_t cap) {
+  return name && username_normalize(sd->cfg->username_format, name, buf, cap) >= 0 ? buf : name;
+}
+
 static void admin_command(struct sessiond *sd, char *line, struct evbuffer *out) {
-  char *save = NULL;
+  char *save = NULL, user_buf[USERNAME_MAX];
   char *cmd = strtok_r(line, " \t", &save);
   char *arg = strtok_r(NULL, " \t", &save);
+  const char *user = admin_user(sd, arg, user_buf, sizeof user_buf);
   char *arg2 = strtok_r(NULL, " \t", &save);
   char *arg3 = strtok_r(NULL, " \t", &save);
   if (!cmd) evbuffer_add_printf(out, "{\"error\":\"empty command\"}");
@@ -291,10 +300,10 @@ static void admin_command(struct sessiond *sd, char *line, struct evbuffer *out)
     int ok = kill(getppid(), SIGHUP) == 0;
     evbuffer_add_printf(out, ok ? "{\"reload\":\"requested\"}" : "{\"error\":\"cannot signal the master\"}");
   }
-  else if (!strcmp(cmd, "who") && arg) cmd_sessions(sd, out, arg);
+  else if (!strcmp(cmd, "who") && arg) cmd_sessions(sd, out, user);
   else if (!strcmp(cmd, "auth")) cmd_auth(sd, out, arg, arg2);
-  else if (!strcmp(cmd, "kick") && arg) cmd_move_or_kick(sd, out, arg, NULL);
-  else if (!strcmp(cmd, "move") && arg && arg2) cmd_move_or_kick(sd, out, arg, arg2);
+  else if (!strcmp(cmd, "kick") && arg) cmd_move_or_kick(sd, out, user, NULL);
+  else if (!strcmp(cmd, "move") && arg && arg2) cmd_move_or_kick(sd, out, user, arg2);
   else if (!strcmp(cmd, "backend")) cmd_backend(sd, out, arg, arg2, arg3);
   else {
     evbuffer_add_printf(out, "{\"error\":\"unknown command or missing argument\"}");

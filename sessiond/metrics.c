@@ -56,12 +56,17 @@ static void render(struct sessiond *sd, struct evbuffer *b) {
   counter(b, "usher_logins_total", NULL, "{result=\"unavailable\"}", n->logins_unavailable);
   counter(b, "usher_logins_total", NULL, "{result=\"throttled\"}",
           throttle_stats(sd->throttle)->refused);
+  counter(b, "usher_logins_known_address_passed_total",
+          "Logins let through a ban because the address is known for the user.", NULL,
+          throttle_stats(sd->throttle)->known_passed);
   counter(b, "usher_logins_shed_total", "Logins refused by admission control.", NULL, n->shed);
   counter(b, "usher_auth_cache_hits_total", "Auth cache hits, by layer.", "{layer=\"memory\"}",
           n->cache_memory_hits);
   counter(b, "usher_auth_cache_hits_total", NULL, "{layer=\"redis\"}", n->cache_redis_hits);
   counter(b, "usher_auth_cache_hits_total", NULL, "{layer=\"stale\"}", n->cache_stale_hits);
   counter(b, "usher_auth_cache_hits_total", NULL, "{layer=\"negative\"}", n->cache_negative_hits);
+  counter(b, "usher_auth_cache_bad_seals_total",
+          "Redis cache entries ignored because their seal did not match.", NULL, n->cache_bad_seals);
   counter(b, "usher_auth_cache_misses_total", "Logins that went to the password database.", NULL,
           n->cache_misses);
   counter(b, "usher_seats_total", "Seat decisions, by kind.", "{kind=\"created\"}", n->seats_created);

@@ -18,6 +18,7 @@
 #include <openssl/sha.h>
 
 #include "common/log.h"
+#include "common/username.h"
 #include "common/util.h"
 #include "sessiond/state.h"
 
@@ -90,6 +91,24 @@ static int backend_has_sessions(const char *backend, void *arg) {
 
 /* New configuration and users file, or neither. Backend down-marks follow
  * their backends by name. */
+/* A users file name that normalization would change can never log in. */
+static void warn_unreachable(const struct userfile_entry *e, void *arg) {
+  const struct config *cfg = arg;
+  char name[USERNAME_MAX], quoted[LOG_QUOTE_MAX];
+  if (username_normalize(cfg->username_format, e->user, name, sizeof name) >= 0 &&
+      !strcmp(name, e->user))
+    return;
+  log_event(LOG_LVL_WARN, "users_file", "user=%s note=\"not in the form username_format "
+            "gives logins: nobody can log in as this entry\"",
+            log_quote(quoted, sizeof quoted, e->user, strlen(e->user)));
+}
+
+static struct userfile *users_file_load(const struct config *cfg, char *err, size_t errlen) {
+  struct userfile *uf = userfile_load(cfg->users_file, err, errlen);
+  if (uf) userfile_foreach(uf, warn_unreachable, (void *)cfg);
+  return uf;
+}
+
 static void on_sighup(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what;
   struct sessiond *sd = arg;
@@ -99,7 +118,7 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg) {
     log_event(LOG_LVL_ERROR, "reload_refused", "error=\"%s\"", err);
     return;
   }
-  struct userfile *uf = cfg->users_file ? userfile_load(cfg->users_file, err, sizeof err) : NULL;
+  struct userfile *uf = cfg->users_file ? users_file_load(cfg, err, sizeof err) : NULL;
   if (cfg->users_file && !uf) {
     log_event(LOG_LVL_ERROR, "reload_refused", "error=\"%s\"", err);
     config_free(cfg);
@@ -191,7 +210,7 @@ static int sessiond_open(struct sessiond *sd, const char *config_path) {
   }
   log_init("sessiond", sd->cfg->log_level, sd->cfg->syslog);
   if (sd->cfg->users_file) {
-    sd->uf = userfile_load(sd->cfg->users_file, err, sizeof err);
+    sd->uf = users_file_load(sd->cfg, err, sizeof err);
     if (!sd->uf) {
       log_event(LOG_LVL_ERROR, "users_file", "error=\"%s\"", err);
       return -1;

@@ -38,6 +38,7 @@ struct sessiond_counters {
   /* the auth cache, by layer and verdict */
   uint64_t cache_memory_hits, cache_redis_hits, cache_stale_hits, cache_negative_hits;
   uint64_t cache_misses, db_requests, shed;   /* throttled: throttle_stats() */
+  uint64_t cache_bad_seals;   /* Redis entries ignored: not sealed with our secret */
   uint64_t bytes_in, bytes_out, sessions_ended, worker_hellos;
 };
 
@@ -82,8 +83,9 @@ void workers_reply(struct wconn *wc, const struct proto_msg *m);
 /* LOGIN_REPLY: a failure with its delay, or OK with the backend cfg[idx]. */
 void workers_reply_failure(struct wconn *wc, uint32_t req, const char *session,
                            enum proto_result result, uint32_t delay_ms);
+/* user NULL: the worker keeps the names it has (another seat for the same login). */
 void workers_reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const char *session,
-                      const char *user, int idx);
+                      const char *user, const char *seat, int idx);
 
 /* sessiond.c */
 int sessiond_backend_index(const struct sessiond *sd, const char *name);

@@ -32,17 +32,18 @@ void workers_reply_failure(struct wconn *wc, uint32_t req, const char *session,
 }
 
 void workers_reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const char *session,
-                      const char *user, int idx) {
+                      const char *user, const char *seat, int idx) {
   char addr[NETADDR_STRLEN];
   struct proto_msg m = {.type = PROTO_LOGIN_REPLY, .req = req, .session = session,
                         .result = PROTO_OK, .user = user,
+                        .seat = user && seat && strcmp(user, seat) ? seat : NULL,
                         .backend = sd->cfg->backends[idx].name,
                         .backend_addr = netaddr_str(&sd->cfg->backends[idx].addr, addr, sizeof addr)};
   workers_reply(wc, &m);
 }
 
 /* The worker could not log in at the backend it was given. */
-struct reseat { struct wconn *wc; uint32_t req; char session[17]; char *user; };
+struct reseat { struct wconn *wc; uint32_t req; char session[17]; };
 
 static void on_reseated(void *cookie, int idx) {
   struct reseat *r = cookie;
@@ -52,10 +53,9 @@ static void on_reseated(void *cookie, int idx) {
   } else {
     log_event(LOG_LVL_INFO, "reseat", "session=%s backend=%s", r->session,
               sd->cfg->backends[idx].name);
-    workers_reply_ok(sd, r->wc, r->req, r->session, r->user, idx);
+    workers_reply_ok(sd, r->wc, r->req, r->session, NULL, NULL, idx);   /* same names */
   }
   wconn_unref(r->wc);
-  free(r->user);
   free(r);
 }
 
@@ -74,7 +74,6 @@ static void on_backend_failed(struct wconn *wc, const struct proto_msg *m) {
   wconn_ref(wc);
   r->req = m->req;
   snprintf(r->session, sizeof r->session, "%s", m->session);
-  r->user = xstrdup(s->user);
   seatstore_backend_failed(sd, m->session, on_reseated, r);
 }
 
@@ -82,15 +81,16 @@ static void on_backend_failed(struct wconn *wc, const struct proto_msg *m) {
 static void on_session_up(struct wconn *wc, const struct proto_msg *m) {
   struct sessiond *sd = wc->sd;
   if (!m->session || !m->user || !m->backend) return;
+  const char *seat_name = m->seat ? m->seat : m->user;
   uint64_t now = now_ms();
   struct session *s = session_find(sd->seats, m->session);
   if (!s) {
     char client[64];
     snprintf(client, sizeof client, "%s:%u", m->client_addr ? m->client_addr : "?",
              m->client_port);
-    struct seat *seat = seat_find(sd->seats, m->user, now);
-    if (!seat) seat = seat_create(sd->seats, m->user, m->backend, now);
-    s = session_add(sd->seats, m->session, m->user, m->backend, client, wc, now);
+    struct seat *seat = seat_find(sd->seats, seat_name, now);
+    if (!seat) seat = seat_create(sd->seats, seat_name, m->backend, now);
+    s = session_add(sd->seats, m->session, seat_name, m->backend, client, wc, now);
     if (strcmp(seat->backend, m->backend) != 0) {
       workers_kick(sd, s, "seated_elsewhere");   /* the rule wins */
       return;

@@ -51,7 +51,7 @@ static void test_verdicts(void **state) {
   struct authcache_hit hit;
   struct kf ok = kf(c, "bobby", "right"), bad = kf(c, "bobby", "wrong");
   assert_int_equal(authcache_lookup(c, ok.key, ok.fp, 1000, &hit), AC_MISS);
-  authcache_put_positive(c, ok.key, ok.fp, "bob", "imap2", 2000, 5000);
+  authcache_put_positive(c, ok.key, ok.fp, "bob", NULL, "imap2", 2000, 5000);
   assert_int_equal(authcache_lookup(c, ok.key, ok.fp, 1500, &hit), AC_POSITIVE);
   assert_string_equal(hit.canonical, "bob");
   assert_string_equal(hit.backend, "imap2");
@@ -62,10 +62,10 @@ static void test_verdicts(void **state) {
   assert_int_equal(authcache_lookup(c, bad.key, bad.fp, 6000, &hit), AC_NEGATIVE);
   assert_int_equal(authcache_lookup(c, bad.key, bad.fp, 7000, &hit), AC_MISS);
   /* A password the database refused stops being a positive one. */
-  authcache_put_positive(c, ok.key, ok.fp, "bob", NULL, 9000, 9500);
+  authcache_put_positive(c, ok.key, ok.fp, "bob", NULL, NULL, 9000, 9500);
   authcache_put_negative(c, ok.key, ok.fp, 9000);
   assert_int_equal(authcache_lookup(c, ok.key, ok.fp, 8000, &hit), AC_NEGATIVE);
-  authcache_put_positive(c, ok.key, ok.fp, "bob", NULL, 9000, 9500);
+  authcache_put_positive(c, ok.key, ok.fp, "bob", NULL, NULL, 9000, 9500);
   assert_int_equal(authcache_lookup(c, ok.key, ok.fp, 8000, &hit), AC_POSITIVE);
   assert_null(hit.backend);
   authcache_forget(c, ok.key);
@@ -81,7 +81,7 @@ static void test_lru_bound(void **state) {
   for (int i = 0; i < 1000; i++) {
     snprintf(user, sizeof user, "user%d", i);
     struct kf e = kf(c, user, "pw");
-    authcache_put_positive(c, e.key, e.fp, user, NULL, 10000, 20000);
+    authcache_put_positive(c, e.key, e.fp, user, NULL, NULL, 10000, 20000);
     if (i >= 1) {   /* keep user0 recently used: it must survive */
       struct kf u0 = kf(c, "user0", "pw");
       assert_int_equal(authcache_lookup(c, u0.key, u0.fp, 1, &hit), AC_POSITIVE);
@@ -97,7 +97,7 @@ static void test_lru_bound(void **state) {
 
   struct authcache *off = authcache_new(SECRET, sizeof SECRET - 1, 0);   /* memory layer off */
   struct kf e = kf(off, "a", "b");
-  authcache_put_positive(off, e.key, e.fp, "a", NULL, 10, 20);
+  authcache_put_positive(off, e.key, e.fp, "a", NULL, NULL, 10, 20);
   assert_int_equal(authcache_lookup(off, e.key, e.fp, 1, &hit), AC_MISS);
   authcache_free(off);
 }
