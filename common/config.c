@@ -239,6 +239,7 @@ static int on_routing(struct loader *l, const char *k, const char *v) {
   if (!strcmp(k, "seat_expire")) return get_duration(l, k, v, &c->seat_expire_ms);
   if (!strcmp(k, "backend_retry")) return get_duration(l, k, v, &c->backend_retry_ms);
   if (!strcmp(k, "seat_lease")) return get_duration(l, k, v, &c->seat_lease_ms);
+  if (!strcmp(k, "refill_time")) return get_duration(l, k, v, &c->refill_ms);
   if (!strcmp(k, "health_interval")) return get_duration(l, k, v, &c->health_interval_ms);
   if (!strcmp(k, "health_timeout")) return get_duration(l, k, v, &c->health_timeout_ms);
   if (!strcmp(k, "health_rise")) return get_uint(l, k, v, 1, 100, &c->health_rise);
@@ -425,6 +426,7 @@ static void config_defaults(struct config *c) {
   c->on_redis_down_refuse = 1;   /* the safe one: see sessiond/seatstore.h */
   c->backend_retry_ms = 30 * 1000;
   c->seat_lease_ms = 60 * 1000;
+  c->refill_ms = 10 * 1000;
   c->health_interval_ms = 5000;
   c->health_timeout_ms = 5000;
   c->health_rise = 2;

@@ -23,7 +23,7 @@
  *                      memory_entries
  *   [throttle]         window, ip_failures, user_failures, ban_time, max_delay,
  *                      known_address_ttl
- *   [routing]          seat_expire, backend_retry, seat_lease, on_redis_down,
+ *   [routing]          seat_expire, backend_retry, seat_lease, refill_time, on_redis_down,
  *                      health_interval, health_timeout, health_rise, health_fall
  *   [redis]            (also) sentinels, master_name
  *   [limits]           max_line, max_literal, max_bad_commands,
@@ -167,6 +167,7 @@ struct config {
   uint64_t seat_expire_ms;      /* default 15m */
   uint64_t backend_retry_ms;    /* a backend marked down is retried after; default 30s */
   uint64_t seat_lease_ms;       /* a proxy's lease on a user's seat in Redis; default 60s */
+  uint64_t refill_ms;           /* after Redis lost its data: no new seats for this long; 10s */
   int on_redis_down_refuse;     /* on_redis_down = refuse (the default; else fallback) */
   uint64_t health_interval_ms;  /* active backend checks; default 5s; 0: off */
   uint64_t health_timeout_ms;   /* connect + greeting; default 5s */

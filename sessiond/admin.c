@@ -107,13 +107,15 @@ static void cmd_status(struct sessiond *sd, struct evbuffer *out) {
   evbuffer_add_printf(out,
                       "],\"redis\":%s,\"cluster_seats\":{\"attaches\":%llu,\"claims_won\":%llu,"
                       "\"replaces\":%llu,\"heartbeats\":%llu,\"conflicts_kicked\":%llu,"
-                      "\"fallback_routes\":%llu,\"refused_routes\":%llu}}",
+                      "\"fallback_routes\":%llu,\"refused_routes\":%llu,\"refills\":%llu,"
+                      "\"refill_waits\":%llu,\"refill_refused\":%llu}}",
                       sd->redis ? (rds_is_up(sd->redis) ? "\"up\"" : "\"down\"") : "null",
                       (unsigned long long)ss->attaches, (unsigned long long)ss->claims_won,
                       (unsigned long long)ss->replaces, (unsigned long long)ss->heartbeats,
                       (unsigned long long)ss->conflicts_kicked,
                       (unsigned long long)ss->fallback_routes,
-                      (unsigned long long)ss->refused_routes);
+                      (unsigned long long)ss->refused_routes, (unsigned long long)ss->refills,
+                      (unsigned long long)ss->refill_waits, (unsigned long long)ss->refill_refused);
 }
 
 static void list_backend(struct session *s, void *arg) {

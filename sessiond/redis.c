@@ -50,6 +50,8 @@ struct rds {
   rds_resync_fn on_resync;
   void *cookie;
   struct rds_stats st;
+  char run_id[48];        /* the server process the command link last talked to */
+  int server_changed;     /* a different one since: what it holds may be lost */
 };
 
 /* One command in flight. Freed when hiredis answers (or gives up on) it,
@@ -126,6 +128,41 @@ static void link_ready(struct rlink *l) {
   }
 }
 
+/* The command link learns which server process it reached (INFO's
+ * run_id): a Redis restarted, or a replica promoted by Sentinel, is a new
+ * process that may have lost what the old one held. The subscriber does
+ * not need to know. */
+static void on_info(redisAsyncContext *ac, void *reply, void *priv) {
+  struct rlink *l = priv;
+  redisReply *rep = reply;
+  if (!ac->data) return;   /* being dropped */
+  const char *id = rep && rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "run_id:") : NULL;
+  if (!id) {
+    log_event(LOG_LVL_WARN, "redis_info", "error=\"no run_id\"");
+    link_drop(l);
+    return;
+  }
+  char now_id[48];
+  size_t n = strcspn(id + 7, "\r\n");
+  snprintf(now_id, sizeof now_id, "%.*s", (int)(n < sizeof now_id ? n : sizeof now_id - 1), id + 7);
+  struct rds *r = l->r;
+  if (r->run_id[0] && strcmp(r->run_id, now_id) != 0) {
+    r->server_changed = 1;
+    r->st.server_changes++;
+    log_event(LOG_LVL_WARN, "redis_server_changed", "note=\"a restart or a failover: seats are "
+              "written back before new ones are claimed\"");
+  }
+  snprintf(r->run_id, sizeof r->run_id, "%s", now_id);
+  event_del(l->connect_timer);
+  link_ready(l);
+}
+
+int rds_take_server_changed(struct rds *r) {
+  int changed = r && r->server_changed;
+  if (r) r->server_changed = 0;
+  return changed;
+}
+
 /* A link is up only once Redis has answered a PING: a TCP connect alone
  * proves nothing (the kernel completes it for a frozen process, and a
  * proxy that took that for Redis being back flapped down and up every few
@@ -136,6 +173,10 @@ static void on_ping(redisAsyncContext *ac, void *reply, void *priv) {
   redisReply *rep = reply;
   if (!ac->data) return;   /* being dropped */
   if (rep && rep->type != REDIS_REPLY_ERROR) {
+    if (l == &l->r->cmd) {   /* the connect timer still runs: INFO must answer too */
+      redisAsyncCommand(ac, on_info, l, "INFO server");
+      return;
+    }
     event_del(l->connect_timer);
     link_ready(l);
     return;

@@ -30,6 +30,7 @@ typedef void (*rds_resync_fn)(void *cookie);
 
 struct rds_stats {
   uint64_t commands, replies, errors, timeouts, refused, outages, messages;
+  uint64_t server_changes;   /* reconnects that found another server process */
   uint64_t latency_us_sum;
   uint64_t latency_buckets[8];   /* <=100us 250us 500us 1ms 5ms 25ms 100ms, more */
 };
@@ -51,6 +52,10 @@ int rds_command_argv(struct rds *r, rds_reply_fn fn, void *cookie, int argc, con
                      const size_t *argvlen);
 
 int rds_is_up(const struct rds *r);
+/* 1 once after the command link reached another server process than the
+ * one before it (a restart, a Sentinel failover): what that one held may
+ * be gone. Read by the resync that follows the reconnect. */
+int rds_take_server_changed(struct rds *r);
 const struct rds_stats *rds_stats(const struct rds *r);
 
 #endif

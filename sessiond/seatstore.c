@@ -13,10 +13,21 @@
 #include "sessiond/backends.h"
 #include "sessiond/state.h"
 
+#define REFILL_KEY "usher:refill"
+#define REFILL_POLL_MS 100   /* a login waiting out a refill asks this often */
+
 static struct seatstore_stats st;
 static struct event *heartbeat_ev;
 
-/* ---- the scripts (KEYS[1] = seat hash, KEYS[2] = leases) ----------------------- */
+/* ---- the scripts (KEYS[1] = seat hash, KEYS[2] = leases, KEYS[3] = refill) ------- */
+
+/* usher:refill exists for refill_time after a proxy found Redis to be
+ * another server process than before (restarted, possibly empty, or a
+ * replica promoted that missed the last writes). Meanwhile every proxy
+ * writes its seats back (the heartbeat) and no seat is created where none
+ * is: a missing seat may be one that a proxy holding sessions has not
+ * written back yet. The answer is then {PTTL}: ask again after that. */
+#define LUA_REFILL_WAIT "if redis.call('EXISTS', KEYS[3]) == 1 then return {redis.call('PTTL', KEYS[3])} end\n"
 
 #define LUA_NOW "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 #define LUA_LEASE(proxy, lease, expire)                                     \
@@ -30,6 +41,7 @@ static const char ATTACH_LUA[] =
     "local b = redis.call('HGET', KEYS[1], 'backend')\n"
     "local g, created = redis.call('HGET', KEYS[1], 'gen'), 0\n"
     "if not b then\n"
+    "  " LUA_REFILL_WAIT
     "  if ARGV[1] == '' then return {} end\n"
     "  b, g, created = ARGV[1], '1', 1\n"
     "  redis.call('HSET', KEYS[1], 'backend', b, 'gen', g, 'created', now)\n"
@@ -43,6 +55,7 @@ static const char REPLACE_LUA[] =
     "local b = redis.call('HGET', KEYS[1], 'backend')\n"
     "local g = redis.call('HGET', KEYS[1], 'gen')\n"
     "local replaced = 0\n"
+    "if not b then " LUA_REFILL_WAIT "end\n"
     "if (not b) or (b == ARGV[1] and g == ARGV[2]) then\n"
     "  b, g, replaced = ARGV[3], tostring((tonumber(g) or 0) + 1), 1\n"
     "  redis.call('HSET', KEYS[1], 'backend', b, 'gen', g, 'created', now)\n"
@@ -92,9 +105,9 @@ static int script(struct sessiond *sd, const char *lua, const char *key_hex, rds
   char seat_key[96], lease_key[96];
   snprintf(seat_key, sizeof seat_key, "usher:{%s}:seat", key_hex);
   snprintf(lease_key, sizeof lease_key, "usher:{%s}:leases", key_hex);
-  const char *argv[12] = {"EVAL", lua, "2", seat_key, lease_key};
-  for (int i = 0; i < argc && i < 7; i++) argv[5 + i] = args[i];
-  return rds_command_argv(sd->redis, fn, cookie, 5 + argc, argv, NULL);
+  const char *argv[13] = {"EVAL", lua, "3", seat_key, lease_key, REFILL_KEY};
+  for (int i = 0; i < argc && i < 7; i++) argv[6 + i] = args[i];
+  return rds_command_argv(sd->redis, fn, cookie, 6 + argc, argv, NULL);
 }
 
 static void ms_str(char out[24], uint64_t ms) { snprintf(out, 24, "%llu", (unsigned long long)ms); }
@@ -149,9 +162,12 @@ struct route {
   char key_hex[AUTHCACHE_HEX_LEN + 1];
   seatstore_done_fn done;
   void *cookie;
+  uint64_t started_ms;       /* for the bound on waiting out a refill */
+  struct event *wait_ev;
 };
 
 static void route_free(struct route *r) {
+  if (r->wait_ev) event_free(r->wait_ev);
   wconn_unref(r->wc);
   free(r->user);
   free(r->pinned);
@@ -231,9 +247,45 @@ static void route_local(struct route *r) {
   route_done(r, idx);
 }
 
+static void route_attach(struct route *r);
+
+static void on_refill_waited(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  route_attach(arg);
+}
+
+/* Redis answered "refilling, ask again in pttl ms" (see LUA_REFILL_WAIT).
+ * The login waits, at most refill_time from its start: a seat written
+ * back meanwhile is found then. Returns 1 when rep was that answer. */
+static int refill_wait(struct route *r, const redisReply *rep) {
+  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 ||
+      rep->element[0]->type != REDIS_REPLY_INTEGER)
+    return 0;
+  struct sessiond *sd = r->sd;
+  uint64_t waited = now_ms() - r->started_ms, pttl = rep->element[0]->integer > 0 ?
+                    (uint64_t)rep->element[0]->integer : 1;
+  if (r->wc->closed || waited >= sd->cfg->refill_ms) {
+    st.refill_refused++;
+    route_done(r, -1);
+    return 1;
+  }
+  /* Ask again soon: the holder's write-back ends the wait, not the window. */
+  uint64_t wait = pttl + 5 < REFILL_POLL_MS ? pttl + 5 : REFILL_POLL_MS;
+  if (wait > sd->cfg->refill_ms - waited) wait = sd->cfg->refill_ms - waited;
+  if (!r->wait_ev) {
+    st.refill_waits++;
+    r->wait_ev = evtimer_new(sd->base, on_refill_waited, r);
+  }
+  struct timeval tv;
+  ms_to_timeval(wait, &tv);
+  evtimer_add(r->wait_ev, &tv);
+  return 1;
+}
+
 static void on_replaced(void *cookie, const redisReply *rep) {
   struct route *r = cookie;
   struct sessiond *sd = r->sd;
+  if (refill_wait(r, rep)) return;
   if (!seat_reply_ok(rep, 3)) {
     route_local(r);
     return;
@@ -296,6 +348,7 @@ static void on_attached(void *cookie, const redisReply *rep) {
     route_local(r);
     return;
   }
+  if (refill_wait(r, rep)) return;
   if (rep->elements == 0) {   /* no seat, and nothing to propose */
     route_done(r, -1);
     return;
@@ -341,11 +394,18 @@ void seatstore_route(struct sessiond *sd, struct wconn *wc, const char *session,
     authcache_key(sd->cache, user, key);
     authcache_hex(key, r->key_hex);
   }
+  r->started_ms = now_ms();
   if (!sd->redis) {
     route_local(r);
     return;
   }
-  int proposed = backends_choose(sd, user, pinned);
+  route_attach(r);
+}
+
+/* The attach script; again after a refill wait. */
+static void route_attach(struct route *r) {
+  struct sessiond *sd = r->sd;
+  int proposed = backends_choose(sd, r->user, r->pinned);
   char lease[24], expire[24];
   ms_str(lease, sd->cfg->seat_lease_ms);
   ms_str(expire, sd->cfg->seat_expire_ms);
@@ -461,7 +521,19 @@ static void on_heartbeat_timer(evutil_socket_t fd, short what, void *arg) {
   if (rds_is_up(sd->redis)) seats_foreach(sd->seats, heartbeat_one, sd);
 }
 
-void seatstore_resync(struct sessiond *sd) { on_heartbeat_timer(-1, 0, sd); }
+/* After a reconnect. If Redis is another server process now, it may have
+ * lost seats: open the refill window first (pipelined ahead of every
+ * attach this proxy sends from now on), then write ours back. */
+void seatstore_resync(struct sessiond *sd) {
+  if (rds_take_server_changed(sd->redis)) {
+    char ms[24];
+    ms_str(ms, sd->cfg->refill_ms);
+    rds_command(sd->redis, NULL, NULL, "SET " REFILL_KEY " %s PX %s", sd->cfg->name, ms);
+    st.refills++;
+    log_event(LOG_LVL_WARN, "seat_refill", "window_ms=%s seats=%zu", ms, seats_count(sd->seats));
+  }
+  on_heartbeat_timer(-1, 0, sd);
+}
 
 void seatstore_start(struct sessiond *sd) {
   if (!sd->redis) return;

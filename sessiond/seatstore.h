@@ -70,6 +70,8 @@ void seatstore_on_event(struct sessiond *sd, const char *payload, size_t len);
 struct seatstore_stats {
   uint64_t attaches, claims_won, replaces, heartbeats, conflicts_kicked, fallback_routes, detaches;
   uint64_t refused_routes;   /* Redis away, on_redis_down = refuse, user not held here */
+  uint64_t refills;          /* refill windows opened by this proxy */
+  uint64_t refill_waits, refill_refused;   /* logins that waited out one; refused at its end */
 };
 const struct seatstore_stats *seatstore_stats(void);
 
