@@ -291,6 +291,7 @@ void client_free(struct client *c, const char *reason) {
             (unsigned long long)c->bytes_out);
   if (c->registered) sessiond_link_session_end(w->link, c, reason);
   worker_req_del(w, c);
+  sessiond_link_forget(w->link, c);
   worker_sid_del(w, c);
   if (c->counted) worker_ip_release(w, &c->peer);
   if (c->prev) c->prev->next = c->next;

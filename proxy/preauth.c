@@ -65,30 +65,27 @@ static void login_start(struct client *c, const char *tag, const char *user, con
     client_write(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag);
     return;
   }
-  if (!sessiond_link_up(c->w->link)) {
-    client_write(c, "%s NO [UNAVAILABLE] Authentication service unavailable, try again later.\r\n",
-                 tag);
-    return;
-  }
   c->tag = xstrdup(tag);
   free(c->user);
   c->user = xstrdup(user);
   c->password = xstrdup(pass);
   c->mech = mech;
+  c->login_ms = now_ms();
+  c->login_resent = 0;
   c->state = CS_AUTH_WAIT;
   /* Reading goes on, so the socket stays registered (two epoll_ctl calls
    * fewer per login) and a client that leaves is noticed. What it sends
    * meanwhile waits in the input, up to a bound, for the relay or for the
    * next command after a failure. */
   client_hold_input(c, 1);
+  /* Sent, or held while the worker has no link to sessiond (it starts or
+   * restarts); either way the link arms the timer that bounds the wait. */
   if (sessiond_link_login(c->w->link, c) != 0) {
     /* Answered from the timer, not from here: we are inside preauth_read(). */
     c->auth_result = PROTO_UNAVAILABLE;
     c->state = CS_AUTH_DELAY;
     client_timer(c, 1);
-    return;
   }
-  client_timer(c, c->w->cfg->login_timeout_ms);
 }
 
 /* A string argument: atom or string, no NUL inside. */
@@ -338,7 +335,10 @@ void preauth_login_reply(struct client *c, int result, uint32_t delay_ms, const 
 void preauth_timer(struct client *c) {
   switch (c->state) {
   case CS_AUTH_WAIT:
-    log_event(LOG_LVL_WARN, "sessiond_timeout", "session=%s", c->sid_hex);
+    if (sessiond_link_forget(c->w->link, c))
+      log_event(LOG_LVL_WARN, "sessiond_wait_timeout", "session=%s", c->sid_hex);
+    else
+      log_event(LOG_LVL_WARN, "sessiond_timeout", "session=%s", c->sid_hex);
     worker_req_del(c->w, c);
     c->auth_result = PROTO_UNAVAILABLE;
     login_failed_answer(c);
