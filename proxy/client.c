@@ -168,6 +168,7 @@ void client_begin(struct client *c) {
   struct imap_limits lim = {w->cfg->max_line, w->cfg->max_literal,
                             w->cfg->max_line + 2 * w->cfg->max_literal};
   c->parser = imap_parser_new(&lim);
+  imap_parser_set_literal_check(c->parser, preauth_literal_refused, c);
 
   client_timer(c, w->cfg->preauth_timeout_ms);
   if (ls->tls == TLS_IMPLICIT) {   /* the greeting follows the handshake */

@@ -171,6 +171,8 @@ void preauth_greet(struct client *c);
 /* The greeting line into out; its length, 0 if it does not fit. */
 size_t preauth_greeting(const struct client *c, char *out, size_t outlen);
 void preauth_read(struct client *c);
+/* The parser's literal check (imap_parser_set_literal_check), client = c. */
+int preauth_literal_refused(void *client, const char *tag, const char *name);
 /* sessiond's answer to our LOGIN. */
 void preauth_login_reply(struct client *c, int result, uint32_t delay_ms, const char *user,
                          const char *backend, const char *backend_addr);

@@ -24,6 +24,19 @@ static int plaintext_allowed(const struct client *c) {
   return c->is_tls || c->plaintext_ok;
 }
 
+#define PRIVACY_REQUIRED "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections."
+
+/* The parser asks before it has us invite a literal. Where plaintext
+ * logins are refused, a literal of LOGIN or AUTHENTICATE can only be a
+ * name or a password that must not cross this connection in the clear:
+ * no "+" invites it, and the command is answered PRIVACYREQUIRED. */
+int preauth_literal_refused(void *client, const char *tag, const char *name) {
+  (void)tag;
+  const struct client *c = client;
+  return !plaintext_allowed(c) &&
+         (!ascii_casecmp(name, "LOGIN") || !ascii_casecmp(name, "AUTHENTICATE"));
+}
+
 static void capability_list(const struct client *c, char *out, size_t outlen) {
   snprintf(out, outlen, "IMAP4rev1 SASL-IR ID LITERAL+%s%s",
            c->listener->tls == TLS_STARTTLS && !c->is_tls ? " STARTTLS" : "",
@@ -102,8 +115,7 @@ static void cmd_login(struct client *c, const struct imap_command *cmd) {
     return;
   }
   if (!plaintext_allowed(c)) {
-    client_write(c, "%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.\r\n",
-                 cmd->tag);
+    client_write(c, "%s " PRIVACY_REQUIRED "\r\n", cmd->tag);
     return;
   }
   login_start(c, cmd->tag, user, pass, "LOGIN");
@@ -136,8 +148,7 @@ static void cmd_authenticate(struct client *c, const struct imap_command *cmd) {
     return;
   }
   if (!plaintext_allowed(c)) {
-    client_write(c, "%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.\r\n",
-                 cmd->tag);
+    client_write(c, "%s " PRIVACY_REQUIRED "\r\n", cmd->tag);
     return;
   }
   if (cmd->nargs == 2) {
@@ -212,6 +223,10 @@ static void auth_continue_line(struct client *c, const char *line, size_t len) {
 static void parse_error(struct client *c) {
   enum imap_error e = imap_parser_error(c->parser);
   const char *tag = imap_parser_error_tag(c->parser);
+  if (e == IMAP_ERR_LITERAL_REFUSED) {   /* preauth_literal_refused() said so */
+    client_write(c, "%s " PRIVACY_REQUIRED "\r\n", tag ? tag : "*");
+    return;
+  }
   if (imap_parser_error_fatal(c->parser)) {
     char bye[128];
     snprintf(bye, sizeof bye, "* BYE [TOOBIG] %s\r\n", imap_error_text(e));
