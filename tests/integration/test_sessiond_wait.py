@@ -100,6 +100,8 @@ class SessiondWaitTest(unittest.TestCase):
         time.sleep(1.0)
         ok, refused = storm.stop()
         report('first second after start', ok, refused, storm.refusals)
+        print([line.split('event=')[1] for line in u.log().splitlines()
+               if 'held_logins=' in line], file=sys.stderr)
         self.assertEqual(refused, 0, storm.refusals)
         self.assertGreater(ok, CLIENTS)
         self.assertIn('event=sessiond_up', u.log())
