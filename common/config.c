@@ -155,6 +155,9 @@ static int on_auth(struct loader *l, const char *k, const char *v) {
   if (!strcmp(k, "failure_delay")) return get_duration(l, k, v, &c->failure_delay_ms);
   if (!strcmp(k, "threads")) return get_uint(l, k, v, 1, 64, &c->auth_threads);
   if (!strcmp(k, "max_attempts")) return get_uint(l, k, v, 1, 100, &c->max_auth_attempts);
+  if (!strcmp(k, "sessiond_wait")) return get_duration(l, k, v, &c->sessiond_wait_ms);
+  if (!strcmp(k, "sessiond_wait_queue"))
+    return get_uint(l, k, v, 0, 1000000, &c->sessiond_wait_queue);
   return fail(l, "unknown key '%s' in [auth]", k);
 }
 
@@ -407,6 +410,8 @@ static void config_defaults(struct config *c) {
   c->failure_delay_ms = 2000;
   c->auth_threads = 2;
   c->max_auth_attempts = 3;
+  c->sessiond_wait_ms = 5000;
+  c->sessiond_wait_queue = 1000;
   c->ldap_pool_size = 4;
   c->ldap_timeout_ms = 5000;
   c->ldap_queue_max = 256;

@@ -13,7 +13,7 @@
  *   [backend NAME]     address, weight, tls = none|starttls|implicit,
  *                      tls_verify, ca_file, server_name, send_id
  *   [auth]             users_file, username_format, failure_delay, threads,
- *                      max_attempts
+ *                      max_attempts, sessiond_wait, sessiond_wait_queue
  *   [ldap]             uri, starttls, ca_file, bind_dn, bind_password_file,
  *                      base, filter, dn_template, login_attribute,
  *                      backend_attribute, pool_size, timeout, max_inflight,
@@ -122,6 +122,9 @@ struct config {
   uint64_t failure_delay_ms;    /* default 2s */
   unsigned auth_threads;        /* password hashing threads; default 2 */
   unsigned max_auth_attempts;   /* failed logins per connection; default 3 */
+  uint64_t sessiond_wait_ms;    /* a login waits this long for the worker's link to
+                                   sessiond (start, restart); default 5s; 0: no wait */
+  unsigned sessiond_wait_queue; /* logins a worker holds so; default 1000 */
 
   /* [ldap]: the password database when uri is set (else the users file) */
   char *ldap_uri;               /* ldap://host:port or ldaps://host:port */

@@ -50,6 +50,9 @@ struct imap_parser {
 
   size_t lit_left;                /* literal bytes still to come */
   int lit_sync;
+  imap_literal_check_fn literal_check;
+  void *literal_check_arg;
+  int discard;                    /* skipping the rest of a refused command */
 
   enum imap_error err;
   int fatal;
@@ -297,6 +300,38 @@ static void literal_end(struct imap_parser *p) {
   p->expect = E_SEP;
 }
 
+static int literal_refused(struct imap_parser *p) {
+  return p->literal_check &&
+         p->literal_check(p->literal_check_arg, p->store.p + p->tag_off, p->store.p + p->name_off);
+}
+
+/* The refused command is over: what follows is a new one. */
+static enum imap_status discard_end(struct imap_parser *p) {
+  p->discard = 0;
+  imap_parser_reset(p);
+  return IMAP_NEED_MORE;
+}
+
+/* A segment of a refused command whose LITERAL+ literal came anyway: the
+ * tokenizer follows it only to find where it ends, after the last literal
+ * that the client sends uninvited. Nothing of it is kept. */
+static enum imap_status discard_segment(struct imap_parser *p, int r) {
+  buf_clear(&p->store);
+  p->nslots = 0;
+  if (r != SEG_LITERAL || p->lit_sync) return discard_end(p);   /* a sync one is not sent */
+  if (p->lit_left > p->lim.max_literal) {
+    fail(p, IMAP_ERR_LITERAL_TOO_BIG, 1);
+    return IMAP_ERROR;
+  }
+  if (p->cmd_bytes + p->lit_left > p->lim.max_command) {
+    fail(p, IMAP_ERR_COMMAND_TOO_BIG, 1);
+    return IMAP_ERROR;
+  }
+  literal_begin(p);
+  if (p->lit_left == 0) literal_end(p);
+  return IMAP_NEED_MORE;
+}
+
 /* A whole segment (CRLF included) is in p->seg. */
 static enum imap_status segment_done(struct imap_parser *p) {
   size_t n = p->seg.len - 1;   /* drop LF, then an optional CR */
@@ -308,6 +343,7 @@ static enum imap_status segment_done(struct imap_parser *p) {
   }
   int r = tokenize(p, p->seg.p, n);
   buf_clear(&p->seg);
+  if (p->discard) return discard_segment(p, r);
   if (r == SEG_COMPLETE) {
     build_command(p);
     return IMAP_COMMAND;
@@ -320,6 +356,16 @@ static enum imap_status segment_done(struct imap_parser *p) {
   }
   if (p->cmd_bytes + p->lit_left > p->lim.max_command) {
     fail(p, IMAP_ERR_COMMAND_TOO_BIG, 1);
+    return IMAP_ERROR;
+  }
+  if (literal_refused(p)) {
+    fail(p, IMAP_ERR_LITERAL_REFUSED, 0);
+    /* Uninvited, a synchronizing literal is not sent: the next line is a
+     * new command. A LITERAL+ one comes anyway, and what follows it. */
+    if (p->lit_sync) return IMAP_ERROR;
+    p->discard = 1;
+    literal_begin(p);
+    if (p->lit_left == 0) literal_end(p);
     return IMAP_ERROR;
   }
   literal_begin(p);
@@ -337,7 +383,7 @@ enum imap_status imap_parser_feed(struct imap_parser *p, const char *data, size_
   while (i < len) {
     if (p->mode == M_LITERAL) {
       size_t take = len - i < p->lit_left ? len - i : p->lit_left;
-      buf_append(&p->store, data + i, take);
+      if (!p->discard) buf_append(&p->store, data + i, take);
       i += take;
       p->cmd_bytes += take;
       if ((p->lit_left -= take) == 0) literal_end(p);
@@ -353,6 +399,7 @@ enum imap_status imap_parser_feed(struct imap_parser *p, const char *data, size_
     if (p->seg.len + chunk > p->lim.max_line) {
       error_tag_from_line(p, data + i, chunk);
       fail(p, IMAP_ERR_LINE_TOO_LONG, 0);
+      p->discard = 0;   /* its end, skipped to, ends the command */
       buf_clear(&p->seg);
       if (!lf) p->mode = M_SKIP;
       *consumed = i + chunk;
@@ -397,6 +444,11 @@ const struct imap_command *imap_parser_command(const struct imap_parser *p) {
   return &p->cmd;
 }
 
+void imap_parser_set_literal_check(struct imap_parser *p, imap_literal_check_fn fn, void *arg) {
+  p->literal_check = fn;
+  p->literal_check_arg = arg;
+}
+
 void imap_parser_expect_line(struct imap_parser *p) {
   p->line_mode = 1;
 }
@@ -426,26 +478,29 @@ const char *imap_error_text(enum imap_error e) {
   case IMAP_ERR_LITERAL_TOO_BIG: return "Literal too big.";
   case IMAP_ERR_COMMAND_TOO_BIG: return "Command too big.";
   case IMAP_ERR_TOO_MANY_ARGS: return "Too many arguments.";
+  case IMAP_ERR_LITERAL_REFUSED: return "Literal refused.";
   }
   return "Error.";
 }
 
 void imap_parser_reset(struct imap_parser *p) {
-  enum mode keep = p->mode == M_SKIP ? M_SKIP : M_LINE;
   buf_clear(&p->seg);
   buf_clear(&p->store);
   wipe(&p->cmd, sizeof p->cmd);
   wipe(p->slots, sizeof p->slots);
-  p->mode = keep;
   p->line_mode = 0;
+  p->have_tag = 0;
+  p->nslots = 0;
+  p->err = IMAP_ERR_NONE;
+  p->has_err_tag = 0;
+  p->fatal = 0;
+  /* A refused command still being skipped keeps where its tokenizer is:
+   * in a literal, or between arguments, and its size so far. */
+  if (p->discard) return;
+  p->mode = p->mode == M_SKIP ? M_SKIP : M_LINE;
   p->cmd_bytes = 0;
   p->expect = E_TAG;
   p->after_open = 0;
   p->depth = 0;
-  p->have_tag = 0;
-  p->nslots = 0;
   p->lit_left = 0;
-  p->err = IMAP_ERR_NONE;
-  p->has_err_tag = 0;
-  p->fatal = 0;
 }

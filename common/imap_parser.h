@@ -70,6 +70,7 @@ enum imap_error {
                                {n+} over the limit: fatal (RFC 7888 4.) */
   IMAP_ERR_COMMAND_TOO_BIG, /* the whole command over max_command: fatal */
   IMAP_ERR_TOO_MANY_ARGS,   /* the rest of the line has been consumed */
+  IMAP_ERR_LITERAL_REFUSED, /* the literal check said no (see below) */
 };
 
 struct imap_parser;
@@ -90,6 +91,22 @@ void imap_parser_free(struct imap_parser *p);
 enum imap_status imap_parser_feed(struct imap_parser *p, const char *data,
                                   size_t len, size_t *consumed);
 
+/* Asked for each literal a command announces, once its tag and name are
+ * known and before IMAP_CONTINUE would have the caller invite the bytes:
+ * nonzero refuses the literal. (preauth.c refuses a password on a line
+ * that may not carry one, so that the client is never invited to send it.)
+ * A refused literal ends the command with IMAP_ERROR and
+ * IMAP_ERR_LITERAL_REFUSED, its tag known, not fatal: the caller answers
+ * the tag, resets and feeds on, as after any error. A synchronizing
+ * literal that was not invited is not sent, so the next line is a new
+ * command. A non-synchronizing one ({n+}) comes anyway, and the rest of
+ * its command after it: the parser skips all of that, further LITERAL+
+ * literals included, without keeping any of it, up to the line that ends
+ * the command (or announces a synchronizing literal, which the client
+ * waits for in vain: its command was answered). */
+typedef int (*imap_literal_check_fn)(void *arg, const char *tag, const char *name);
+void imap_parser_set_literal_check(struct imap_parser *p, imap_literal_check_fn fn, void *arg);
+
 /* Valid after IMAP_COMMAND until reset. */
 const struct imap_command *imap_parser_command(const struct imap_parser *p);
 
@@ -107,7 +124,8 @@ int imap_parser_error_fatal(const struct imap_parser *p);
 const char *imap_error_text(enum imap_error e);
 
 /* Forgets the current command (wiping its bytes); keeps skip mode if the
- * parser is still skipping the rest of an over-long line. */
+ * parser is still skipping the rest of an over-long line or of a command
+ * whose literal was refused. */
 void imap_parser_reset(struct imap_parser *p);
 
 #endif

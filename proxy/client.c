@@ -168,6 +168,7 @@ void client_begin(struct client *c) {
   struct imap_limits lim = {w->cfg->max_line, w->cfg->max_literal,
                             w->cfg->max_line + 2 * w->cfg->max_literal};
   c->parser = imap_parser_new(&lim);
+  imap_parser_set_literal_check(c->parser, preauth_literal_refused, c);
 
   client_timer(c, w->cfg->preauth_timeout_ms);
   if (ls->tls == TLS_IMPLICIT) {   /* the greeting follows the handshake */
@@ -291,6 +292,7 @@ void client_free(struct client *c, const char *reason) {
             (unsigned long long)c->bytes_out);
   if (c->registered) sessiond_link_session_end(w->link, c, reason);
   worker_req_del(w, c);
+  sessiond_link_forget(w->link, c);
   worker_sid_del(w, c);
   if (c->counted) worker_ip_release(w, &c->peer);
   if (c->prev) c->prev->next = c->next;

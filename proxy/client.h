@@ -5,7 +5,8 @@
  *   TLS_ACCEPT   TLS handshake (tlsaccept.c); on implicit TLS the greeting follows it
  *   PREAUTH      reading pre-auth commands (preauth.c)
  *   STARTTLS     "OK Begin TLS" is being flushed; then the TLS handshake
- *   AUTH_WAIT    LOGIN sent to sessiond; client input held (AUTH_WAIT_INPUT_MAX)
+ *   AUTH_WAIT    LOGIN sent to sessiond, or held until the worker's link to
+ *                sessiond is up (login_held); client input held (AUTH_WAIT_INPUT_MAX)
  *   AUTH_DELAY   failed login: waiting out the delay before answering NO
  *   BACKEND      connecting and logging in to the backend (backend.c)
  *   RELAY        bytes flow both ways (relay.c)
@@ -76,6 +77,8 @@ struct client {
   unsigned registered : 1;          /* sessiond knows the session (LOGIN OK) */
   unsigned backend_retried : 1;     /* one BACKEND_FAILED round used */
   unsigned free_armed : 1;          /* client_free_soon: freed on the timer */
+  unsigned login_held : 1;          /* AUTH_WAIT: the LOGIN waits for the link (sessiond_link.c) */
+  unsigned login_resent : 1;        /* the LOGIN was sent again after sessiond died on it */
 
   /* Pre-auth. */
   struct imap_parser *parser;
@@ -88,6 +91,7 @@ struct client {
   char *password;
   int auth_continue;                /* AUTHENTICATE waiting for the client's line */
   uint32_t req;                     /* request id at sessiond, 0 = none */
+  uint64_t login_ms;                /* when the LOGIN in progress began */
   int auth_result;                  /* proto_result waiting out its delay */
   const char *mech;                 /* "LOGIN" or "PLAIN", for logs */
 
@@ -168,6 +172,8 @@ void preauth_greet(struct client *c);
 /* The greeting line into out; its length, 0 if it does not fit. */
 size_t preauth_greeting(const struct client *c, char *out, size_t outlen);
 void preauth_read(struct client *c);
+/* The parser's literal check (imap_parser_set_literal_check), client = c. */
+int preauth_literal_refused(void *client, const char *tag, const char *name);
 /* sessiond's answer to our LOGIN. */
 void preauth_login_reply(struct client *c, int result, uint32_t delay_ms, const char *user,
                          const char *backend, const char *backend_addr);

@@ -24,6 +24,19 @@ static int plaintext_allowed(const struct client *c) {
   return c->is_tls || c->plaintext_ok;
 }
 
+#define PRIVACY_REQUIRED "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections."
+
+/* The parser asks before it has us invite a literal. Where plaintext
+ * logins are refused, a literal of LOGIN or AUTHENTICATE can only be a
+ * name or a password that must not cross this connection in the clear:
+ * no "+" invites it, and the command is answered PRIVACYREQUIRED. */
+int preauth_literal_refused(void *client, const char *tag, const char *name) {
+  (void)tag;
+  const struct client *c = client;
+  return !plaintext_allowed(c) &&
+         (!ascii_casecmp(name, "LOGIN") || !ascii_casecmp(name, "AUTHENTICATE"));
+}
+
 static void capability_list(const struct client *c, char *out, size_t outlen) {
   snprintf(out, outlen, "IMAP4rev1 SASL-IR ID LITERAL+%s%s",
            c->listener->tls == TLS_STARTTLS && !c->is_tls ? " STARTTLS" : "",
@@ -65,30 +78,27 @@ static void login_start(struct client *c, const char *tag, const char *user, con
     client_write(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag);
     return;
   }
-  if (!sessiond_link_up(c->w->link)) {
-    client_write(c, "%s NO [UNAVAILABLE] Authentication service unavailable, try again later.\r\n",
-                 tag);
-    return;
-  }
   c->tag = xstrdup(tag);
   free(c->user);
   c->user = xstrdup(user);
   c->password = xstrdup(pass);
   c->mech = mech;
+  c->login_ms = now_ms();
+  c->login_resent = 0;
   c->state = CS_AUTH_WAIT;
   /* Reading goes on, so the socket stays registered (two epoll_ctl calls
    * fewer per login) and a client that leaves is noticed. What it sends
    * meanwhile waits in the input, up to a bound, for the relay or for the
    * next command after a failure. */
   client_hold_input(c, 1);
+  /* Sent, or held while the worker has no link to sessiond (it starts or
+   * restarts); either way the link arms the timer that bounds the wait. */
   if (sessiond_link_login(c->w->link, c) != 0) {
     /* Answered from the timer, not from here: we are inside preauth_read(). */
     c->auth_result = PROTO_UNAVAILABLE;
     c->state = CS_AUTH_DELAY;
     client_timer(c, 1);
-    return;
   }
-  client_timer(c, c->w->cfg->login_timeout_ms);
 }
 
 /* A string argument: atom or string, no NUL inside. */
@@ -105,8 +115,7 @@ static void cmd_login(struct client *c, const struct imap_command *cmd) {
     return;
   }
   if (!plaintext_allowed(c)) {
-    client_write(c, "%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.\r\n",
-                 cmd->tag);
+    client_write(c, "%s " PRIVACY_REQUIRED "\r\n", cmd->tag);
     return;
   }
   login_start(c, cmd->tag, user, pass, "LOGIN");
@@ -139,8 +148,7 @@ static void cmd_authenticate(struct client *c, const struct imap_command *cmd) {
     return;
   }
   if (!plaintext_allowed(c)) {
-    client_write(c, "%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.\r\n",
-                 cmd->tag);
+    client_write(c, "%s " PRIVACY_REQUIRED "\r\n", cmd->tag);
     return;
   }
   if (cmd->nargs == 2) {
@@ -215,6 +223,10 @@ static void auth_continue_line(struct client *c, const char *line, size_t len) {
 static void parse_error(struct client *c) {
   enum imap_error e = imap_parser_error(c->parser);
   const char *tag = imap_parser_error_tag(c->parser);
+  if (e == IMAP_ERR_LITERAL_REFUSED) {   /* preauth_literal_refused() said so */
+    client_write(c, "%s " PRIVACY_REQUIRED "\r\n", tag ? tag : "*");
+    return;
+  }
   if (imap_parser_error_fatal(c->parser)) {
     char bye[128];
     snprintf(bye, sizeof bye, "* BYE [TOOBIG] %s\r\n", imap_error_text(e));
@@ -340,7 +352,10 @@ void preauth_login_reply(struct client *c, int result, uint32_t delay_ms, const 
 void preauth_timer(struct client *c) {
   switch (c->state) {
   case CS_AUTH_WAIT:
-    log_event(LOG_LVL_WARN, "sessiond_timeout", "session=%s", c->sid_hex);
+    if (sessiond_link_forget(c->w->link, c))
+      log_event(LOG_LVL_WARN, "sessiond_wait_timeout", "session=%s", c->sid_hex);
+    else
+      log_event(LOG_LVL_WARN, "sessiond_timeout", "session=%s", c->sid_hex);
     worker_req_del(c->w, c);
     c->auth_result = PROTO_UNAVAILABLE;
     login_failed_answer(c);

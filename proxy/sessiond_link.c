@@ -29,12 +29,17 @@ struct sessiond_link {
   struct event *retry;
   uint8_t body[PROTO_MAX_BODY];   /* the frame being decoded */
   struct proto_batch *out;        /* every frame to sessiond, per loop turn */
+  unsigned n_held;                /* clients whose LOGIN waits for the link */
 };
 
 static void link_connect(struct sessiond_link *l);
 static void send_session_end(struct sessiond_link *l, struct proto_msg *m);
+static void hold_login(struct sessiond_link *l, struct client *c);
 
+/* Back-off between connection attempts, except while logins wait: then
+ * every RETRY_MIN_MS, so they go out soon after sessiond listens again. */
 static void link_schedule_retry(struct sessiond_link *l) {
+  if (l->n_held) l->retry_ms = 0;
   l->retry_ms = l->retry_ms ? l->retry_ms * 2 : RETRY_MIN_MS;
   if (l->retry_ms > RETRY_MAX_MS) l->retry_ms = RETRY_MAX_MS;
   struct timeval tv;
@@ -42,11 +47,37 @@ static void link_schedule_retry(struct sessiond_link *l) {
   evtimer_add(l->retry, &tv);
 }
 
-/* sessiond went away: pending logins are answered UNAVAILABLE now rather
- * than at their timeout; established sessions go on relaying. */
+/* A request sessiond never answered, because it went away: what now.
+ *
+ * A LOGIN is held and sent again once the link is back, like a login that
+ * came while the link was down. sessiond restarts within a second or so,
+ * and the request left no trace there that a second try could trip on:
+ * the new sessiond has no table of requests, and attaching this proxy's
+ * lease to a seat in Redis twice is the same as once. Answering it
+ * UNAVAILABLE would fail every client whose login was on the wire when
+ * sessiond died. The price: a wrong password in flight may be counted
+ * twice by the throttle. It is sent again once only: a login that sessiond
+ * dies on twice may be what kills it, and must not keep it crashing.
+ *
+ * A BACKEND_FAILED (a routed session whose backend failed) is answered
+ * UNAVAILABLE: only the dead sessiond knew the session it speaks of. */
+static int request_lost(struct sessiond_link *l, struct client *c) {
+  worker_req_del(l->w, c);
+  if (!c->registered && !c->login_resent && l->w->cfg->sessiond_wait_ms) {
+    c->login_resent = 1;
+    hold_login(l, c);
+    return 1;
+  }
+  preauth_login_reply(c, PROTO_UNAVAILABLE, 0, NULL, NULL, NULL);
+  return 0;
+}
+
+/* sessiond went away: the requests it had not answered are held or
+ * answered (request_lost); established sessions go on relaying. */
 static void link_down(struct sessiond_link *l) {
   struct worker *w = l->w;
-  if (l->up) log_event(LOG_LVL_WARN, "sessiond_down", "pending=fail");
+  unsigned resent = 0, failed = 0;
+  int was_up = l->up;
   l->up = 0;
   proto_batch_set_bev(l->out, NULL);
   if (l->bev) {
@@ -56,10 +87,11 @@ static void link_down(struct sessiond_link *l) {
   for (struct client *c = w->clients, *next; c; c = next) {
     next = c->next;
     if (c->state == CS_AUTH_WAIT && c->req) {
-      worker_req_del(w, c);
-      preauth_login_reply(c, PROTO_UNAVAILABLE, 0, NULL, NULL, NULL);
+      if (request_lost(l, c)) resent++;
+      else failed++;
     }
   }
+  if (was_up) log_event(LOG_LVL_WARN, "sessiond_down", "resend=%u failed=%u", resent, failed);
   link_schedule_retry(l);
 }
 
@@ -113,6 +145,20 @@ static void on_link_read(struct bufferevent *bev, void *arg) {
   }
 }
 
+static int send_login(struct sessiond_link *l, struct client *c);
+
+/* The link is up: the held logins go out, oldest first. */
+static void send_held_logins(struct sessiond_link *l) {
+  struct client *c = l->w->clients;
+  if (!l->n_held || !c) return;
+  while (c->next) c = c->next;   /* the list is newest first */
+  for (; c && l->n_held; c = c->prev) {
+    if (!c->login_held) continue;
+    sessiond_link_forget(l, c);
+    if (send_login(l, c) != 0) preauth_login_reply(c, PROTO_UNAVAILABLE, 0, NULL, NULL, NULL);
+  }
+}
+
 static void on_link_event(struct bufferevent *bev, short what, void *arg) {
   (void)bev;
   struct sessiond_link *l = arg;
@@ -121,12 +167,14 @@ static void on_link_event(struct bufferevent *bev, short what, void *arg) {
     l->up = 1;
     l->retry_ms = 0;
     proto_batch_set_bev(l->out, l->bev);
-    log_event(LOG_LVL_INFO, "sessiond_up", "sessions=%u", w->n_clients);
+    log_event(LOG_LVL_INFO, "sessiond_up", "sessions=%u held_logins=%u", w->n_clients,
+              l->n_held);
     struct proto_msg m = {.type = PROTO_HELLO, .worker_id = w->id, .pid = (uint32_t)getpid()};
     sessiond_link_send(l, &m);
     /* A restarted sessiond learns the sessions that outlived it. */
     for (struct client *c = w->clients; c; c = c->next)
       if (c->state == CS_RELAY) sessiond_link_session_up(l, c);
+    send_held_logins(l);
     return;
   }
   link_down(l);
@@ -170,10 +218,6 @@ void sessiond_link_free(struct sessiond_link *l) {
   free(l);
 }
 
-int sessiond_link_up(const struct sessiond_link *l) {
-  return l->up;
-}
-
 /* A frame can go out only while the link to sessiond is connected. */
 static int link_ready(const struct sessiond_link *l) {
   return l->up && l->bev;
@@ -206,11 +250,49 @@ static int send_request(struct sessiond_link *l, struct client *c, struct proto_
   return 0;
 }
 
-int sessiond_link_login(struct sessiond_link *l, struct client *c) {
+/* What is left of c's login_timeout, which runs from its LOGIN. */
+static uint64_t login_time_left(const struct client *c) {
+  uint64_t spent = now_ms() - c->login_ms, timeout = c->w->cfg->login_timeout_ms;
+  return spent < timeout ? timeout - spent : 1;
+}
+
+static int send_login(struct sessiond_link *l, struct client *c) {
   char caddr[NETADDR_STRLEN], laddr[NETADDR_STRLEN];
   struct proto_msg m = {.type = PROTO_LOGIN, .password = c->password, .mech = c->mech};
   fill_session(&m, c, caddr, laddr);
-  return send_request(l, c, &m);
+  if (send_request(l, c, &m) != 0) return -1;
+  client_timer(c, login_time_left(c));
+  return 0;
+}
+
+/* c's LOGIN (and its password, in c->password as for any login under way)
+ * waits for the link: until it comes up, or until c's timer, which runs
+ * for sessiond_wait but not past the login's login_timeout. */
+static void hold_login(struct sessiond_link *l, struct client *c) {
+  uint64_t wait = l->w->cfg->sessiond_wait_ms, left = login_time_left(c);
+  c->login_held = 1;
+  l->n_held++;
+  client_timer(c, wait < left ? wait : left);
+  /* Waiting out a long back-off would keep it waiting for nothing. */
+  if (!l->bev && l->retry_ms > RETRY_MIN_MS) {
+    l->retry_ms = 0;
+    link_schedule_retry(l);
+  }
+}
+
+int sessiond_link_login(struct sessiond_link *l, struct client *c) {
+  const struct config *cfg = l->w->cfg;
+  if (link_ready(l)) return send_login(l, c);
+  if (!cfg->sessiond_wait_ms || l->n_held >= cfg->sessiond_wait_queue) return -1;
+  hold_login(l, c);
+  return 0;
+}
+
+int sessiond_link_forget(struct sessiond_link *l, struct client *c) {
+  if (!c->login_held) return 0;
+  c->login_held = 0;
+  l->n_held--;
+  return 1;
 }
 
 int sessiond_link_backend_failed(struct sessiond_link *l, struct client *c, const char *why) {

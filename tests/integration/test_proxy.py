@@ -352,6 +352,60 @@ class LoginDisabledTest(unittest.TestCase):
         self.assertEqual(m.login('alice', USERS['alice'])[0], 'OK')
         m.logout()
 
+    def assert_refused_for_privacy(self, c, command):
+        """command is answered NO [PRIVACYREQUIRED] at once, with no "+"
+        before it, and the connection still parses commands after it."""
+        c.send(command)
+        first = c.line()
+        self.assertTrue(first.startswith(b'a NO [PRIVACYREQUIRED]'), first)
+        c.send(b'b CAPABILITY\r\n')
+        lines = c.until_tagged(b'b')
+        self.assertEqual(len(lines), 2, lines)
+        self.assertTrue(lines[0].startswith(b'* CAPABILITY IMAP4rev1'), lines)
+        self.assertTrue(lines[1].startswith(b'b OK'), lines)
+
+    def test_no_continuation_for_a_password_in_the_clear(self):
+        pw = USERS['alice'].encode()
+        for command in (b'a LOGIN {5}\r\n',                      # the name, then the password
+                        b'a LOGIN alice {%d}\r\n' % len(pw),      # the password
+                        b'a AUTHENTICATE PLAIN {24}\r\n',         # SASL-IR as a literal
+                        b'a AUTHENTICATE PLAIN\r\n',              # the response would follow "+"
+                        b'a AUTHENTICATE PLAIN ' + plain_b64('alice', USERS['alice']) + b'\r\n'):
+            c = RawClient(self.u.port)
+            self.assert_refused_for_privacy(c, command)
+            c.close()
+        c = RawClient(self.u.port)   # no such mechanism: no "+" either
+        c.send(b'a AUTHENTICATE LOGIN\r\n')
+        self.assertTrue(c.line().startswith(b'a NO [CANNOT]'))
+        c.close()
+
+    def test_uninvited_literal_is_skipped_not_run(self):
+        """A LITERAL+ client sends its literals without waiting: they are
+        skipped with the rest of the refused command, never run, even
+        when they look like commands."""
+        c = RawClient(self.u.port)
+        self.assert_refused_for_privacy(
+            c, b'a LOGIN {10+}\r\nx LOGOUT\r\n {8+}\r\ny NOOP\r\n\r\n')
+        self.assert_refused_for_privacy(c, b'a LOGIN alice {8+}\r\nalice-pw\r\n')
+        c.close()
+        self.assertNotIn('alice-pw', self.u.log())
+
+    def test_literal_login_over_starttls(self):
+        c = RawClient(self.u.port)
+        c.send(b's STARTTLS\r\n')
+        self.assertTrue(c.until_tagged(b's')[-1].startswith(b's OK'))
+        c.sock = self.env.tls_context().wrap_socket(c.sock, server_hostname='localhost')
+        pw = USERS['alice'].encode()
+        c.send(b'a LOGIN {5}\r\n')
+        self.assertTrue(c.line().startswith(b'+ '))
+        c.send(b'alice {%d}\r\n' % len(pw))
+        self.assertTrue(c.line().startswith(b'+ '))
+        c.send(pw + b'\r\n')
+        self.assertTrue(c.until_tagged(b'a')[-1].startswith(b'a OK'))
+        c.send(b'b LOGOUT\r\n')
+        self.assertTrue(c.until_tagged(b'b')[-1].startswith(b'b OK'))
+        c.close()
+
 
 class BackendDownTest(unittest.TestCase):
     """A stopped backend: its users get a new seat or a clean NO, quickly;

@@ -65,6 +65,8 @@ static void test_defaults(void **state) {
   assert_int_equal(c->idle_timeout_ms, 30 * 60 * 1000);
   assert_int_equal(c->seat_expire_ms, 15 * 60 * 1000);
   assert_int_equal(c->failure_delay_ms, 2000);
+  assert_int_equal(c->sessiond_wait_ms, 5000);
+  assert_int_equal(c->sessiond_wait_queue, 1000);
   assert_int_equal(c->plaintext_auth, 0);
   assert_int_equal(c->n_trusted_nets, 2);
   assert_string_equal(c->runtime_dir, "/run/usher");
@@ -85,6 +87,7 @@ static void test_full(void **state) {
       "tls_verify = no\nca_file = /ca.pem\nserver_name = imap.example\nsend_id = yes\n"
       "[backend two]\naddress = 10.0.0.2:993\ntls = implicit\n"
       "[auth]\nusers_file = /u\nfailure_delay = 250ms\nthreads = 4\nmax_attempts = 5\n"
+      "sessiond_wait = 2s\nsessiond_wait_queue = 0\n"
       "[routing]\nseat_expire = 2m\nbackend_retry = 10s\n"
       "[limits]\nmax_line = 16k\nmax_literal = 1M\nmax_bad_commands = 3\n"
       "preauth_timeout = 10s\npreauth_budget = 1m\nidle_timeout = 1h\n"
@@ -112,6 +115,8 @@ static void test_full(void **state) {
   assert_null(config_backend_find(c, "three"));
   assert_int_equal(c->failure_delay_ms, 250);
   assert_int_equal(c->auth_threads, 4);
+  assert_int_equal(c->sessiond_wait_ms, 2000);
+  assert_int_equal(c->sessiond_wait_queue, 0);
   assert_int_equal(c->seat_expire_ms, 120000);
   assert_int_equal(c->max_line, 16384);
   assert_int_equal(c->max_literal, 1 << 20);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -283,6 +284,105 @@ static void test_fatal_stops_feeding(void **state) {
   imap_parser_free(p);
 }
 
+/* The literal check as preauth.c uses it: LOGIN's literals are refused. */
+static int refuse_login(void *arg, const char *tag, const char *name) {
+  int *asked = arg;
+  (*asked)++;
+  assert_non_null(tag);
+  return strcmp(name, "LOGIN") == 0;
+}
+
+/* Feeds s as a client would, bytewise or at once; returns the statuses
+ * seen in order (C command, E error, + continuation), the reset after
+ * every command or error included. */
+static void feed_refusing(const char *s, int bytewise, char *seen, size_t seen_len,
+                          char tags[][8]) {
+  struct imap_parser *p = imap_parser_new(&LIM);
+  int asked = 0;
+  size_t len = strlen(s), off = 0, k = 0;
+  imap_parser_set_literal_check(p, refuse_login, &asked);
+  while (off < len) {
+    size_t n = bytewise ? 1 : len - off, used = 0;
+    enum imap_status st = imap_parser_feed(p, s + off, n, &used);
+    off += used;
+    if (st == IMAP_NEED_MORE) continue;
+    assert_true(k + 1 < seen_len);
+    if (st == IMAP_CONTINUE) {
+      seen[k++] = '+';
+      continue;
+    }
+    seen[k] = st == IMAP_COMMAND ? 'C' : 'E';
+    const char *tag = st == IMAP_COMMAND ? imap_parser_command(p)->tag : imap_parser_error_tag(p);
+    snprintf(tags[k++], 8, "%s", tag ? tag : "*");
+    if (st == IMAP_ERROR) {
+      assert_int_equal(imap_parser_error(p), IMAP_ERR_LITERAL_REFUSED);
+      assert_false(imap_parser_error_fatal(p));
+    }
+    imap_parser_reset(p);
+  }
+  seen[k] = '\0';
+  assert_true(asked > 0);
+  imap_parser_free(p);
+}
+
+static void expect_refusing(const char *s, const char *want_seen, const char *const *want_tags) {
+  for (int bytewise = 0; bytewise <= 1; bytewise++) {
+    char seen[16], tags[16][8];
+    feed_refusing(s, bytewise, seen, sizeof seen, tags);
+    if (strcmp(seen, want_seen) != 0)
+      fail_msg("'%s' (bytewise %d) gave %s, wanted %s", s, bytewise, seen, want_seen);
+    for (size_t i = 0; want_seen[i]; i++)
+      if (want_tags[i]) assert_string_equal(tags[i], want_tags[i]);
+  }
+}
+
+static void test_refused_literal(void **state) {
+  (void)state;
+  /* Synchronizing: refused before any "+"; the client sends nothing of the
+   * literal, so the next line is the next command. */
+  expect_refusing("a LOGIN {5}\r\nb CAPABILITY\r\n", "EC", (const char *[]){"a", "b"});
+  expect_refusing("a LOGIN alice {8}\r\nb NOOP\r\n", "EC", (const char *[]){"a", "b"});
+  /* Non-synchronizing: the literal and the rest of its command come anyway
+   * and are skipped, never taken for a command, however they look. */
+  expect_refusing("a LOGIN {5+}\r\nalice pass\r\nb CAPABILITY\r\n", "EC",
+                  (const char *[]){"a", "b"});
+  expect_refusing("a LOGIN {7+}\r\nx NOOP\n {10+}\r\ny LOGOUT\n\r\nb NOOP\r\n", "EC",
+                  (const char *[]){"a", "b"});
+  expect_refusing("a LOGIN alice {0+}\r\n\r\nb NOOP\r\n", "EC", (const char *[]){"a", "b"});
+  /* A synchronizing literal behind a refused LITERAL+ one: the client waits
+   * for a "+" that does not come; the command was answered. */
+  expect_refusing("a LOGIN {5+}\r\nalice {4}\r\nb NOOP\r\n", "EC", (const char *[]){"a", "b"});
+  /* Other commands' literals are still invited. */
+  expect_refusing("a ID ({4}\r\nname NIL)\r\nb LOGIN {1}\r\n", "+CE",
+                  (const char *[]){NULL, "a", "b"});
+}
+
+static void test_refused_literal_limits(void **state) {
+  (void)state;
+  /* The skipped rest still counts against max_command: fatal past it. */
+  struct imap_parser *p = imap_parser_new(&LIM);
+  int asked = 0;
+  size_t used;
+  imap_parser_set_literal_check(p, refuse_login, &asked);
+  assert_int_equal(imap_parser_feed(p, "a LOGIN {30+}\r\n", 16, &used), IMAP_ERROR);
+  assert_int_equal(imap_parser_error(p), IMAP_ERR_LITERAL_REFUSED);
+  imap_parser_reset(p);
+  char lit[30];
+  memset(lit, 'x', sizeof lit);
+  size_t fed = 16;
+  enum imap_status st = IMAP_NEED_MORE;
+  while (st == IMAP_NEED_MORE && fed < 1000) {   /* literal after literal, 38 bytes each */
+    st = imap_parser_feed(p, lit, sizeof lit, &used);
+    if (st == IMAP_NEED_MORE) st = imap_parser_feed(p, " {30+}\r\n", 8, &used);
+    fed += sizeof lit + 8;
+  }
+  assert_int_equal(st, IMAP_ERROR);
+  assert_true(fed <= LIM.max_command + 38);
+  assert_int_equal(imap_parser_error(p), IMAP_ERR_COMMAND_TOO_BIG);
+  assert_true(imap_parser_error_fatal(p));
+  imap_parser_free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_atoms_and_case),     cmocka_unit_test(test_quoted),
@@ -290,6 +390,7 @@ int main(void) {
       cmocka_unit_test(test_pipelined_and_leftover), cmocka_unit_test(test_syntax_errors),
       cmocka_unit_test(test_limits),             cmocka_unit_test(test_skip_after_long_line),
       cmocka_unit_test(test_line_mode),          cmocka_unit_test(test_fatal_stops_feeding),
+      cmocka_unit_test(test_refused_literal),    cmocka_unit_test(test_refused_literal_limits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
