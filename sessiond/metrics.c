@@ -362,9 +362,14 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
   struct metrics *m = arg;
   if (m->n_conns >= m->sd->cfg->metrics_max_connections) make_room(m);
   struct event_base *base = m->sd->base;
+  struct bufferevent *bev = bufferevent_socket_new(base, fd, 0);   /* closed by mconn_close */
+  if (!bev) {
+    close(fd);
+    return;
+  }
   struct mconn *c = xcalloc(1, sizeof *c);
   c->m = m;
-  c->bev = bufferevent_socket_new(base, fd, 0);   /* closed by mconn_close */
+  c->bev = bev;
   c->deadline = evtimer_new(base, on_deadline, c);
   c->prev = m->newest;
   if (m->newest) m->newest->next = c; else m->oldest = c;
