@@ -125,6 +125,18 @@ static int on_usher(struct loader *l, const char *k, const char *v) {
   return fail(l, "unknown key '%s' in [usher]", k);
 }
 
+static int on_metrics(struct loader *l, const char *k, const char *v) {
+  struct config *c = l->c;
+  if (!strcmp(k, "max_connections"))
+    return get_uint(l, k, v, 1, 100000, &c->metrics_max_connections);
+  if (!strcmp(k, "timeout")) return get_duration(l, k, v, &c->metrics_timeout_ms);
+  if (!strcmp(k, "max_header_size"))
+    return get_size(l, k, v, 256, 1 << 20, &c->metrics_max_header_size);
+  if (!strcmp(k, "render_interval"))
+    return get_duration(l, k, v, &c->metrics_render_interval_ms);
+  return fail(l, "unknown key '%s' in [metrics]", k);
+}
+
 static int on_tls(struct loader *l, const char *k, const char *v) {
   struct config *c = l->c;
   if (!strcmp(k, "cert")) { set_str(&c->tls_cert, v); return 1; }
@@ -365,6 +377,7 @@ static int config_on_key(void *user, const char *section, const char *k, const c
   const char *name;
 
   if (!strcmp(section, "usher")) return on_usher(l, k, v);
+  if (!strcmp(section, "metrics")) return on_metrics(l, k, v);
   if (!strcmp(section, "tls")) return on_tls(l, k, v);
   if (!strcmp(section, "auth")) return on_auth(l, k, v);
   if (!strcmp(section, "routing")) return on_routing(l, k, v);
@@ -399,6 +412,10 @@ static void config_defaults(struct config *c) {
   c->runtime_dir = xstrdup("/run/usher");
   c->drain_ms = 10000;
   c->worker_batch = 1;
+  c->metrics_max_connections = 64;
+  c->metrics_timeout_ms = 5000;
+  c->metrics_max_header_size = 8192;
+  c->metrics_render_interval_ms = 1000;
   c->tls_ticket_lifetime_ms = 3600 * 1000;
   c->tls_release = 1;
   char host[256] = "usher";
@@ -467,6 +484,7 @@ static int config_check(struct loader *l) {
       return fail(l, "[listener %s] proxy_protocol = yes needs proxy_from (the balancers' networks)",
                   c->listeners[i].name);
   }
+  if (c->metrics_timeout_ms < 100) return fail(l, "[metrics] timeout: at least 100ms");
   if (c->tls_ticket_lifetime_ms && c->tls_ticket_lifetime_ms < 1000)
     return fail(l, "[tls] ticket_lifetime: at least 1s (or 0: no tickets)");
   for (unsigned i = 0; i < c->n_certificates; i++)

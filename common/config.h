@@ -7,6 +7,7 @@
  *                      drain_time
  *   [listener NAME]    address, tls = none|starttls|implicit, proxy_protocol,
  *                      proxy_from
+ *   [metrics]          max_connections, timeout, max_header_size, render_interval
  *   [tls]              cert, key, min_version, ciphers, ticket_key_file,
  *                      ticket_lifetime, release_after_handshake
  *   [certificate NAME] cert, key (served to clients asking for its names)
@@ -88,6 +89,10 @@ struct config {
   int log_level;                /* enum log_level */
   int syslog;
   struct netaddr metrics;       /* Prometheus endpoint; len 0: off */
+  unsigned metrics_max_connections; /* [metrics] at once; default 64 */
+  uint64_t metrics_timeout_ms;  /* [metrics] a connection's whole life; default 5s */
+  size_t metrics_max_header_size; /* [metrics] request line and headers; default 8k */
+  uint64_t metrics_render_interval_ms; /* [metrics] a render serves scrapes this long; 1s */
   char *user;                   /* workers drop to this user after binding; NULL: stay */
   uint64_t drain_ms;            /* SIGTERM: sessions may finish this long; default 10s */
   int worker_batch;             /* workers run as SCHED_BATCH (worker.c); default yes */

@@ -56,7 +56,7 @@ struct sessiond {
   struct wconn *wconns;
   unsigned n_wconns;
   struct evconnlistener *worker_listener, *admin_listener;
-  struct evhttp *metrics;       /* NULL: off */
+  struct metrics *metrics;      /* the HTTP endpoint (metrics.c); NULL: off */
   uint64_t start_ms;
   struct sessiond_counters n;
 };
@@ -91,7 +91,8 @@ void workers_reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const
 int sessiond_backend_index(const struct sessiond *sd, const char *name);
 void sessiond_backend_mark_down(struct sessiond *sd, int idx, const char *why);
 
-/* metrics.c: Prometheus text over HTTP on [usher] metrics. */
+/* metrics.c: Prometheus text over HTTP on [usher] metrics, within [metrics]'s
+ * limits. */
 int metrics_start(struct sessiond *sd);
 void metrics_stop(struct sessiond *sd);
 

@@ -62,6 +62,10 @@ static void test_defaults(void **state) {
   assert_null(c->tls_ciphersuites);
   assert_int_equal(c->max_line, 8192);
   assert_int_equal(c->listen_backlog, 4096);
+  assert_int_equal(c->metrics_max_connections, 64);
+  assert_int_equal(c->metrics_timeout_ms, 5000);
+  assert_int_equal(c->metrics_max_header_size, 8192);
+  assert_int_equal(c->metrics_render_interval_ms, 1000);
   assert_int_equal(c->idle_timeout_ms, 30 * 60 * 1000);
   assert_int_equal(c->seat_expire_ms, 15 * 60 * 1000);
   assert_int_equal(c->failure_delay_ms, 2000);
@@ -78,7 +82,9 @@ static void test_full(void **state) {
   (void)state;
   struct config *c = load_ok(
       "[usher]\nworkers = 3\nruntime_dir = /tmp/u\nname = p1\nlog_level = debug\n"
-      "worker_scheduling = normal\n"
+      "worker_scheduling = normal\nmetrics = 127.0.0.1:9100\n"
+      "[metrics]\nmax_connections = 8\ntimeout = 1500ms\nmax_header_size = 2k\n"
+      "render_interval = 0\n"
       "[listener plain]\naddress = 127.0.0.1:143\ntls = starttls\n"
       "[listener imaps]\naddress = [::1]:993\ntls = implicit\n"
       "[tls]\ncert = /c.pem\nkey = /k.pem\nmin_version = TLSv1.3\n"
@@ -97,6 +103,11 @@ static void test_full(void **state) {
   assert_int_equal(c->workers, 3);
   assert_string_equal(c->name, "p1");
   assert_int_equal(c->worker_batch, 0);
+  assert_int_equal(netaddr_port(&c->metrics), 9100);
+  assert_int_equal(c->metrics_max_connections, 8);
+  assert_int_equal(c->metrics_timeout_ms, 1500);
+  assert_int_equal(c->metrics_max_header_size, 2048);
+  assert_int_equal(c->metrics_render_interval_ms, 0);
   assert_int_equal(c->log_level, LOG_LVL_DEBUG);
   assert_int_equal(c->n_listeners, 2);
   assert_int_equal(c->listeners[0].tls, TLS_STARTTLS);
@@ -142,6 +153,10 @@ static void test_errors_name_the_line(void **state) {
   load_fails(MINIMAL "[limits]\ntrusted_networks = 10.0.0.0/33\n", 8, "trusted_networks");
   load_fails(MINIMAL "[limits]\nplaintext_auth = perhaps\n", 8, "plaintext_auth");
   load_fails(MINIMAL "[limits]\nlisten_backlog = 3\n", 8, "listen_backlog");
+  load_fails(MINIMAL "[metrics]\nmax_connections = 0\n", 8, "max_connections");
+  load_fails(MINIMAL "[metrics]\nmax_header_size = 10\n", 8, "max_header_size");
+  load_fails(MINIMAL "[metrics]\nbacklog = 10\n", 8, "unknown key 'backlog' in [metrics]");
+  load_fails(MINIMAL "[metrics]\ntimeout = 10ms\n", 0, "[metrics] timeout");
   load_fails("[backend bad name!]\naddress = 127.0.0.1:1\n", 2, "bad backend name");
   load_fails("this is not ini\n", 1, "syntax");
 }
