@@ -201,6 +201,26 @@ static int on_ldap(struct loader *l, const char *k, const char *v) {
   return fail(l, "unknown key '%s' in [ldap]", k);
 }
 
+static int on_peers(struct loader *l, const char *k, const char *v) {
+  struct config *c = l->c;
+  if (!strcmp(k, "listen")) return get_addr(l, k, v, &c->peers_listen);
+  if (!strcmp(k, "timeout")) return get_duration(l, k, v, &c->peers_timeout_ms);
+  if (!strcmp(k, "claim_time")) return get_duration(l, k, v, &c->peers_claim_ms);
+  if (!strcmp(k, "peers")) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", v);
+    c->n_peers = 0;
+    for (char *save = NULL, *t = strtok_r(buf, " ,", &save); t; t = strtok_r(NULL, " ,", &save)) {
+      if (c->n_peers == CONFIG_MAX_PEERS) return fail(l, "peers: at most %d", CONFIG_MAX_PEERS);
+      if (netaddr_parse(t, &c->peers[c->n_peers]) != 0)
+        return fail(l, "peers: not HOST:PORT (numeric): '%s'", t);
+      c->n_peers++;
+    }
+    return 1;
+  }
+  return fail(l, "unknown key '%s' in [peers]", k);
+}
+
 static int on_redis(struct loader *l, const char *k, const char *v) {
   struct config *c = l->c;
   if (!strcmp(k, "address")) {
@@ -383,6 +403,7 @@ static int config_on_key(void *user, const char *section, const char *k, const c
   if (!strcmp(section, "routing")) return on_routing(l, k, v);
   if (!strcmp(section, "ldap")) return on_ldap(l, k, v);
   if (!strcmp(section, "redis")) return on_redis(l, k, v);
+  if (!strcmp(section, "peers")) return on_peers(l, k, v);
   if (!strcmp(section, "cache")) return on_cache(l, k, v);
   if (!strcmp(section, "throttle")) return on_throttle(l, k, v);
   if (!strcmp(section, "limits")) return on_limits(l, k, v);
@@ -449,6 +470,8 @@ static void config_defaults(struct config *c) {
   c->backend_retry_ms = 30 * 1000;
   c->seat_lease_ms = 60 * 1000;
   c->refill_ms = 10 * 1000;
+  c->peers_timeout_ms = 300;
+  c->peers_claim_ms = 5000;
   c->health_interval_ms = 5000;
   c->health_timeout_ms = 5000;
   c->health_rise = 2;
@@ -485,6 +508,8 @@ static int config_check(struct loader *l) {
                   c->listeners[i].name);
   }
   if (c->metrics_timeout_ms < 100) return fail(l, "[metrics] timeout: at least 100ms");
+  if ((c->n_peers || c->peers_listen.len) && (!c->peers_listen.len || !c->cache_secret_file))
+    return fail(l, "[peers] needs listen and [cache] secret_file (peers prove who they are with it)");
   if (c->tls_ticket_lifetime_ms && c->tls_ticket_lifetime_ms < 1000)
     return fail(l, "[tls] ticket_lifetime: at least 1s (or 0: no tickets)");
   for (unsigned i = 0; i < c->n_certificates; i++)

@@ -27,6 +27,7 @@
  *   [routing]          seat_expire, backend_retry, seat_lease, refill_time, on_redis_down,
  *                      health_interval, health_timeout, health_rise, health_fall
  *   [redis]            (also) sentinels, master_name
+ *   [peers]            listen, peers, timeout, claim_time
  *   [limits]           max_line, max_literal, max_bad_commands,
  *                      preauth_timeout, idle_timeout, connect_timeout,
  *                      login_timeout, max_connections, listen_backlog,
@@ -45,6 +46,7 @@
 #define CONFIG_NAME_MAX 64
 #define CONFIG_MAX_LISTENERS 16
 #define CONFIG_MAX_BACKENDS 256
+#define CONFIG_MAX_PEERS 16
 #define CONFIG_MAX_NETS 32
 #define CONFIG_MAX_CERTIFICATES 32
 
@@ -175,6 +177,12 @@ struct config {
   uint64_t seat_expire_ms;      /* default 15m */
   uint64_t backend_retry_ms;    /* a backend marked down is retried after; default 30s */
   uint64_t seat_lease_ms;       /* a proxy's lease on a user's seat in Redis; default 60s */
+  /* [peers]: the other proxies of the cluster, asked while Redis is away */
+  struct netaddr peers_listen;  /* UDP; len 0: not set */
+  struct netaddr peers[CONFIG_MAX_PEERS];
+  unsigned n_peers;
+  uint64_t peers_timeout_ms;    /* every peer must answer within; default 300ms */
+  uint64_t peers_claim_ms;      /* a peer's agreement holds this long; default 5s */
   uint64_t refill_ms;           /* after Redis lost its data: no new seats for this long; 10s */
   int on_redis_down_refuse;     /* on_redis_down = refuse (the default; else fallback) */
   uint64_t health_interval_ms;  /* active backend checks; default 5s; 0: off */

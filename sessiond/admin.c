@@ -27,6 +27,7 @@
 
 #include "common/log.h"
 #include "common/username.h"
+#include "sessiond/peers.h"
 #include "common/util.h"
 #include "sessiond/state.h"
 
@@ -108,14 +109,28 @@ static void cmd_status(struct sessiond *sd, struct evbuffer *out) {
                       "],\"redis\":%s,\"cluster_seats\":{\"attaches\":%llu,\"claims_won\":%llu,"
                       "\"replaces\":%llu,\"heartbeats\":%llu,\"conflicts_kicked\":%llu,"
                       "\"fallback_routes\":%llu,\"refused_routes\":%llu,\"refills\":%llu,"
-                      "\"refill_waits\":%llu,\"refill_refused\":%llu}}",
+                      "\"refill_waits\":%llu,\"refill_refused\":%llu,\"peer_routes\":%llu}",
                       sd->redis ? (rds_is_up(sd->redis) ? "\"up\"" : "\"down\"") : "null",
                       (unsigned long long)ss->attaches, (unsigned long long)ss->claims_won,
                       (unsigned long long)ss->replaces, (unsigned long long)ss->heartbeats,
                       (unsigned long long)ss->conflicts_kicked,
                       (unsigned long long)ss->fallback_routes,
                       (unsigned long long)ss->refused_routes, (unsigned long long)ss->refills,
-                      (unsigned long long)ss->refill_waits, (unsigned long long)ss->refill_refused);
+                      (unsigned long long)ss->refill_waits, (unsigned long long)ss->refill_refused,
+                      (unsigned long long)ss->peer_routes);
+  if (sd->peers) {
+    const struct peers_stats *ps = peers_stats(sd->peers);
+    evbuffer_add_printf(out,
+                        ",\"peers\":{\"asked\":%llu,\"agreed\":%llu,\"followed\":%llu,"
+                        "\"refused_conflict\":%llu,\"refused_timeout\":%llu,\"refused_redis\":%llu,"
+                        "\"answered\":%llu,\"bad_messages\":%llu}",
+                        (unsigned long long)ps->asked, (unsigned long long)ps->agreed,
+                        (unsigned long long)ps->followed, (unsigned long long)ps->refused_conflict,
+                        (unsigned long long)ps->refused_timeout,
+                        (unsigned long long)ps->refused_redis, (unsigned long long)ps->answered,
+                        (unsigned long long)ps->bad_messages);
+  }
+  evbuffer_add_printf(out, "}");
 }
 
 static void list_backend(struct session *s, void *arg) {

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "sessiond/backends.h"
+#include "sessiond/peers.h"
 #include "sessiond/state.h"
 
 #define REFILL_KEY "usher:refill"
@@ -63,7 +64,10 @@ static const char REPLACE_LUA[] =
     LUA_LEASE("ARGV[4]", "ARGV[5]", "ARGV[6]")
     "return {b, g, replaced}\n";
 
-/* ARGV: backend, gen, proxy, lease, expire -> {backend, gen}; writes back a lost seat */
+/* ARGV: backend, gen, proxy, lease, expire, unconfirmed -> {backend, gen};
+ * writes back a lost seat. An unconfirmed seat (agreed with the peers while
+ * Redis was away) also replaces a different one that no other proxy's live
+ * lease holds: nobody has sessions there, and ours are live. */
 static const char HEARTBEAT_LUA[] =
     LUA_NOW
     "local b = redis.call('HGET', KEYS[1], 'backend')\n"
@@ -72,6 +76,15 @@ static const char HEARTBEAT_LUA[] =
     "  b, g = ARGV[1], ARGV[2]\n"
     "  if g == '0' then g = '1' end\n"
     "  redis.call('HSET', KEYS[1], 'backend', b, 'gen', g, 'created', now)\n"
+    "elseif b ~= ARGV[1] and ARGV[6] == '1' then\n"
+    "  local held = false\n"
+    "  for _, p in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf')) do\n"
+    "    if p ~= ARGV[3] then held = true end\n"
+    "  end\n"
+    "  if not held then\n"
+    "    b, g = ARGV[1], tostring((tonumber(g) or 0) + 1)\n"
+    "    redis.call('HSET', KEYS[1], 'backend', b, 'gen', g, 'created', now)\n"
+    "  end\n"
     "end\n"
     LUA_LEASE("ARGV[3]", "ARGV[4]", "ARGV[5]")
     "return {b, g}\n";
@@ -197,17 +210,36 @@ static void route_done(struct route *r, int idx) {
   route_free(r);
 }
 
+static void on_peers_agreed(void *cookie, int idx) {
+  struct route *r = cookie;
+  if (idx < 0) {
+    st.refused_routes++;
+    route_done(r, -1);
+    return;
+  }
+  st.peer_routes++;
+  r->sd->n.seats_created++;
+  commit(r, idx, 0, 0);   /* unconfirmed: the heartbeat writes it to Redis later */
+  route_done(r, idx);
+}
+
 /* Redis is away and on_redis_down = refuse (the default): a user who
  * holds sessions on this proxy under a seat that Redis confirmed keeps
  * that seat. It is safe: no proxy can seat the user elsewhere without
- * Redis (they refuse too), and a move needs Redis. Anyone else would be
- * seated on a guess that another proxy's sessions may contradict, so
- * they get NO [UNAVAILABLE]. */
+ * Redis (they refuse too, or ask us: see peers.h), and a move needs
+ * Redis. Anyone else would be seated on a guess that another proxy's
+ * sessions may contradict: with [peers] the other proxies are asked, and
+ * without them, the login gets NO [UNAVAILABLE]. */
 static void route_refused_unless_held(struct route *r, uint64_t now) {
   struct sessiond *sd = r->sd;
   struct seat *seat = seat_find(sd->seats, r->user, now);
   int idx = seat ? sessiond_backend_index(sd, seat->backend) : -1;
   if (!seat || !seat->fenced || seat->sessions == 0 || !backend_usable(sd, idx, now)) {
+    if (sd->peers) {   /* where it was last seen, if usable; else the hash */
+      int proposed = seat && backend_usable(sd, idx, now) ? idx : backends_choose(sd, r->user, r->pinned);
+      peers_claim(sd->peers, r->key_hex, proposed, on_peers_agreed, r);
+      return;
+    }
     st.refused_routes++;
     route_done(r, -1);
     return;
@@ -405,7 +437,10 @@ void seatstore_route(struct sessiond *sd, struct wconn *wc, const char *session,
 /* The attach script; again after a refill wait. */
 static void route_attach(struct route *r) {
   struct sessiond *sd = r->sd;
-  int proposed = backends_choose(sd, r->user, r->pinned);
+  /* Peers may have agreed on a seat while our Redis link was down. */
+  int proposed = peers_claimed_backend(sd->peers, r->key_hex);
+  if (proposed < 0 || !backend_usable(sd, proposed, now_ms()))
+    proposed = backends_choose(sd, r->user, r->pinned);
   char lease[24], expire[24];
   ms_str(lease, sd->cfg->seat_lease_ms);
   ms_str(expire, sd->cfg->seat_expire_ms);
@@ -502,11 +537,11 @@ static void heartbeat_one(struct seat *seat, void *arg) {
   ms_str(gen, seat->gen);
   ms_str(lease, sd->cfg->seat_lease_ms);
   ms_str(expire, sd->cfg->seat_expire_ms);
-  const char *args[] = {seat->backend, gen, sd->cfg->name, lease, expire};
+  const char *args[] = {seat->backend, gen, sd->cfg->name, lease, expire, seat->fenced ? "0" : "1"};
   struct beat *b = xcalloc(1, sizeof *b);
   b->sd = sd;
   b->user = xstrdup(seat->user);
-  if (script(sd, HEARTBEAT_LUA, seat->key_hex, on_heartbeat, b, 5, args) != 0) {
+  if (script(sd, HEARTBEAT_LUA, seat->key_hex, on_heartbeat, b, 6, args) != 0) {
     free(b->user);
     free(b);
     return;

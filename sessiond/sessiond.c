@@ -18,6 +18,7 @@
 #include <openssl/sha.h>
 
 #include "common/log.h"
+#include "sessiond/peers.h"
 #include "common/username.h"
 #include "common/util.h"
 #include "sessiond/state.h"
@@ -172,6 +173,7 @@ static int sessiond_open_auth(struct sessiond *sd) {
     if (pw) wipe_free_str(pw);
   }
   sd->throttle = throttle_new(cfg, sd->redis);
+  if (cfg->peers_listen.len && !(sd->peers = peers_new(sd))) return -1;
   if (cfg->ldap_uri) {
     char *pw = cfg->ldap_bind_password_file
                    ? secret_file_read("ldap bind password", cfg->ldap_bind_password_file) : NULL;
@@ -272,6 +274,7 @@ int sessiond_main(const char *config_path) {
   authpool_free(sd.pool);
   ldapdb_free(sd.ldap);
   throttle_free(sd.throttle);
+  peers_free(sd.peers);
   rds_free(sd.redis);
   authcache_free(sd.cache);
   seats_free(sd.seats);

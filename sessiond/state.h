@@ -52,6 +52,7 @@ struct sessiond {
   struct rds *redis;            /* NULL without [redis] */
   struct ldapdb *ldap;          /* NULL: the users file is the database */
   struct throttle *throttle;
+  struct peers *peers;          /* NULL without [peers] */
   struct backend_state bstate[CONFIG_MAX_BACKENDS];   /* by backend index in cfg */
   struct wconn *wconns;
   unsigned n_wconns;

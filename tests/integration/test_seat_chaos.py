@@ -28,6 +28,8 @@ SAMPLE_S = 0.010
 
 
 class SeatChaosTest(unittest.TestCase):
+    peers = False   # the default configuration: no [peers]
+
     @classmethod
     def setUpClass(cls):
         env = cls.env = harness.Env()
@@ -38,7 +40,15 @@ class SeatChaosTest(unittest.TestCase):
                  'redis': {'address': '127.0.0.1:%d' % cls.redis.port, 'timeout': '200ms'},
                  'auth': {'failure_delay': '100ms'},
                  'limits': {'max_connections_per_ip': 0}}
-        cls.proxies = [env.usher(extra=extra) for _ in range(3)]   # defaults otherwise
+        ports = [harness.free_port() for _ in range(3)]
+        cls.proxies = []
+        for i in range(3):   # defaults otherwise
+            mine = dict(extra)
+            if cls.peers:
+                mine['peers'] = {'listen': '127.0.0.1:%d' % ports[i],
+                                 'peers': ' '.join('127.0.0.1:%d' % p
+                                                   for j, p in enumerate(ports) if j != i)}
+            cls.proxies.append(env.usher(extra=mine))
 
     @classmethod
     def tearDownClass(cls):
@@ -271,11 +281,11 @@ class SeatChaosTest(unittest.TestCase):
         status = [json.loads(u.admin('status')) for u in self.proxies]
         refills = sum(s['cluster_seats'].get('refills', 0) for s in status)
         refill_waits = sum(s['cluster_seats'].get('refill_waits', 0) for s in status)
-        print('\nseat chaos: %d samples (every %d ms, %d sessions seen in them), violations %d, single-sample overlaps %d; '
+        print('\nseat chaos%s: %d samples (every %d ms, %d sessions seen in them), violations %d, single-sample overlaps %d; '
               'moves %d done, %d refused; logins outside outages %d (%d not ok), '
               'during outages %d (%d refused or failed, %.0f%%); longest login %.2f s '
               '(outside %.2f s); refill windows %d, logins that waited one out %d; %s'
-              % (samples[0], SAMPLE_S * 1000, seen[0], len(violations), len(singles), moves['done'],
+              % (' with peers' if self.peers else '', samples[0], SAMPLE_S * 1000, seen[0], len(violations), len(singles), moves['done'],
                  moves['refused'], n_norm, r_norm, n_out, r_out, 100.0 * r_out / max(n_out, 1),
                  waits['outage'], waits['normal'], refills, refill_waits,
                  dict(attempts)), flush=True)
@@ -287,6 +297,16 @@ class SeatChaosTest(unittest.TestCase):
         self.assertEqual(violations, [], 'users on two backends at once')
         self.assertEqual(r_norm, 0, 'logins refused while Redis was up: %r' % odd)
         self.assertGreaterEqual(refills, 2, 'the empty restarts opened no refill window')
+        if self.peers:
+            self.assertGreater(sum(s['cluster_seats']['peer_routes'] for s in status), 0,
+                               'no login was seated by the peers during the outages')
+
+
+class SeatChaosPeersTest(SeatChaosTest):
+    """The same with [peers]: proxies agree on seats while Redis is away,
+    so fewer logins are refused, and still no user is on two backends."""
+    peers = True
+    test_a_seat_written_back_before_anyone_claims_it = None   # the same with peers or not
 
 
 if __name__ == '__main__':
