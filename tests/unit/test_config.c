@@ -71,6 +71,12 @@ static void test_defaults(void **state) {
   assert_int_equal(c->failure_delay_ms, 2000);
   assert_int_equal(c->sessiond_wait_ms, 5000);
   assert_int_equal(c->sessiond_wait_queue, 1000);
+  assert_string_equal(c->username_format, "%Lu");
+  assert_int_equal(c->throttle_known_ms, 30ULL * 24 * 3600 * 1000);
+  assert_int_equal(c->refill_ms, 10000);
+  assert_int_equal(c->n_peers, 0);
+  assert_int_equal(c->peers_listen.len, 0);
+  assert_int_equal(c->peers_timeout_ms, 300);
   assert_int_equal(c->plaintext_auth, 0);
   assert_int_equal(c->n_trusted_nets, 2);
   assert_string_equal(c->runtime_dir, "/run/usher");
@@ -194,6 +200,21 @@ static void test_ldap_redis_cache_throttle(void **state) {
   load_fails(MINIMAL "[redis]\naddress = localhost\n", 8, "address");
   load_fails(MINIMAL "[cache]\nnegative_ttl = soon\n", 8, "negative_ttl");
   load_fails(MINIMAL "[throttle]\nuser_failures = -1\n", 8, "user_failures");
+  load_fails(MINIMAL "[auth]\nusername_format = %x\n", 8, "username_format");
+  load_fails(MINIMAL "[peers]\npeers = nowhere\n", 8, "peers");
+
+  c = load_ok(MINIMAL "[cache]\nsecret_file = /etc/usher/secret\n"
+              "[peers]\nlisten = 10.0.0.11:7000\npeers = 10.0.0.12:7000, 10.0.0.13:7000\n"
+              "timeout = 1s\nclaim_time = 2s\n"
+              "[auth]\nusername_format = %Ln@example.org\n"
+              "[throttle]\nknown_address_ttl = 0\n[routing]\nrefill_time = 20s\n");
+  assert_int_equal(c->n_peers, 2);
+  assert_int_equal(c->peers_timeout_ms, 1000);
+  assert_int_equal(c->peers_claim_ms, 2000);
+  assert_string_equal(c->username_format, "%Ln@example.org");
+  assert_int_equal(c->throttle_known_ms, 0);
+  assert_int_equal(c->refill_ms, 20000);
+  config_free(c);
 }
 
 static void test_whole_file_checks(void **state) {
@@ -209,6 +230,7 @@ static void test_whole_file_checks(void **state) {
   load_fails(MINIMAL "[listener s]\naddress = 127.0.0.1:993\ntls = implicit\n", 0, "cert");
   load_fails(MINIMAL "[backend nob]\nweight = 2\n", 0, "no address");
   load_fails(MINIMAL "[usher]\nruntime_dir = relative/dir\n", 0, "absolute");
+  load_fails(MINIMAL "[peers]\nlisten = 127.0.0.1:7000\n", 0, "secret_file");
 }
 
 static void test_missing_file(void **state) {
