@@ -25,7 +25,7 @@
 #include "common/bev_send.h"
 #include "common/log.h"
 #include "common/proto.h"
-#include "common/sasl.h"
+#include "proxy/sasl.h"
 #include "common/util.h"
 #include "proxy/client.h"
 #include "proxy/sessiond_link.h"

@@ -15,7 +15,7 @@
 
 #include <event2/buffer.h>
 
-#include "common/imap_parser.h"
+#include "proxy/imap_parser.h"
 #include "common/log.h"
 #include "common/bev_send.h"
 #include "common/util.h"

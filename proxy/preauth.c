@@ -8,10 +8,10 @@
 
 #include <event2/buffer.h>
 
-#include "common/imap_parser.h"
+#include "proxy/imap_parser.h"
 #include "common/log.h"
 #include "common/proto.h"
-#include "common/sasl.h"
+#include "proxy/sasl.h"
 #include "common/util.h"
 #include "proxy/client.h"
 #include "proxy/sessiond_link.h"

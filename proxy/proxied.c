@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 
 #include "common/log.h"
-#include "common/proxyproto.h"
+#include "proxy/proxyproto.h"
 #include "common/util.h"
 #include "proxy/client.h"
 #include "proxy/worker.h"

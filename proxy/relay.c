@@ -25,7 +25,7 @@
 #include <event2/buffer.h>
 
 #include "common/bev_send.h"
-#include "common/imap_parser.h"
+#include "proxy/imap_parser.h"
 #include "common/util.h"
 #include "proxy/client.h"
 #include "proxy/worker.h"

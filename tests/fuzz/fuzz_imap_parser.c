@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common/imap_parser.h"
+#include "proxy/imap_parser.h"
 #include "common/util.h"
 
 static int refuse_login(void *arg, const char *tag, const char *name) {

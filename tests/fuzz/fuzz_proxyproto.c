@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common/proxyproto.h"
+#include "proxy/proxyproto.h"
 
 #define CAP 4096
 

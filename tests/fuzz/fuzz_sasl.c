@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/sasl.h"
+#include "proxy/sasl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   unsigned char out[2048];

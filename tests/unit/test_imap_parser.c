@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/imap_parser.h"
+#include "proxy/imap_parser.h"
 
 static const struct imap_limits LIM = {.max_line = 100, .max_literal = 32, .max_command = 160};
 

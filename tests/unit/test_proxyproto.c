@@ -1,4 +1,4 @@
-/* Unit tests of the PROXY v2 header parser (common/proxyproto): round
+/* Unit tests of the PROXY v2 header parser (proxy/proxyproto): round
  * trips for IPv4 and IPv6, LOCAL, TLVs, every prefix being "more", and
  * the ways a header is refused. */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "common/proxyproto.h"
+#include "proxy/proxyproto.h"
 
 static struct netaddr addr(const char *s) {
   struct netaddr a;

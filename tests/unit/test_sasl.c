@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "common/sasl.h"
+#include "proxy/sasl.h"
 
 static void test_rfc4648_vectors(void **state) {
   (void)state;

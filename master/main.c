@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "common/config.h"
-#include "proxy/master.h"
+#include "master/master.h"
 #include "proxy/worker.h"
 #include "sessiond/sessiond.h"
 

@@ -2,7 +2,7 @@
  * exec'd with --role so each starts with a clean address space (nothing of
  * the master's memory leaks into a worker). Listening sockets are handed to
  * workers as fds 3..3+n-1; USHER_LISTEN_FDS says how many. */
-#include "proxy/master.h"
+#include "master/master.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,7 +6,7 @@
  *             transport (low: 0 UNSPEC, 1 STREAM, 2 DGRAM)
  *    2 bytes  length of what follows, network order
  *   then      addresses (INET: 4+4+2+2, INET6: 16+16+2+2), then TLVs. */
-#include "common/proxyproto.h"
+#include "proxy/proxyproto.h"
 
 #include <netinet/in.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * are copied, unescaped, into one growing store; the argument table keeps
  * offsets into it, turned into pointers only when a command is handed out,
  * so the store may move while it grows. */
-#include "common/imap_parser.h"
+#include "proxy/imap_parser.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* Base64 (RFC 4648, strict: no whitespace, padding required) and the SASL
  * PLAIN message (RFC 4616). */
-#include "common/sasl.h"
+#include "proxy/sasl.h"
 
 #include <string.h>
 
