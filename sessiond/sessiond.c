@@ -23,23 +23,6 @@
 
 #define SWEEP_INTERVAL_MS 5000
 
-int sessiond_backend_index(const struct sessiond *sd, const char *name) {
-  for (unsigned i = 0; i < sd->cfg->n_backends; i++)
-    if (!strcmp(sd->cfg->backends[i].name, name)) return (int)i;
-  return -1;
-}
-
-void sessiond_backend_mark_down(struct sessiond *sd, int idx, const char *why) {
-  uint64_t now = now_ms();
-  if (sd->bstate[idx].down_until <= now)
-    log_event(LOG_LVL_WARN, "backend_down", "backend=%s reason=%s retry_ms=%llu",
-              sd->cfg->backends[idx].name, why, (unsigned long long)sd->cfg->backend_retry_ms);
-  sd->bstate[idx].down_until = now + sd->cfg->backend_retry_ms;
-  /* The penalty holds until health checks speak again: health_rise
-   * passing probes from now on lift it (backends.c). */
-  sd->bstate[idx].ok_in_row = 0;
-}
-
 static struct evconnlistener *listen_unix(struct sessiond *sd, const char *name,
                                           evconnlistener_cb cb) {
   struct sockaddr_un sun = {.sun_family = AF_UNIX};

@@ -85,7 +85,8 @@ void workers_reply_failure(struct wconn *wc, uint32_t req, const char *session,
 void workers_reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const char *session,
                       const char *user, int idx);
 
-/* sessiond.c */
+/* backends.c: a configured backend's index by name, or -1; a failed
+ * connect's retry penalty. */
 int sessiond_backend_index(const struct sessiond *sd, const char *name);
 void sessiond_backend_mark_down(struct sessiond *sd, int idx, const char *why);
 
