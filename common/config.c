@@ -114,6 +114,7 @@ static int on_usher(struct loader *l, const char *k, const char *v) {
     return 1;
   }
   if (!strcmp(k, "syslog")) return get_bool(l, k, v, &c->syslog);
+  if (!strcmp(k, "worker_peer_check")) return get_bool(l, k, v, &c->worker_peer_check);
   if (!strcmp(k, "log_level")) {
     enum log_level lvl;
     if (log_level_parse(v, &lvl) != 0)
@@ -387,6 +388,7 @@ static void config_defaults(struct config *c) {
   c->runtime_dir = xstrdup("/run/usher");
   c->drain_ms = 10000;
   c->worker_batch = 1;
+  c->worker_peer_check = 1;
   c->tls_ticket_lifetime_ms = 3600 * 1000;
   c->tls_release = 1;
   char host[256] = "usher";

@@ -43,6 +43,11 @@
 #define PROTO_MAX_BODY 65536
 #define PROTO_HDR_LEN 4
 
+/* The key sessiond seals tickets with (the master makes it and hands it to
+ * each sessiond it starts), and a ticket's length in hex: HMAC-SHA256. */
+#define PROTO_SESSION_KEY_LEN 32
+#define PROTO_TICKET_HEX_LEN 64
+
 enum proto_type {
   PROTO_HELLO = 1,
   PROTO_LOGIN = 2,
@@ -82,6 +87,7 @@ enum proto_tag {
   PT_BACKEND = 38,
   PT_BACKEND_ADDR = 39,
   PT_REASON = 40,
+  PT_TICKET = 41,      /* LOGIN_REPLY OK's seal, presented in SESSION_UP */
 };
 
 /* A decoded or to-be-encoded message. Strings are NUL-terminated; after
@@ -109,6 +115,7 @@ struct proto_msg {
   const char *backend;
   const char *backend_addr;
   const char *reason;
+  const char *ticket;
 };
 
 /* Encodes m as a whole frame (header included) into buf. Zero integers and
