@@ -20,18 +20,39 @@
  *                        client_port, local_addr, local_port, tls, mech
  *   LOGIN_REPLY    s->w  req, session, result, delay_ms, user (canonical),
  *                        backend, backend_addr (host:port), reason (log
- *                        text); a worker that gets an OK for a client that
- *                        has gone answers SESSION_END for that session
+ *                        text), and with OK a ticket; a worker that gets an
+ *                        OK for a client that has gone answers SESSION_END
+ *                        for that session
  *   BACKEND_FAILED w->s  req, session, backend, reason; answered by a
  *                        LOGIN_REPLY with the same req: another seat, or not
- *   SESSION_UP     w->s  session, user, backend, client_addr, client_port;
- *                        sent for every relayed session when the worker
- *                        reconnects to a restarted sessiond (a session
- *                        counts from its LOGIN_REPLY OK otherwise)
+ *   SESSION_UP     w->s  session, user, backend, client_addr, client_port,
+ *                        ticket (the one of the session's last LOGIN_REPLY
+ *                        OK); sent for every relayed session when the
+ *                        worker reconnects to a restarted sessiond (a
+ *                        session counts from its LOGIN_REPLY OK otherwise)
  *   SESSION_END    w->s  session, bytes_in, bytes_out, duration_ms, reason;
  *                        for every session that got a LOGIN_REPLY OK,
  *                        whether or not it came up
  *   KICK           s->w  session, reason: close that session with * BYE
+ *
+ * What sessiond checks (a worker may have been taken over; details and
+ * what such a worker can still do: sessiond/workers.c):
+ *   - HELLO comes first and once; the peer's pid is the kernel's
+ *     (SO_PEERCRED) and, with [usher] worker_peer_check (default), must be
+ *     a child of the master and equal HELLO's pid; anything else on the
+ *     socket is closed.
+ *   - The ticket is HMAC-SHA256, in hex (PROTO_TICKET_HEX_LEN), under a key
+ *     the master makes at start and gives every sessiond it starts (never
+ *     a worker), over: session NUL user NUL backend NUL worker_id (decimal)
+ *     NUL pid (decimal). SESSION_UP is believed only with a ticket that
+ *     checks for this connection's worker id and pid, on a configured
+ *     backend, and, if sessiond knows the session, from its holder with
+ *     its user and backend; refused, it is answered with KICK.
+ *   - LOGIN, BACKEND_FAILED and SESSION_END name a well-formed session id
+ *     (16 hex digits) that no other worker process holds; BACKEND_FAILED
+ *     names the backend sessiond gave that session.
+ *   Refused messages change nothing and are counted (usherctl status:
+ *   worker_refused); the first one of a connection is logged.
  */
 #ifndef USHER_PROTO_H
 #define USHER_PROTO_H
