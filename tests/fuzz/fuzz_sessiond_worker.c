@@ -32,6 +32,7 @@
 #include "sessiond/state.h"
 
 #define SLOTS 3
+#define MAX_STEPS 200
 
 struct answer { char session[17]; char *user; char *backend; char ticket[PROTO_TICKET_HEX_LEN + 1]; };
 
@@ -213,25 +214,30 @@ static int answered(const struct slot *s, const char *session, const char *user,
   return 0;
 }
 
+/* Sessions per user, counted in one walk of the session table. */
+struct per_user { const char *user; unsigned n; };
+struct tally { struct per_user *users; size_t n, cap; };
+
+static unsigned *tally_of(struct tally *t, const char *user) {
+  for (size_t i = 0; i < t->n; i++)
+    if (!strcmp(t->users[i].user, user)) return &t->users[i].n;
+  if (t->n == t->cap) {
+    t->cap = t->cap ? 2 * t->cap : 8;
+    t->users = xrealloc(t->users, t->cap * sizeof *t->users);
+  }
+  t->users[t->n] = (struct per_user){user, 0};
+  return &t->users[t->n++].n;
+}
+
 static void check_session(struct session *s, void *arg) {
-  (void)arg;
   const struct slot *owner = slot_of(s->owner);
   if (!owner || !answered(owner, s->id, s->user, s->backend)) __builtin_trap();
   if (sessiond_backend_index(&sd, s->backend) < 0) __builtin_trap();
-}
-
-struct seat_count { const char *user; unsigned n; };
-
-static void count_user(struct session *s, void *arg) {
-  struct seat_count *c = arg;
-  if (!strcmp(s->user, c->user)) c->n++;
+  (*tally_of(arg, s->user))++;
 }
 
 static void check_seat(struct seat *seat, void *arg) {
-  (void)arg;
-  struct seat_count c = {seat->user, 0};
-  sessions_foreach(sd.seats, count_user, &c);
-  if (c.n != seat->sessions) __builtin_trap();
+  if (*tally_of(arg, seat->user) != seat->sessions) __builtin_trap();
   int known = 0;
   for (int i = 0; i < SLOTS && !known; i++)
     for (size_t j = 0; j < slots[i].n_answers && !known; j++)
@@ -241,8 +247,10 @@ static void check_seat(struct seat *seat, void *arg) {
 }
 
 static void check_invariants(void) {
-  sessions_foreach(sd.seats, check_session, NULL);
-  seats_foreach(sd.seats, check_seat, NULL);
+  struct tally t = {0};
+  sessions_foreach(sd.seats, check_session, &t);
+  seats_foreach(sd.seats, check_seat, &t);
+  free(t.users);
 }
 
 /* ---- the script ----------------------------------------------------------------------- */
@@ -349,7 +357,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   setup_once();
   world_start();
   struct script sc = {data, size};
-  while (sc.left) {
+  /* Many short scripts find more than a few long ones. */
+  for (int steps = 0; sc.left && steps < MAX_STEPS; steps++) {
     step(&sc);
     read_replies();
     check_invariants();
