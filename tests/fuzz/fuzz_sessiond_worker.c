@@ -15,7 +15,9 @@
  * After every step: every session sessiond counts is one it answered OK
  * to the worker process that holds it (same session id, user, backend),
  * on a configured backend; every seat belongs to a user sessiond answered
- * OK for, and counts exactly the sessions of its user. And no crash. */
+ * OK for, and counts exactly the sessions of its user; the sessions of the
+ * workers that did not act are all still there, still theirs. And no
+ * crash. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -246,6 +248,34 @@ static void check_seat(struct seat *seat, void *arg) {
   if (sessiond_backend_index(&sd, seat->backend) < 0) __builtin_trap();
 }
 
+/* Whose sessions there were before a step: no step of another worker
+ * may end, take or re-seat them (only their holder's own steps may). */
+struct held { char id[17]; int slot; };
+struct snapshot { struct held *list; size_t n, cap; };
+
+static void note_held(struct session *s, void *arg) {
+  struct snapshot *snap = arg;
+  const struct slot *owner = slot_of(s->owner);
+  if (!owner) __builtin_trap();
+  if (snap->n == snap->cap) {
+    snap->cap = snap->cap ? 2 * snap->cap : 16;
+    snap->list = xrealloc(snap->list, snap->cap * sizeof *snap->list);
+  }
+  struct held *h = &snap->list[snap->n++];
+  snprintf(h->id, sizeof h->id, "%s", s->id);
+  h->slot = (int)(owner - slots);
+}
+
+static void check_untouched(const struct snapshot *snap, int acting) {
+  if (acting < 0) return;   /* sessiond restarted: its memory is gone */
+  for (size_t i = 0; i < snap->n; i++) {
+    const struct held *h = &snap->list[i];
+    if (h->slot == acting) continue;
+    struct session *s = session_find(sd.seats, h->id);
+    if (!s || s->owner != slots[h->slot].wc) __builtin_trap();
+  }
+}
+
 static void check_invariants(void) {
   struct tally t = {0};
   sessions_foreach(sd.seats, check_session, &t);
@@ -302,7 +332,8 @@ static void replay(struct script *sc, struct slot *s) {
   send_frame(s, &m);
 }
 
-static void step(struct script *sc) {
+/* One step; returns the slot that acted, or -1 when sessiond restarted. */
+static int step(struct script *sc) {
   uint8_t op = next(sc);
   struct slot *s = &slots[next(sc) % SLOTS];
   char session[24];
@@ -349,8 +380,9 @@ static void step(struct script *sc) {
     s->pid = next_pid++;
     slot_connect(s);
     break;
-  case 8: sessiond_restart(); break;
+  case 8: sessiond_restart(); return -1;
   }
+  return (int)(s - slots);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -359,9 +391,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct script sc = {data, size};
   /* Many short scripts find more than a few long ones. */
   for (int steps = 0; sc.left && steps < MAX_STEPS; steps++) {
-    step(&sc);
+    struct snapshot before = {0};
+    sessions_foreach(sd.seats, note_held, &before);
+    int acting = step(&sc);
     read_replies();
     check_invariants();
+    check_untouched(&before, acting);
+    free(before.list);
   }
   world_stop();
   return 0;
