@@ -115,6 +115,7 @@ static int on_usher(struct loader *l, const char *k, const char *v) {
     return 1;
   }
   if (!strcmp(k, "syslog")) return get_bool(l, k, v, &c->syslog);
+  if (!strcmp(k, "worker_peer_check")) return get_bool(l, k, v, &c->worker_peer_check);
   if (!strcmp(k, "log_level")) {
     enum log_level lvl;
     if (log_level_parse(v, &lvl) != 0)
@@ -437,6 +438,7 @@ static void config_defaults(struct config *c) {
   c->metrics_timeout_ms = 5000;
   c->metrics_max_header_size = 8192;
   c->metrics_render_interval_ms = 1000;
+  c->worker_peer_check = 1;
   c->tls_ticket_lifetime_ms = 3600 * 1000;
   c->tls_release = 1;
   char host[256] = "usher";

@@ -4,7 +4,7 @@
  *
  * Sections:
  *   [usher]            workers, runtime_dir, name, log_level, syslog, metrics, user,
- *                      drain_time
+ *                      drain_time, worker_scheduling, worker_peer_check
  *   [listener NAME]    address, tls = none|starttls|implicit, proxy_protocol,
  *                      proxy_from
  *   [metrics]          max_connections, timeout, max_header_size, render_interval
@@ -98,6 +98,8 @@ struct config {
   char *user;                   /* workers drop to this user after binding; NULL: stay */
   uint64_t drain_ms;            /* SIGTERM: sessions may finish this long; default 10s */
   int worker_batch;             /* workers run as SCHED_BATCH (worker.c); default yes */
+  int worker_peer_check;        /* sessiond talks only to the master's own children
+                                   on sessiond.sock (workers.c); default yes */
 
   /* [listener NAME] */
   struct config_listener listeners[CONFIG_MAX_LISTENERS];

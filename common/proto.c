@@ -45,6 +45,7 @@ static const struct field fields[] = {
     F(PT_BACKEND_ADDR, FK_STR, backend_addr),
     F(PT_REASON, FK_STR, reason),
     F(PT_SEAT, FK_STR, seat),
+    F(PT_TICKET, FK_STR, ticket),
 };
 #undef F
 #define N_FIELDS (sizeof fields / sizeof fields[0])

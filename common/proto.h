@@ -23,18 +23,39 @@
  *                        BACKEND_FAILED: the name stays), seat (the name the
  *                        user's seat is kept under, when it is not user),
  *                        backend, backend_addr (host:port), reason (log
- *                        text); a worker that gets an OK for a client that
- *                        has gone answers SESSION_END for that session
+ *                        text), and with OK a ticket; a worker that gets an
+ *                        OK for a client that has gone answers SESSION_END
+ *                        for that session
  *   BACKEND_FAILED w->s  req, session, backend, reason; answered by a
  *                        LOGIN_REPLY with the same req: another seat, or not
- *   SESSION_UP     w->s  session, user, seat, backend, client_addr, client_port;
- *                        sent for every relayed session when the worker
- *                        reconnects to a restarted sessiond (a session
- *                        counts from its LOGIN_REPLY OK otherwise)
+ *   SESSION_UP     w->s  session, user, seat, backend, client_addr,
+ *                        client_port, ticket (the one of the session's last
+ *                        LOGIN_REPLY OK); sent for every relayed session
+ *                        when the worker reconnects to a restarted sessiond
+ *                        (a session counts from its LOGIN_REPLY OK otherwise)
  *   SESSION_END    w->s  session, bytes_in, bytes_out, duration_ms, reason;
  *                        for every session that got a LOGIN_REPLY OK,
  *                        whether or not it came up
  *   KICK           s->w  session, reason: close that session with * BYE
+ *
+ * What sessiond checks (a worker may have been taken over; details and
+ * what such a worker can still do: sessiond/workers.c):
+ *   - HELLO comes first and once; the peer's pid is the kernel's
+ *     (SO_PEERCRED) and, with [usher] worker_peer_check (default), must be
+ *     a child of the master and equal HELLO's pid; anything else on the
+ *     socket is closed.
+ *   - The ticket is HMAC-SHA256, in hex (PROTO_TICKET_HEX_LEN), under a key
+ *     the master makes at start and gives every sessiond it starts (never
+ *     a worker), over: session NUL seat name (the seat field, else user)
+ *     NUL backend NUL worker_id (decimal) NUL pid (decimal). SESSION_UP is believed only with a ticket that
+ *     checks for this connection's worker id and pid, on a configured
+ *     backend, and, if sessiond knows the session, from its holder with
+ *     its user and backend; refused, it is answered with KICK.
+ *   - LOGIN, BACKEND_FAILED and SESSION_END name a well-formed session id
+ *     (16 hex digits) that no other worker process holds; BACKEND_FAILED
+ *     names the backend sessiond gave that session.
+ *   Refused messages change nothing and are counted (usherctl status:
+ *   worker_refused); the first one of a connection is logged.
  */
 #ifndef USHER_PROTO_H
 #define USHER_PROTO_H
@@ -45,6 +66,11 @@
 
 #define PROTO_MAX_BODY 65536
 #define PROTO_HDR_LEN 4
+
+/* The key sessiond seals tickets with (the master makes it and hands it to
+ * each sessiond it starts), and a ticket's length in hex: HMAC-SHA256. */
+#define PROTO_SESSION_KEY_LEN 32
+#define PROTO_TICKET_HEX_LEN 64
 
 enum proto_type {
   PROTO_HELLO = 1,
@@ -86,6 +112,7 @@ enum proto_tag {
   PT_BACKEND_ADDR = 39,
   PT_REASON = 40,
   PT_SEAT = 41,
+  PT_TICKET = 42,      /* LOGIN_REPLY OK's seal, presented in SESSION_UP */
 };
 
 /* A decoded or to-be-encoded message. Strings are NUL-terminated; after
@@ -114,6 +141,7 @@ struct proto_msg {
   const char *backend_addr;
   const char *reason;
   const char *seat;
+  const char *ticket;
 };
 
 /* Encodes m as a whole frame (header included) into buf. Zero integers and

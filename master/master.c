@@ -20,6 +20,7 @@
 #include <openssl/sha.h>
 
 #include "common/log.h"
+#include "common/proto.h"
 #include "proxy/tickets.h"
 #include "common/util.h"
 
@@ -53,6 +54,12 @@ struct master {
    * that sends the workers new keys at each period's start. */
   unsigned char ticket_secret[TICKET_SECRET_LEN];
   struct event *ticket_timer;
+  /* The key sessiond seals its LOGIN_REPLY OKs with (a ticket per
+   * session, common/proto.h). It is made here, where it outlives sessiond:
+   * a restarted sessiond gets the same key and can check the tickets that
+   * workers present when they re-register their sessions. No worker ever
+   * holds it: it goes down a pipe to sessiond alone. */
+  unsigned char session_key[PROTO_SESSION_KEY_LEN];
 };
 
 static int listener_bind(const struct config_listener *ls, unsigned backlog) {
@@ -74,10 +81,12 @@ static int listener_bind(const struct config_listener *ls, unsigned backlog) {
   return fd;
 }
 
-/* In the child, before exec: listeners to fds 3.., the ticket-key pipe
- * after them, everything else closed by CLOEXEC. Two passes so that no
+/* In the child, before exec: listeners to fds 3.., the key pipe (ticket
+ * keys for a worker, the session key for sessiond) after them, its number
+ * in keys_env; everything else closed by CLOEXEC. Two passes so that no
  * dup2 overwrites a listener not yet moved. */
-static void child_setup_fds(struct master *m, int pass_listeners, int keys_fd) {
+static void child_setup_fds(struct master *m, int pass_listeners, int keys_fd,
+                            const char *keys_env) {
   int high[CONFIG_MAX_LISTENERS + 1];
   unsigned n = pass_listeners ? m->n_listen : 0;
   for (unsigned i = 0; i < n; i++) high[i] = fcntl(m->listen_fds[i], F_DUPFD, 100);
@@ -91,7 +100,7 @@ static void child_setup_fds(struct master *m, int pass_listeners, int keys_fd) {
   setenv("USHER_LISTEN_FDS", count, 1);
   if (keys_fd >= 0) {
     snprintf(count, sizeof count, "%u", 3 + n);
-    setenv("USHER_TICKET_KEY_FD", count, 1);
+    setenv(keys_env, count, 1);
   }
 }
 
@@ -136,22 +145,35 @@ static int ticket_pipe(struct master *m, struct child *ch) {
   return p[0];
 }
 
+/* sessiond's pipe: the session key waits in it, the write end is closed
+ * at once (sessiond reads it once, at start). */
+static int session_key_pipe(struct master *m) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return -1;
+  ssize_t n = write(p[1], m->session_key, sizeof m->session_key);
+  close(p[1]);
+  if (n != (ssize_t)sizeof m->session_key) {
+    close(p[0]);
+    return -1;
+  }
+  return p[0];
+}
+
 static void child_spawn(struct child *ch) {
   struct master *m = ch->m;
   int is_worker = !strcmp(ch->role, "worker");
-  int keys_rd = is_worker ? ticket_pipe(m, ch) : -1;
+  int keys_rd = is_worker ? ticket_pipe(m, ch) : session_key_pipe(m);
   pid_t pid = fork();
   if (pid < 0) {
     log_event(LOG_LVL_ERROR, "spawn_failed", "role=%s id=%u errno=%d", ch->role, ch->id, errno);
-    if (keys_rd >= 0) {
-      close(keys_rd);
-      close(ch->keys_fd);
-      ch->keys_fd = -1;
-    }
+    if (keys_rd >= 0) close(keys_rd);
+    if (ch->keys_fd >= 0) close(ch->keys_fd);
+    ch->keys_fd = -1;
     return;
   }
   if (pid == 0) {
-    child_setup_fds(m, is_worker, keys_rd);
+    child_setup_fds(m, is_worker, keys_rd,
+                    is_worker ? "USHER_TICKET_KEY_FD" : "USHER_SESSION_KEY_FD");
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -323,6 +345,7 @@ int master_main(struct config *cfg, const char *config_path) {
   if (master_bind_all(&m) != 0) return 1;
 
   if (ticket_secret_load(&m) != 0) return 1;
+  random_bytes(m.session_key, sizeof m.session_key);
   m.base = event_base_new();
   m.n_children = 1 + cfg->workers;
   m.children = xcalloc(m.n_children, sizeof *m.children);
@@ -362,6 +385,7 @@ int master_main(struct config *cfg, const char *config_path) {
   for (unsigned i = 0; i < m.n_children; i++)
     if (m.children[i].keys_fd >= 0) close(m.children[i].keys_fd);
   wipe(m.ticket_secret, sizeof m.ticket_secret);
+  wipe(m.session_key, sizeof m.session_key);
   event_base_free(m.base);
   for (unsigned i = 0; i < m.n_listen; i++) close(m.listen_fds[i]);
   free(m.children);

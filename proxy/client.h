@@ -23,6 +23,7 @@
 
 #include "common/config.h"
 #include "common/netaddr.h"
+#include "common/proto.h"
 
 struct worker;
 struct imap_parser;
@@ -97,6 +98,9 @@ struct client {
 
   /* Backend. */
   char *backend_name;
+  /* sessiond's seal on the route it gave (LOGIN_REPLY OK): what this worker
+   * shows to re-register the session with a restarted sessiond. */
+  char ticket[PROTO_TICKET_HEX_LEN + 1];
   struct netaddr backend_addr;
   const struct config_backend *backend_cfg;
   int bfd;

@@ -113,6 +113,8 @@ static void link_dispatch(struct sessiond_link *l, const struct proto_msg *m) {
       free(c->seat);
       c->seat = m->seat ? xstrdup(m->seat) : NULL;
     }
+    if (m->result == PROTO_OK)
+      snprintf(c->ticket, sizeof c->ticket, "%s", m->ticket ? m->ticket : "");
     preauth_login_reply(c, (int)m->result, m->delay_ms, m->user, m->backend, m->backend_addr);
   } else if (m->type == PROTO_KICK && m->session) {
     struct client *c = worker_sid_find(w, strtoull(m->session, NULL, 16));
@@ -303,7 +305,8 @@ int sessiond_link_backend_failed(struct sessiond_link *l, struct client *c, cons
 
 void sessiond_link_session_up(struct sessiond_link *l, struct client *c) {
   char caddr[NETADDR_STRLEN], laddr[NETADDR_STRLEN];
-  struct proto_msg m = {.type = PROTO_SESSION_UP, .backend = c->backend_name};
+  struct proto_msg m = {.type = PROTO_SESSION_UP, .backend = c->backend_name,
+                        .ticket = c->ticket};
   fill_session(&m, c, caddr, laddr);
   sessiond_link_send(l, &m);
 }

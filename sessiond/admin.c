@@ -88,14 +88,15 @@ static void cmd_status(struct sessiond *sd, struct evbuffer *out) {
                       ",\"uptime_s\":%llu,\"workers\":%u,\"sessions\":%zu,\"seats\":%zu,"
                       "\"auth_queue\":%u,\"logins_ok\":%llu,\"logins_failed\":%llu,"
                       "\"logins_unavailable\":%llu,\"seats_created\":%llu,\"seats_reused\":%llu,"
-                      "\"seats_moved\":%llu,\"backend_failures\":%llu,\"kicks\":%llu,\"backends\":[",
+                      "\"seats_moved\":%llu,\"backend_failures\":%llu,\"kicks\":%llu,"
+                      "\"worker_refused\":%llu,\"backends\":[",
                       (unsigned long long)((now - sd->start_ms) / 1000), sd->n_wconns,
                       sessions_count(sd->seats), seats_count(sd->seats), authpool_queued(sd->pool),
                       (unsigned long long)n->logins_ok, (unsigned long long)n->logins_failed,
                       (unsigned long long)n->logins_unavailable,
                       (unsigned long long)n->seats_created, (unsigned long long)n->seats_reused,
                       (unsigned long long)n->seats_moved, (unsigned long long)n->backend_failures,
-                      (unsigned long long)n->kicks);
+                      (unsigned long long)n->kicks, (unsigned long long)n->worker_refused);
   for (unsigned i = 0; i < sd->cfg->n_backends; i++) {
     struct listing l = {.backend = sd->cfg->backends[i].name};
     sessions_foreach(sd->seats, count_backend, &l);

@@ -18,6 +18,23 @@
 
 static const char *const admin_names[] = {"up", "drain", "down"};
 
+int sessiond_backend_index(const struct sessiond *sd, const char *name) {
+  for (unsigned i = 0; i < sd->cfg->n_backends; i++)
+    if (!strcmp(sd->cfg->backends[i].name, name)) return (int)i;
+  return -1;
+}
+
+void sessiond_backend_mark_down(struct sessiond *sd, int idx, const char *why) {
+  uint64_t now = now_ms();
+  if (sd->bstate[idx].down_until <= now)
+    log_event(LOG_LVL_WARN, "backend_down", "backend=%s reason=%s retry_ms=%llu",
+              sd->cfg->backends[idx].name, why, (unsigned long long)sd->cfg->backend_retry_ms);
+  sd->bstate[idx].down_until = now + sd->cfg->backend_retry_ms;
+  /* The penalty holds until health checks speak again: health_rise
+   * passing probes from now on lift it (backends.c). */
+  sd->bstate[idx].ok_in_row = 0;
+}
+
 int backend_usable(const struct sessiond *sd, int idx, uint64_t now) {
   if (idx < 0) return 0;
   const struct backend_state *b = &sd->bstate[idx];

@@ -112,6 +112,9 @@ static void render(struct sessiond *sd, struct evbuffer *b) {
   counter(b, "usher_backend_failures_total", "Backend connects or logins that failed.", NULL,
           n->backend_failures);
   counter(b, "usher_kicks_total", "Sessions closed by kicks and moves.", NULL, n->kicks);
+  counter(b, "usher_worker_messages_refused_total",
+          "Worker messages sessiond did not believe (a forged session, another's session, "
+          "no worker).", NULL, n->worker_refused);
   uint64_t restarts = n->worker_hellos > sd->cfg->workers ? n->worker_hellos - sd->cfg->workers : 0;
   counter(b, "usher_worker_restarts_total", "Worker (re)connections beyond the first of each.",
           NULL, restarts);

@@ -25,23 +25,6 @@
 
 #define SWEEP_INTERVAL_MS 5000
 
-int sessiond_backend_index(const struct sessiond *sd, const char *name) {
-  for (unsigned i = 0; i < sd->cfg->n_backends; i++)
-    if (!strcmp(sd->cfg->backends[i].name, name)) return (int)i;
-  return -1;
-}
-
-void sessiond_backend_mark_down(struct sessiond *sd, int idx, const char *why) {
-  uint64_t now = now_ms();
-  if (sd->bstate[idx].down_until <= now)
-    log_event(LOG_LVL_WARN, "backend_down", "backend=%s reason=%s retry_ms=%llu",
-              sd->cfg->backends[idx].name, why, (unsigned long long)sd->cfg->backend_retry_ms);
-  sd->bstate[idx].down_until = now + sd->cfg->backend_retry_ms;
-  /* The penalty holds until health checks speak again: health_rise
-   * passing probes from now on lift it (backends.c). */
-  sd->bstate[idx].ok_in_row = 0;
-}
-
 static struct evconnlistener *listen_unix(struct sessiond *sd, const char *name,
                                           evconnlistener_cb cb) {
   struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -203,6 +186,26 @@ static int sessiond_share_socket(struct sessiond *sd) {
   return 0;
 }
 
+/* The session key, from the pipe the master made for us (master.c). A
+ * sessiond started by hand makes its own: then the workers' sessions are
+ * not re-registered after it restarts (their tickets do not check). */
+static void sessiond_read_session_key(struct sessiond *sd) {
+  const char *fd_s = getenv("USHER_SESSION_KEY_FD");
+  int fd = fd_s ? atoi(fd_s) : -1;
+  size_t got = 0;
+  while (fd >= 0 && got < sizeof sd->session_key) {
+    ssize_t n = read(fd, sd->session_key + got, sizeof sd->session_key - got);
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  if (fd >= 0) close(fd);
+  unsetenv("USHER_SESSION_KEY_FD");
+  if (got == sizeof sd->session_key) return;
+  random_bytes(sd->session_key, sizeof sd->session_key);
+  log_event(LOG_LVL_WARN, "session_key", "source=random note=\"not started by the master: "
+            "sessions are not re-registered after a restart\"");
+}
+
 static int sessiond_open(struct sessiond *sd, const char *config_path) {
   char err[512];
   sd->cfg = config_load(config_path, err, sizeof err);
@@ -211,6 +214,7 @@ static int sessiond_open(struct sessiond *sd, const char *config_path) {
     return -1;
   }
   log_init("sessiond", sd->cfg->log_level, sd->cfg->syslog);
+  sessiond_read_session_key(sd);
   if (sd->cfg->users_file) {
     sd->uf = users_file_load(sd->cfg, err, sizeof err);
     if (!sd->uf) {
@@ -279,6 +283,7 @@ int sessiond_main(const char *config_path) {
   authcache_free(sd.cache);
   seats_free(sd.seats);
   userfile_free(sd.uf);
+  wipe(sd.session_key, sizeof sd.session_key);
   if (sd.base) event_base_free(sd.base);
   if (sd.cfg) log_event(LOG_LVL_INFO, "sessiond_stop", "ok=%d", rc == 0);
   config_free(sd.cfg);

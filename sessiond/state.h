@@ -23,8 +23,10 @@ struct wconn {
   struct sessiond *sd;
   struct bufferevent *bev;
   struct proto_batch *out;  /* replies, sent at the end of each loop turn */
-  unsigned worker_id;
-  int pid;
+  unsigned worker_id;    /* as its HELLO said */
+  int pid;               /* the peer's, as the kernel says (SO_PEERCRED); 0: unknown */
+  int said_hello;        /* a HELLO was accepted: other messages may follow */
+  uint64_t refused;      /* messages refused on this connection (the first is logged) */
   int refs;              /* pending logins hold references */
   int closed;
   struct wconn *prev, *next;
@@ -40,6 +42,7 @@ struct sessiond_counters {
   uint64_t cache_misses, db_requests, shed;   /* throttled: throttle_stats() */
   uint64_t cache_bad_seals;   /* Redis entries ignored: not sealed with our secret */
   uint64_t bytes_in, bytes_out, sessions_ended, worker_hellos;
+  uint64_t worker_refused;   /* worker messages refused (workers.c: who may say what) */
 };
 
 struct sessiond {
@@ -60,12 +63,22 @@ struct sessiond {
   struct metrics *metrics;      /* the HTTP endpoint (metrics.c); NULL: off */
   uint64_t start_ms;
   struct sessiond_counters n;
+  /* Seals the tickets of LOGIN_REPLY OK (workers.c); from the master, so
+   * the same after a restart of sessiond. */
+  uint8_t session_key[PROTO_SESSION_KEY_LEN];
 };
 
 /* workers.c */
 void workers_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                     void *arg);
 void workers_close_all(struct sessiond *sd);
+/* The parts below the socket, for workers_accept and the fuzz target: a
+ * connection from the worker whose pid the kernel gave (bev may be any
+ * bufferevent, or NULL: replies are dropped); one frame's body through
+ * the checks and handlers (0, or -1: close the connection); the close. */
+struct wconn *workers_conn_new(struct sessiond *sd, struct bufferevent *bev, int peer_pid);
+int workers_handle_frame(struct wconn *wc, uint8_t *body, size_t len);
+void workers_conn_close(struct wconn *wc);
 /* Sends KICK for one session to the worker that holds it. */
 void workers_kick(struct sessiond *sd, struct session *s, const char *reason);
 
@@ -88,7 +101,8 @@ void workers_reply_failure(struct wconn *wc, uint32_t req, const char *session,
 void workers_reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const char *session,
                       const char *user, const char *seat, int idx);
 
-/* sessiond.c */
+/* backends.c: a configured backend's index by name, or -1; a failed
+ * connect's retry penalty. */
 int sessiond_backend_index(const struct sessiond *sd, const char *name);
 void sessiond_backend_mark_down(struct sessiond *sd, int idx, const char *why);
 
