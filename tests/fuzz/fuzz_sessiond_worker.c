@@ -168,16 +168,20 @@ static void sessiond_restart(void) {
 
 static void remember_answer(struct slot *s, const struct proto_msg *m) {
   if (m->type != PROTO_LOGIN_REPLY || m->result != PROTO_OK) return;
-  if (!m->session || !m->user || !m->backend || !m->ticket || strlen(m->session) != 16 ||
+  if (!m->session || !m->backend || !m->ticket || strlen(m->session) != 16 ||
       strlen(m->ticket) != PROTO_TICKET_HEX_LEN)
     __builtin_trap();   /* an OK always carries its ticket */
+  const char *user = m->user;
+  for (size_t i = s->n_answers; !user && i-- > 0;)   /* another seat: the same login's name */
+    if (!strcmp(s->answers[i].session, m->session)) user = s->answers[i].user;
+  if (!user) __builtin_trap();   /* an OK without names is only for a session it answered */
   if (s->n_answers == s->cap_answers) {
     s->cap_answers = s->cap_answers ? 2 * s->cap_answers : 16;
     s->answers = xrealloc(s->answers, s->cap_answers * sizeof *s->answers);
   }
   struct answer *a = &s->answers[s->n_answers++];
   snprintf(a->session, sizeof a->session, "%s", m->session);
-  a->user = xstrdup(m->user);
+  a->user = xstrdup(user);
   a->backend = xstrdup(m->backend);
   snprintf(a->ticket, sizeof a->ticket, "%s", m->ticket);
 }
