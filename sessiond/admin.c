@@ -17,6 +17,8 @@
  *   auth flush --all  forget everybody
  *   auth stats        the auth cache, LDAP, Redis and throttling counters
  */
+#include "sessiond/admin.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +26,22 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 
+#include "auth/authcache.h"
+#include "auth/ldapdb.h"
 #include "common/log.h"
 #include "common/username.h"
-#include "sessiond/peers.h"
 #include "common/util.h"
-#include "sessiond/state.h"
+#include "sessiond/authpool.h"
+#include "sessiond/backends.h"
+#include "sessiond/context.h"
+#include "sessiond/login.h"
+#include "sessiond/peers.h"
+#include "sessiond/redis.h"
+#include "sessiond/seats.h"
+#include "sessiond/seatstore.h"
+#include "sessiond/throttle.h"
 
 #define ADMIN_MAX_LINE 4096
 #define ADMIN_MAX_CONNS 64

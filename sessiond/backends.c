@@ -14,7 +14,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "sessiond/hashring.h"
-#include "sessiond/state.h"
+#include "sessiond/context.h"
+#include "sessiond/redis.h"
 
 static const char *const admin_names[] = {"up", "drain", "down"};
 
@@ -176,12 +177,18 @@ static void probes_stop(struct sessiond *sd) {
 /* ---- life ------------------------------------------------------------------ */
 
 void backends_start(struct sessiond *sd) {
+  if (!sd->bstate) sd->bstate = xcalloc(CONFIG_MAX_BACKENDS, sizeof *sd->bstate);
   for (unsigned i = 0; i < sd->cfg->n_backends; i++)
     sd->bstate[i] = (struct backend_state){.weight = sd->cfg->backends[i].weight, .healthy = 1};
   probes_start(sd);
 }
 
-void backends_stop(struct sessiond *sd) { probes_stop(sd); }
+void backends_stop(struct sessiond *sd) {
+  if (!sd->bstate) return;
+  probes_stop(sd);
+  free(sd->bstate);
+  sd->bstate = NULL;
+}
 
 void backends_reconfigure(struct sessiond *sd, const struct config *old_cfg) {
   struct backend_state next[CONFIG_MAX_BACKENDS];

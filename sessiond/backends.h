@@ -33,6 +33,12 @@ struct backend_state {
   struct event *probe_timer;
 };
 
+/* A configured backend's index by name, or -1; a failed connect's retry
+ * penalty. */
+int sessiond_backend_index(const struct sessiond *sd, const char *name);
+void sessiond_backend_mark_down(struct sessiond *sd, int idx, const char *why);
+
+/* The states (CONFIG_MAX_BACKENDS of them, sd->bstate) and the health checks. */
 void backends_start(struct sessiond *sd);
 void backends_stop(struct sessiond *sd);
 /* A new configuration: states follow their backends by name. */

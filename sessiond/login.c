@@ -25,6 +25,8 @@
  * SEAL is authcache_seal() over K and the fields: an entry that someone
  * with write access to Redis made or edited (another user's name or pin,
  * or a copy under another key) does not match and is not used. */
+#include "sessiond/login.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,14 +37,26 @@
 #include "common/log.h"
 #include "common/username.h"
 #include "common/util.h"
-#include "sessiond/state.h"
+#include "auth/authcache.h"
+#include "auth/ldapdb.h"
+#include "auth/userfile.h"
+#include "sessiond/authpool.h"
+#include "sessiond/context.h"
+#include "sessiond/redis.h"
+#include "sessiond/seats.h"
+#include "sessiond/seatstore.h"
+#include "sessiond/throttle.h"
 
 enum source { SRC_MEMORY, SRC_REDIS, SRC_STALE, SRC_USERS_FILE, SRC_LDAP };
 static const char *const source_names[] = {"cache_memory", "cache_redis", "cache_stale",
                                            "users_file", "ldap"};
 
 struct pending {
-  struct wconn *wc;
+  struct sessiond *sd;
+  void *owner;             /* the session's owner in the seat table */
+  const int *gone;         /* non-zero: nobody waits for the answer */
+  login_done_fn done;
+  void *cookie;
   uint32_t req;
   char session[17];
   char client[64];
@@ -58,6 +72,14 @@ struct pending {
   enum source source;      /* where the verdict came from, for the log */
 };
 
+/* The one way an answer leaves: through done, once. */
+static void answer(struct pending *p, enum proto_result result, uint32_t delay_ms, int backend) {
+  struct login_answer a = {.req = p->req, .session = p->session, .result = result,
+                           .delay_ms = delay_ms, .user = p->canonical, .seat = p->seat,
+                           .backend = backend};
+  p->done(p->cookie, &a);
+}
+
 static void pending_free(struct pending *p) {
   free(p->login);
   if (p->password) wipe_free_str(p->password);
@@ -67,7 +89,6 @@ static void pending_free(struct pending *p) {
   free(p->stale_canonical);
   free(p->stale_seat);
   free(p->stale_pinned);
-  wconn_unref(p->wc);
   free(p);
 }
 
@@ -91,7 +112,7 @@ static char *seat_of_dn(const char *dn) {
  * canonical, seat and pinned may point into p's own fields: copy, then free. */
 static void set_identity(struct pending *p, const char *canonical, const char *seat,
                          const char *pinned, int from_database) {
-  const struct sessiond *sd = p->wc->sd;
+  const struct sessiond *sd = p->sd;
   if (!canonical) canonical = p->login;
   char *c = from_database ? normalized_copy(sd, canonical) : xstrdup(canonical);
   char *e = NULL;
@@ -136,8 +157,9 @@ static int over_session_limit(struct sessiond *sd, const struct pending *p) {
 }
 
 static void finish_ok(struct pending *p, enum source src) {
-  struct sessiond *sd = p->wc->sd;
-  if (p->wc->closed) {
+  struct sessiond *sd = p->sd;
+  if (*p->gone) {   /* nobody waits: the answer only returns the cookie */
+    answer(p, PROTO_UNAVAILABLE, 0, -1);
     pending_free(p);
     return;
   }
@@ -145,7 +167,7 @@ static void finish_ok(struct pending *p, enum source src) {
     char user[LOG_QUOTE_MAX];
     log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=session_limit",
               p->session, p->client, log_quote(user, sizeof user, p->login, strlen(p->login)));
-    workers_reply_failure(p->wc, p->req, p->session, PROTO_LIMIT, 0);
+    answer(p, PROTO_LIMIT, 0, -1);
     pending_free(p);
     return;
   }
@@ -154,17 +176,19 @@ static void finish_ok(struct pending *p, enum source src) {
   /* The seat's key is the keyed hash of the seat name: already made for
    * the login, unless it is an alias or an entry's DN. */
   const char *key = strcmp(p->seat, p->login) ? NULL : p->key_hex;
-  seatstore_route(sd, p->wc, p->session, p->client, p->seat, key, p->pinned, on_routed, p);
+  seatstore_route(sd, p->owner, p->gone, p->session, p->client, p->seat, key, p->pinned, on_routed,
+                  p);
 }
 
 /* The seat is known (or there is none to be had). */
 static void on_routed(void *cookie, int idx) {
   struct pending *p = cookie;
-  struct sessiond *sd = p->wc->sd;
+  struct sessiond *sd = p->sd;
   enum source src = p->source;
   char user[LOG_QUOTE_MAX];
   log_quote(user, sizeof user, p->login, strlen(p->login));
-  if (p->wc->closed) {
+  if (*p->gone) {   /* nobody waits: the answer only returns the cookie */
+    answer(p, PROTO_UNAVAILABLE, 0, -1);
     pending_free(p);
     return;
   }
@@ -172,24 +196,24 @@ static void on_routed(void *cookie, int idx) {
     sd->n.logins_unavailable++;
     log_event(LOG_LVL_WARN, "auth", "session=%s client=%s user=%s result=ok source=%s route=none",
               p->session, p->client, user, source_names[src]);
-    workers_reply_failure(p->wc, p->req, p->session, PROTO_UNAVAILABLE, 0);
+    answer(p, PROTO_UNAVAILABLE, 0, -1);
   } else {
     sd->n.logins_ok++;
     log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=ok source=%s backend=%s",
               p->session, p->client, user, source_names[src], sd->cfg->backends[idx].name);
-    workers_reply_ok(sd, p->wc, p->req, p->session, p->canonical, p->seat, idx);
+    answer(p, PROTO_OK, 0, idx);
   }
   pending_free(p);
 }
 
 static void on_failure_counted(void *cookie, uint32_t delay_ms) {
   struct pending *p = cookie;
-  workers_reply_failure(p->wc, p->req, p->session, PROTO_AUTH_FAILED, delay_ms);
+  answer(p, PROTO_AUTH_FAILED, delay_ms, -1);
   pending_free(p);
 }
 
 static void finish_failed(struct pending *p, const char *why) {
-  struct sessiond *sd = p->wc->sd;
+  struct sessiond *sd = p->sd;
   char user[LOG_QUOTE_MAX];
   sd->n.logins_failed++;
   log_event(LOG_LVL_INFO, "auth", "session=%s client=%s user=%s result=failed source=%s",
@@ -198,12 +222,12 @@ static void finish_failed(struct pending *p, const char *why) {
 }
 
 static void finish_unavailable(struct pending *p, const char *why) {
-  struct sessiond *sd = p->wc->sd;
+  struct sessiond *sd = p->sd;
   char user[LOG_QUOTE_MAX];
   sd->n.logins_unavailable++;
   log_event(LOG_LVL_WARN, "auth", "session=%s client=%s user=%s result=unavailable reason=%s",
             p->session, p->client, log_quote(user, sizeof user, p->login, strlen(p->login)), why);
-  workers_reply_failure(p->wc, p->req, p->session, PROTO_UNAVAILABLE, 0);
+  answer(p, PROTO_UNAVAILABLE, 0, -1);
   pending_free(p);
 }
 
@@ -227,11 +251,11 @@ static void entry_seal(const struct pending *p, char kind, const char *fields,
                        char out[AUTHCACHE_HEX_LEN + 1]) {
   char text[AUTHCACHE_HEX_LEN + 4 + ENTRY_MAX];
   snprintf(text, sizeof text, "%s\t%c\t%.*s", p->key_hex, kind, ENTRY_MAX - 1, fields);
-  authcache_seal(p->wc->sd->cache, text, out);
+  authcache_seal(p->sd->cache, text, out);
 }
 
 static void cache_store_positive(struct pending *p) {
-  struct sessiond *sd = p->wc->sd;
+  struct sessiond *sd = p->sd;
   const struct config *cfg = sd->cfg;
   uint64_t now = wall_ms();
   uint64_t fresh = now + cfg->cache_positive_ttl_ms, stale = fresh + cfg->cache_stale_max_ms;
@@ -248,7 +272,7 @@ static void cache_store_positive(struct pending *p) {
 }
 
 static void cache_store_negative(struct pending *p) {
-  struct sessiond *sd = p->wc->sd;
+  struct sessiond *sd = p->sd;
   uint64_t ttl = sd->cfg->cache_negative_ttl_ms;
   authcache_put_negative(sd->cache, p->key, p->fp, wall_ms() + ttl);
   if (p->gen < 0) return;
@@ -264,7 +288,7 @@ static void cache_store_negative(struct pending *p) {
 /* canonical NULL: the identity was set when the job started (users file). */
 static void db_answer(struct pending *p, enum ldapdb_result r, const char *canonical,
                       const char *entry, const char *pinned, enum source src) {
-  struct sessiond *sd = p->wc->sd;
+  struct sessiond *sd = p->sd;
   wipe_free_str(p->password);
   p->password = NULL;
   switch (r) {
@@ -308,7 +332,7 @@ static void on_hash_checked(void *cookie, enum passwd_result r) {
 }
 
 static void ask_database(struct pending *p) {
-  struct sessiond *sd = p->wc->sd;
+  struct sessiond *sd = p->sd;
   sd->n.cache_misses++;
   sd->n.db_requests++;
   if (sd->ldap) {
@@ -348,15 +372,16 @@ static int sealed(struct pending *p, char kind, const char *text, const char *se
   snprintf(fields, sizeof fields, "%.*s", (int)(fields_len - 1), text);
   entry_seal(p, kind, fields, want);
   if (CRYPTO_memcmp(want, seal, AUTHCACHE_HEX_LEN) == 0) return 1;
-  p->wc->sd->n.cache_bad_seals++;
+  p->sd->n.cache_bad_seals++;
   return 0;
 }
 
 /* The reply of MGET usher:authgen authp authn. */
 static void on_redis_entry(void *cookie, const redisReply *r) {
   struct pending *p = cookie;
-  struct sessiond *sd = p->wc->sd;
-  if (p->wc->closed) {
+  struct sessiond *sd = p->sd;
+  if (*p->gone) {   /* nobody waits: the answer only returns the cookie */
+    answer(p, PROTO_UNAVAILABLE, 0, -1);
     pending_free(p);
     return;
   }
@@ -408,11 +433,9 @@ static void on_redis_entry(void *cookie, const redisReply *r) {
 
 /* ---- the start -------------------------------------------------------------------- */
 
-static struct pending *pending_new(struct wconn *wc, const struct proto_msg *m, const char *login) {
-  struct sessiond *sd = wc->sd;
+static struct pending *pending_new(struct sessiond *sd, const struct proto_msg *m, const char *login) {
   struct pending *p = xcalloc(1, sizeof *p);
-  p->wc = wc;
-  wconn_ref(wc);
+  p->sd = sd;
   p->req = m->req;
   p->gen = -1;
   snprintf(p->session, sizeof p->session, "%s", m->session);
@@ -431,15 +454,15 @@ static struct pending *pending_new(struct wconn *wc, const struct proto_msg *m, 
 /* Past the throttle: the cache layers, then the password database. */
 static void on_throttle_checked(void *cookie, int refused) {
   struct pending *p = cookie;
-  struct sessiond *sd = p->wc->sd;
-  if (p->wc->closed) {
+  struct sessiond *sd = p->sd;
+  if (*p->gone) {   /* nobody waits: the answer only returns the cookie */
+    answer(p, PROTO_UNAVAILABLE, 0, -1);
     pending_free(p);
     return;
   }
   if (refused) {
     log_event(LOG_LVL_INFO, "auth", "session=%s client=%s result=throttled", p->session, p->client);
-    workers_reply_failure(p->wc, p->req, p->session, PROTO_THROTTLED,
-                          (uint32_t)sd->cfg->failure_delay_ms);
+    answer(p, PROTO_THROTTLED, (uint32_t)sd->cfg->failure_delay_ms, -1);
     pending_free(p);
     return;
   }
@@ -468,15 +491,21 @@ static void on_throttle_checked(void *cookie, int refused) {
     ask_database(p);   /* no Redis (down or not configured): straight on */
 }
 
-void login_start(struct wconn *wc, const struct proto_msg *m) {
-  struct sessiond *sd = wc->sd;
+void login_start(struct sessiond *sd, const struct proto_msg *m, void *owner, const int *gone,
+                 login_done_fn done, void *cookie) {
   char login[USERNAME_MAX];
   if (!m->session || !m->user || !m->password || strlen(m->session) != 16 ||
       username_normalize(sd->cfg->username_format, m->user, login, sizeof login) < 0) {
-    workers_reply_failure(wc, m->req, m->session, PROTO_AUTH_FAILED, (uint32_t)sd->cfg->failure_delay_ms);
+    struct login_answer a = {.req = m->req, .session = m->session, .result = PROTO_AUTH_FAILED,
+                             .delay_ms = (uint32_t)sd->cfg->failure_delay_ms, .backend = -1};
+    done(cookie, &a);
     return;
   }
-  struct pending *p = pending_new(wc, m, login);
+  struct pending *p = pending_new(sd, m, login);
+  p->owner = owner;
+  p->gone = gone;
+  p->done = done;
+  p->cookie = cookie;
   throttle_check(sd->throttle, p->ip_key, p->key_hex, on_throttle_checked, p);
 }
 
@@ -501,29 +530,3 @@ void login_auth_flush(struct sessiond *sd, const char *user) {
   rds_command(sd->redis, NULL, NULL, "PUBLISH usher:events %s", msg);
   log_event(LOG_LVL_INFO, "auth_flush", "scope=user user_key=%.16s", hex);
 }
-
-void login_on_event(void *arg, const char *payload, size_t len) {
-  struct sessiond *sd = arg;
-  uint8_t key[AUTHCACHE_HASH_LEN];
-  if (len > 5 && !memcmp(payload, "kick ", 5)) {
-    seatstore_on_event(sd, payload, len);
-  } else if (len > 8 && !memcmp(payload, "backend ", 8)) {
-    backends_on_event(sd, payload, len);
-  } else if (len == 8 && !memcmp(payload, "flushall", 8)) {
-    authcache_clear(sd->cache);
-  } else if (len == 6 + AUTHCACHE_HEX_LEN && !memcmp(payload, "flush ", 6)) {
-    if (authcache_unhex(payload + 6, AUTHCACHE_HEX_LEN, key) == 0) authcache_forget(sd->cache, key);
-  } else if (len > 4 && !memcmp(payload, "ban ", 4)) {
-    throttle_on_event(sd->throttle, payload, len);
-  }
-}
-
-/* Events may have been missed while the subscription was down: whatever
- * the memory layer holds may have been flushed elsewhere meanwhile. */
-void login_on_resync(void *arg) {
-  struct sessiond *sd = arg;
-  authcache_clear(sd->cache);
-  backends_load(sd);
-  seatstore_resync(sd);
-}
-

@@ -32,6 +32,8 @@
  * lasting long by opening max_connections connections faster than it
  * sends its request, and can read what the metrics say. Bind it to
  * loopback or a management network. */
+#include "sessiond/metrics.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +48,12 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "sessiond/state.h"
+#include "auth/ldapdb.h"
+#include "sessiond/backends.h"
+#include "sessiond/context.h"
+#include "sessiond/redis.h"
+#include "sessiond/seats.h"
+#include "sessiond/throttle.h"
 
 static void counter(struct evbuffer *b, const char *name, const char *help, const char *labels,
                     uint64_t v) {

@@ -26,7 +26,10 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "sessiond/backends.h"
-#include "sessiond/state.h"
+#include "auth/authcache.h"
+#include "sessiond/context.h"
+#include "sessiond/redis.h"
+#include "sessiond/seats.h"
 
 #define MAX_SKEW_MS 10000
 #define MSG_MAX 512

@@ -22,6 +22,7 @@ struct seat {
   uint64_t expires_ms;        /* when sessions == 0 */
   uint64_t gen;               /* the seat's generation in Redis (0: not known there) */
   int fenced;                 /* confirmed in Redis; 0: chosen while Redis was away */
+  int owes_ack;               /* kicked stale sessions here: tell Redis once they are gone */
   char key_hex[65];           /* the keyed hash naming the user in Redis */
   struct seat *next;
 };
@@ -34,6 +35,7 @@ struct session {
   char client[64];            /* "addr:port" */
   uint64_t start_ms;
   uint64_t gen;               /* the seat's generation when it was routed */
+  int kicked;                 /* closed as stale: gone once its SESSION_END arrives */
   struct session *next;
 };
 

@@ -12,7 +12,10 @@
 #include "common/util.h"
 #include "sessiond/backends.h"
 #include "sessiond/peers.h"
-#include "sessiond/state.h"
+#include "auth/authcache.h"
+#include "sessiond/context.h"
+#include "sessiond/redis.h"
+#include "sessiond/seats.h"
 
 #define REFILL_KEY "usher:refill"
 #define REFILL_POLL_MS 100   /* a login waiting out a refill asks this often */
@@ -20,7 +23,23 @@
 static struct seatstore_stats st;
 static struct event *heartbeat_ev;
 
-/* ---- the scripts (KEYS[1] = seat hash, KEYS[2] = leases, KEYS[3] = refill) ------- */
+/* ---- the scripts (KEYS[1] = seat hash, KEYS[2] = leases, KEYS[3] = refill,
+ *      KEYS[4] = moving) --------------------------------------------------------- */
+
+/* usher:{K}:moving holds, after a move to another backend, the proxies that
+ * held leases on the seat then: each may still relay sessions on the old
+ * backend (one whose link to Redis was down missed the kick, and goes on
+ * until it reconnects). The seat is not given out until each has said its
+ * stale sessions are gone (SREM, seatstore's ack) or its lease ran out;
+ * a login meanwhile waits as in a refill. */
+#define LUA_MOVING_WAIT \
+  "if redis.call('SCARD', KEYS[4]) > 0 then\n" \
+  "  for _, p in ipairs(redis.call('SMEMBERS', KEYS[4])) do\n" \
+  "    local sc = redis.call('ZSCORE', KEYS[2], p)\n" \
+  "    if not sc or tonumber(sc) <= now then redis.call('SREM', KEYS[4], p) end\n" \
+  "  end\n" \
+  "  if redis.call('SCARD', KEYS[4]) > 0 then return {100} end\n" \
+  "end\n"
 
 /* usher:refill exists for refill_time after a proxy found Redis to be
  * another server process than before (restarted, possibly empty, or a
@@ -39,6 +58,7 @@ static struct event *heartbeat_ev;
 /* ARGV: proposed backend ('' none), proxy, lease, expire -> {backend, gen, created} */
 static const char ATTACH_LUA[] =
     LUA_NOW
+    LUA_MOVING_WAIT
     "local b = redis.call('HGET', KEYS[1], 'backend')\n"
     "local g, created = redis.call('HGET', KEYS[1], 'gen'), 0\n"
     "if not b then\n"
@@ -101,11 +121,18 @@ static const char DETACH_LUA[] =
     "if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
     "return 1\n";
 
-/* ARGV: backend ('' = kick only), expire -> the new gen (0: no seat to kick) */
+/* ARGV: backend ('' = kick only), expire, lease -> the new gen (0: no seat to kick) */
 static const char MOVE_LUA[] =
     LUA_NOW
     "if ARGV[1] == '' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "local old = redis.call('HGET', KEYS[1], 'backend')\n"
     "local g = redis.call('HINCRBY', KEYS[1], 'gen', 1)\n"
+    "if ARGV[1] ~= '' and old and old ~= ARGV[1] then\n"
+    "  for _, p in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf')) do\n"
+    "    redis.call('SADD', KEYS[4], p)\n"
+    "  end\n"
+    "  if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[3]) end\n"
+    "end\n"
     "if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'backend', ARGV[1]) end\n"
     "if redis.call('HEXISTS', KEYS[1], 'created') == 0 then\n"
     "  redis.call('HSET', KEYS[1], 'created', now) end\n"
@@ -115,12 +142,13 @@ static const char MOVE_LUA[] =
 /* Sends one script with both of a user's keys; the ARGV strings follow. */
 static int script(struct sessiond *sd, const char *lua, const char *key_hex, rds_reply_fn fn,
                   void *cookie, int argc, const char **args) {
-  char seat_key[96], lease_key[96];
+  char seat_key[96], lease_key[96], moving_key[96];
   snprintf(seat_key, sizeof seat_key, "usher:{%s}:seat", key_hex);
   snprintf(lease_key, sizeof lease_key, "usher:{%s}:leases", key_hex);
-  const char *argv[13] = {"EVAL", lua, "3", seat_key, lease_key, REFILL_KEY};
-  for (int i = 0; i < argc && i < 7; i++) argv[6 + i] = args[i];
-  return rds_command_argv(sd->redis, fn, cookie, 6 + argc, argv, NULL);
+  snprintf(moving_key, sizeof moving_key, "usher:{%s}:moving", key_hex);
+  const char *argv[14] = {"EVAL", lua, "4", seat_key, lease_key, REFILL_KEY, moving_key};
+  for (int i = 0; i < argc && i < 7; i++) argv[7 + i] = args[i];
+  return rds_command_argv(sd->redis, fn, cookie, 7 + argc, argv, NULL);
 }
 
 static void ms_str(char out[24], uint64_t ms) { snprintf(out, 24, "%llu", (unsigned long long)ms); }
@@ -140,13 +168,39 @@ struct stale { struct sessiond *sd; const char *user; const char *backend; uint6
 static void kick_if_stale(struct session *s, void *arg) {
   struct stale *k = arg;
   if (strcmp(s->user, k->user) != 0) return;
-  if (s->gen >= k->gen && (!k->backend || !strcmp(s->backend, k->backend))) return;
-  workers_kick(k->sd, s, "seat_moved");
+  if (s->kicked || (s->gen >= k->gen && (!k->backend || !strcmp(s->backend, k->backend)))) return;
+  s->kicked = 1;   /* it ends when its SESSION_END arrives */
+  k->sd->kick(k->sd, s, "seat_moved");
   k->n++;
 }
 
+/* Tells Redis that this proxy relays no stale session of the seat any more
+ * (see LUA_MOVING_WAIT): a moved user's seat is given out once every proxy
+ * that held it has said so. */
+static void ack_moved(struct sessiond *sd, struct seat *seat) {
+  seat->owes_ack = 0;
+  if (seat->key_hex[0])
+    rds_command(sd->redis, NULL, NULL, "SREM usher:{%s}:moving %s", seat->key_hex, sd->cfg->name);
+}
+
+struct kicked_left { const char *user; int n; };
+
+static void count_kicked(struct session *s, void *arg) {
+  struct kicked_left *k = arg;
+  if (s->kicked && !strcmp(s->user, k->user)) k->n++;
+}
+
+/* The ack once the user's kicked sessions here are all gone. */
+static void ack_when_gone(struct sessiond *sd, struct seat *seat) {
+  struct kicked_left left = {seat->user, 0};
+  sessions_foreach(sd->seats, count_kicked, &left);
+  if (left.n) seat->owes_ack = 1;
+  else ack_moved(sd, seat);
+}
+
 /* Closes the user's sessions here that are older than gen or not on
- * backend (NULL: any backend). Returns how many. */
+ * backend (NULL: any backend). Returns how many. The ack follows once
+ * they are gone (at once when there were none). */
 static int kick_stale(struct sessiond *sd, const char *user, const char *backend, uint64_t gen) {
   struct stale k = {sd, user, backend, gen, 0};
   sessions_foreach(sd->seats, kick_if_stale, &k);
@@ -154,6 +208,8 @@ static int kick_stale(struct sessiond *sd, const char *user, const char *backend
     st.conflicts_kicked += (uint64_t)k.n;
     log_event(LOG_LVL_INFO, "seat_kick", "sessions=%d gen=%llu", k.n, (unsigned long long)gen);
   }
+  struct seat *seat = seat_find(sd->seats, user, now_ms());
+  if (seat) ack_when_gone(sd, seat);
   return k.n;
 }
 
@@ -168,7 +224,8 @@ static void set_gen(struct session *s, void *arg) {
 
 struct route {
   struct sessiond *sd;
-  struct wconn *wc;
+  void *owner;               /* the session's owner in the seat table */
+  const int *gone;           /* the owner's "nobody waits any more" */
   char session[17];
   char client[64];
   char *user, *pinned;
@@ -181,7 +238,6 @@ struct route {
 
 static void route_free(struct route *r) {
   if (r->wait_ev) event_free(r->wait_ev);
-  wconn_unref(r->wc);
   free(r->user);
   free(r->pinned);
   free(r);
@@ -202,7 +258,7 @@ static void commit(struct route *r, int idx, uint64_t gen, int fenced) {
   snprintf(seat->key_hex, sizeof seat->key_hex, "%s", r->key_hex);
   struct session *old = session_find(sd->seats, r->session);
   if (old) session_remove(sd->seats, old, now, sd->cfg->seat_expire_ms);
-  if (!r->wc->closed) session_add(sd->seats, r->session, r->user, backend, r->client, r->wc, now);
+  if (!*r->gone) session_add(sd->seats, r->session, r->user, backend, r->client, r->owner, now);
 }
 
 static void route_done(struct route *r, int idx) {
@@ -286,17 +342,19 @@ static void on_refill_waited(evutil_socket_t fd, short what, void *arg) {
   route_attach(arg);
 }
 
-/* Redis answered "refilling, ask again in pttl ms" (see LUA_REFILL_WAIT).
- * The login waits, at most refill_time from its start: a seat written
- * back meanwhile is found then. Returns 1 when rep was that answer. */
-static int refill_wait(struct route *r, const redisReply *rep) {
+/* Redis answered "ask again in pttl ms": refilling (LUA_REFILL_WAIT), or
+ * a move that proxies holding the old seat have not acknowledged yet
+ * (LUA_MOVING_WAIT). The login waits, at most refill_time from its start:
+ * a seat written back, or the last ack, ends the wait at the next ask.
+ * Returns 1 when rep was that answer. */
+static int seat_wait(struct route *r, const redisReply *rep) {
   if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 ||
       rep->element[0]->type != REDIS_REPLY_INTEGER)
     return 0;
   struct sessiond *sd = r->sd;
   uint64_t waited = now_ms() - r->started_ms, pttl = rep->element[0]->integer > 0 ?
                     (uint64_t)rep->element[0]->integer : 1;
-  if (r->wc->closed || waited >= sd->cfg->refill_ms) {
+  if (*r->gone || waited >= sd->cfg->refill_ms) {
     st.refill_refused++;
     route_done(r, -1);
     return 1;
@@ -317,7 +375,7 @@ static int refill_wait(struct route *r, const redisReply *rep) {
 static void on_replaced(void *cookie, const redisReply *rep) {
   struct route *r = cookie;
   struct sessiond *sd = r->sd;
-  if (refill_wait(r, rep)) return;
+  if (seat_wait(r, rep)) return;
   if (!seat_reply_ok(rep, 3)) {
     route_local(r);
     return;
@@ -380,7 +438,7 @@ static void on_attached(void *cookie, const redisReply *rep) {
     route_local(r);
     return;
   }
-  if (refill_wait(r, rep)) return;
+  if (seat_wait(r, rep)) return;
   if (rep->elements == 0) {   /* no seat, and nothing to propose */
     route_done(r, -1);
     return;
@@ -406,13 +464,13 @@ static void on_attached(void *cookie, const redisReply *rep) {
   route_done(r, idx);
 }
 
-void seatstore_route(struct sessiond *sd, struct wconn *wc, const char *session,
+void seatstore_route(struct sessiond *sd, void *owner, const int *gone, const char *session,
                      const char *client, const char *user, const char *key_hex,
                      const char *pinned, seatstore_done_fn done, void *cookie) {
   struct route *r = xcalloc(1, sizeof *r);
   r->sd = sd;
-  r->wc = wc;
-  wconn_ref(wc);
+  r->owner = owner;
+  r->gone = gone;
   snprintf(r->session, sizeof r->session, "%s", session);
   snprintf(r->client, sizeof r->client, "%s", client);
   r->user = xstrdup(user);
@@ -449,8 +507,8 @@ static void route_attach(struct route *r) {
   if (script(sd, ATTACH_LUA, r->key_hex, on_attached, r, 4, args) != 0) route_local(r);
 }
 
-void seatstore_backend_failed(struct sessiond *sd, const char *session, seatstore_done_fn done,
-                              void *cookie) {
+void seatstore_backend_failed(struct sessiond *sd, const char *session, const int *gone,
+                              seatstore_done_fn done, void *cookie) {
   uint64_t now = now_ms();
   struct session *s = session_find(sd->seats, session);
   struct seat *seat = s ? seat_find(sd->seats, s->user, now) : NULL;
@@ -465,8 +523,8 @@ void seatstore_backend_failed(struct sessiond *sd, const char *session, seatstor
   session_remove(sd->seats, s, now, sd->cfg->seat_expire_ms);
   struct route *r = xcalloc(1, sizeof *r);
   r->sd = sd;
-  r->wc = owner;
-  wconn_ref(r->wc);
+  r->owner = owner;
+  r->gone = gone;
   snprintf(r->session, sizeof r->session, "%s", session);
   r->user = xstrdup(seat->user);
   r->done = done;
@@ -490,6 +548,7 @@ void seatstore_session_ended(struct sessiond *sd, const char *session) {
   char *user = xstrdup(s->user);
   session_remove(sd->seats, s, now, sd->cfg->seat_expire_ms);
   struct seat *seat = seat_find(sd->seats, user, now);
+  if (seat && seat->owes_ack) ack_when_gone(sd, seat);
   if (seat && seat->sessions == 0 && seat->fenced && seat->key_hex[0]) {
     char expire[24];
     ms_str(expire, sd->cfg->seat_expire_ms);
@@ -605,11 +664,15 @@ void seatstore_on_event(struct sessiond *sd, const char *payload, size_t len) {
   if (k.found) kick_stale(sd, k.found->user, NULL, gen);
 }
 
-struct publish_ctx { struct sessiond *sd; char hex[AUTHCACHE_HEX_LEN + 1]; };
+struct publish_ctx { struct sessiond *sd; char hex[AUTHCACHE_HEX_LEN + 1]; char backend[64]; };
 
 static void on_gen_bumped(void *cookie, const redisReply *rep) {
   struct publish_ctx *c = cookie;
   if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0) {
+    struct by_key k = {c->hex, NULL};
+    seats_foreach(c->sd->seats, find_by_key, &k);
+    if (k.found && c->backend[0]) seat_move(k.found, c->backend);
+    if (k.found) k.found->gen = (uint64_t)rep->integer;
     char msg[AUTHCACHE_HEX_LEN + 32];
     snprintf(msg, sizeof msg, "kick %s %lld", c->hex, rep->integer);
     rds_command(c->sd->redis, NULL, NULL, "PUBLISH usher:events %s", msg);
@@ -627,12 +690,14 @@ static int bump(struct sessiond *sd, const char *user, const char *backend) {
   authcache_hex(key, c->hex);
   char expire[24];
   ms_str(expire, sd->cfg->seat_expire_ms);
-  const char *args[] = {backend ? backend : "", expire};
-  if (script(sd, MOVE_LUA, c->hex, on_gen_bumped, c, 2, args) != 0) free(c);
-  int n = kick_stale(sd, user, NULL, UINT64_MAX);
-  struct seat *seat = seat_find(sd->seats, user, now_ms());
-  if (seat && backend) seat_move(seat, backend);
-  return n;
+  char lease[24];
+  ms_str(lease, sd->cfg->seat_lease_ms);
+  const char *args[] = {backend ? backend : "", expire, lease};
+  if (backend) snprintf(c->backend, sizeof c->backend, "%s", backend);
+  if (script(sd, MOVE_LUA, c->hex, on_gen_bumped, c, 3, args) != 0) free(c);
+  /* The local seat moves when Redis has answered (on_gen_bumped): until
+   * then only Redis knows whether the move happened. */
+  return kick_stale(sd, user, NULL, UINT64_MAX);
 }
 
 int seatstore_kick(struct sessiond *sd, const char *user, char *err, size_t errlen) {

@@ -37,21 +37,23 @@
 #include <stdint.h>
 
 struct sessiond;
-struct wconn;
 
 /* idx: the backend's index, or -1 (no backend can take the user). */
 typedef void (*seatstore_done_fn)(void *cookie, int idx);
 
 /* Seats user for a new session (from client, "addr:port") and adds the
- * session (on success). done is called exactly once, possibly before this
- * returns. key_hex: the user's keyed hash if the caller has it, else NULL. */
-void seatstore_route(struct sessiond *sd, struct wconn *wc, const char *session,
+ * session (on success) with owner as its holder, unless *gone has turned
+ * non-zero meanwhile. done is called exactly once, possibly before this
+ * returns; owner and gone must outlive it. key_hex: the user's keyed hash
+ * if the caller has it, else NULL. */
+void seatstore_route(struct sessiond *sd, void *owner, const int *gone, const char *session,
                      const char *client, const char *user, const char *key_hex,
                      const char *pinned, seatstore_done_fn done, void *cookie);
 /* The worker could not reach the seated backend for this session: re-seat
- * (compare-and-set) when it is the user's only session here. */
-void seatstore_backend_failed(struct sessiond *sd, const char *session, seatstore_done_fn done,
-                              void *cookie);
+ * (compare-and-set) when it is the user's only session here; gone as for
+ * seatstore_route, the holder's. */
+void seatstore_backend_failed(struct sessiond *sd, const char *session, const int *gone,
+                              seatstore_done_fn done, void *cookie);
 /* A session ended; detaches the lease with the user's last one. */
 void seatstore_session_ended(struct sessiond *sd, const char *session);
 

@@ -21,7 +21,20 @@
 #include "sessiond/peers.h"
 #include "common/username.h"
 #include "common/util.h"
-#include "sessiond/state.h"
+#include "auth/authcache.h"
+#include "auth/ldapdb.h"
+#include "auth/userfile.h"
+#include "sessiond/admin.h"
+#include "sessiond/authpool.h"
+#include "sessiond/backends.h"
+#include "sessiond/context.h"
+#include "sessiond/events.h"
+#include "sessiond/metrics.h"
+#include "sessiond/redis.h"
+#include "sessiond/seats.h"
+#include "sessiond/seatstore.h"
+#include "sessiond/throttle.h"
+#include "sessiond/workers.h"
 
 #define SWEEP_INTERVAL_MS 5000
 
@@ -152,7 +165,7 @@ static int sessiond_open_auth(struct sessiond *sd) {
     char *pw = cfg->redis_password_file ? secret_file_read("redis password", cfg->redis_password_file)
                                         : NULL;
     if (cfg->redis_password_file && !pw) return -1;
-    sd->redis = rds_new(sd->base, cfg, pw, "usher:events", login_on_event, login_on_resync, sd);
+    sd->redis = rds_new(sd->base, cfg, pw, "usher:events", events_on_message, events_on_resync, sd);
     if (pw) wipe_free_str(pw);
   }
   sd->throttle = throttle_new(cfg, sd->redis);
@@ -232,6 +245,7 @@ static int sessiond_open(struct sessiond *sd, const char *config_path) {
   sd->seats = seats_new();
   sd->pool = authpool_new(sd->base, sd->cfg->auth_threads, 4096);
   sd->start_ms = now_ms();
+  workers_init(sd);
   if (sessiond_open_auth(sd) != 0) return -1;
   backends_start(sd);
   seatstore_start(sd);

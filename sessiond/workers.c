@@ -47,6 +47,8 @@
  * read or trace). Without [usher] user every process has one uid and the
  * separation is only as good as that uid's: such a worker could use
  * admin.sock itself. */
+#include "sessiond/workers.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +61,11 @@
 #include "common/hmac.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "sessiond/state.h"
+#include "sessiond/backends.h"
+#include "sessiond/context.h"
+#include "sessiond/login.h"
+#include "sessiond/seats.h"
+#include "sessiond/seatstore.h"
 
 void wconn_ref(struct wconn *wc) { wc->refs++; }
 
@@ -229,6 +235,17 @@ static int on_hello(struct wconn *wc, const struct proto_msg *m) {
 
 /* ---- the messages after HELLO ------------------------------------------------------ */
 
+static void on_login_answered(void *cookie, const struct login_answer *a) {
+  struct wconn *wc = cookie;
+  if (!wc->closed) {
+    if (a->result == PROTO_OK)
+      workers_reply_ok(wc->sd, wc, a->req, a->session, a->user, a->seat, a->backend);
+    else
+      workers_reply_failure(wc, a->req, a->session, a->result, a->delay_ms);
+  }
+  wconn_unref(wc);
+}
+
 static void on_login(struct wconn *wc, const struct proto_msg *m) {
   if (!session_id_valid(m->session)) {
     refuse(wc, m, "bad_session_id");
@@ -241,7 +258,8 @@ static void on_login(struct wconn *wc, const struct proto_msg *m) {
     workers_reply_failure(wc, m->req, m->session, PROTO_UNAVAILABLE, 0);
     return;
   }
-  login_start(wc, m);
+  wconn_ref(wc);   /* until the answer: login.c holds the owner, not us */
+  login_start(wc->sd, m, wc, &wc->closed, on_login_answered, wc);
 }
 
 /* The worker could not log in at the backend it was given. */
@@ -285,7 +303,7 @@ static void on_backend_failed(struct wconn *wc, const struct proto_msg *m) {
   wconn_ref(wc);
   r->req = m->req;
   snprintf(r->session, sizeof r->session, "%s", m->session);
-  seatstore_backend_failed(sd, m->session, on_reseated, r);
+  seatstore_backend_failed(sd, m->session, &wc->closed, on_reseated, r);
 }
 
 /* Why a SESSION_UP cannot be believed, or NULL. */
@@ -455,6 +473,8 @@ void workers_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
 void workers_close_all(struct sessiond *sd) {
   while (sd->wconns) workers_conn_close(sd->wconns);
 }
+
+void workers_init(struct sessiond *sd) { sd->kick = workers_kick; }
 
 void workers_kick(struct sessiond *sd, struct session *s, const char *reason) {
   struct wconn *wc = s->owner;

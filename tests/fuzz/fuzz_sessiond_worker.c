@@ -29,9 +29,15 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "auth/authcache.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "sessiond/state.h"
+#include "sessiond/backends.h"
+#include "sessiond/context.h"
+#include "sessiond/login.h"
+#include "sessiond/seats.h"
+#include "sessiond/seatstore.h"
+#include "sessiond/workers.h"
 
 #define SLOTS 3
 #define MAX_STEPS 200
@@ -55,29 +61,39 @@ static const char *const backends[] = {"b1", "b2", "no-such-backend"};
 
 /* ---- login.c's stand-in ------------------------------------------------------ */
 
-struct pending { struct wconn *wc; uint32_t req; char session[17]; char *user; };
+struct pending {
+  login_done_fn done;
+  void *cookie;
+  uint32_t req;
+  char session[17];
+  char *user;
+};
 
 static void on_routed(void *cookie, int idx) {
   struct pending *p = cookie;
-  if (idx < 0) workers_reply_failure(p->wc, p->req, p->session, PROTO_UNAVAILABLE, 0);
-  else workers_reply_ok(&sd, p->wc, p->req, p->session, p->user, NULL, idx);
-  wconn_unref(p->wc);
+  struct login_answer a = {.req = p->req, .session = p->session,
+                           .result = idx < 0 ? PROTO_UNAVAILABLE : PROTO_OK, .user = p->user,
+                           .seat = p->user, .backend = idx};
+  p->done(p->cookie, &a);
   free(p->user);
   free(p);
 }
 
-void login_start(struct wconn *wc, const struct proto_msg *m) {
+void login_start(struct sessiond *sdp, const struct proto_msg *m, void *owner, const int *gone,
+                 login_done_fn done, void *cookie) {
   if (!m->user || !m->user[0] || !m->session || strlen(m->session) != 16) {
-    workers_reply_failure(wc, m->req, m->session, PROTO_AUTH_FAILED, 0);
+    struct login_answer a = {.req = m->req, .session = m->session, .result = PROTO_AUTH_FAILED,
+                             .backend = -1};
+    done(cookie, &a);
     return;
   }
   struct pending *p = xcalloc(1, sizeof *p);
-  p->wc = wc;
-  wconn_ref(wc);
+  p->done = done;
+  p->cookie = cookie;
   p->req = m->req;
   snprintf(p->session, sizeof p->session, "%s", m->session);
   p->user = xstrdup(m->user);
-  seatstore_route(&sd, wc, m->session, "192.0.2.1:1", m->user, NULL, NULL, on_routed, p);
+  seatstore_route(sdp, owner, gone, m->session, "192.0.2.1:1", m->user, NULL, NULL, on_routed, p);
 }
 
 /* ---- the world --------------------------------------------------------------------- */
@@ -135,7 +151,10 @@ static void answers_clear(struct slot *s) {
 }
 
 static void world_start(void) {
+  static struct backend_state states[CONFIG_MAX_BACKENDS];
   sd.seats = seats_new();
+  sd.bstate = states;
+  workers_init(&sd);
   for (unsigned i = 0; i < sd.cfg->n_backends; i++)
     sd.bstate[i] = (struct backend_state){.weight = sd.cfg->backends[i].weight, .healthy = 1};
   for (int i = 0; i < SLOTS; i++) {

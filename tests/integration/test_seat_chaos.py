@@ -121,6 +121,53 @@ class SeatChaosTest(unittest.TestCase):
         self.assertEqual(result.get('seen'), [moved_to])
         held.logout()
 
+    def test_a_move_waits_for_the_proxy_that_missed_it(self):
+        """A proxy holding a user's session misses the move (stalled): the
+        user's next login elsewhere must not reach the new backend while
+        that session still runs on the old one."""
+        p0, p1, p2 = self.proxies
+        user = 'user31'
+        held = self.login(p0, user)
+        old = harness.backend_name(held)
+        new = next(b.name for b in self.backends if b.name != old)
+        frozen = p0.child_pids('sessiond')
+        os.kill(frozen[0], signal.SIGSTOP)
+        result = {}
+        try:
+            self.assertNotIn('error', json.loads(p1.admin('move %s %s' % (user, new))))
+
+            def second_login():
+                t0 = time.monotonic()
+                try:
+                    m2 = self.login(p2, user)
+                    result['backend'] = harness.backend_name(m2)
+                    result['took'] = time.monotonic() - t0
+                    result['held_still_on'] = sorted(b.name for b in self.backends
+                                                     if user in b.process_users())
+                    m2.logout()
+                except imaplib.IMAP4.error as e:
+                    result['error'] = str(e)
+                    result['took'] = time.monotonic() - t0
+
+            t = threading.Thread(target=second_login)
+            t.start()
+            time.sleep(2)   # the holder is stalled this long after the move
+        finally:
+            os.kill(frozen[0], signal.SIGCONT)
+        t.join(30)
+        print('\nmove: the login after a move waited %.2f s for the stalled holder and went to %s '
+              '(moved from %s to %s)' % (result.get('took', -1),
+                                        result.get('backend', result.get('error')), old, new),
+              flush=True)
+        self.assertEqual(result.get('backend'), new, result)
+        self.assertEqual(result.get('held_still_on'), [new],
+                         'the moved user ran on two backends: %r' % result)
+        self.assertGreater(result['took'], 1.5, 'the login did not wait for the holder')
+        try:
+            held.logout()
+        except (imaplib.IMAP4.error, OSError, EOFError):
+            pass   # kicked by the move, as it should be
+
     def test_no_user_on_two_backends_through_redis_outages(self):
         stop = threading.Event()
         outage = threading.Event()         # set from Redis going away to refill's end
@@ -307,6 +354,7 @@ class SeatChaosPeersTest(SeatChaosTest):
     so fewer logins are refused, and still no user is on two backends."""
     peers = True
     test_a_seat_written_back_before_anyone_claims_it = None   # the same with peers or not
+    test_a_move_waits_for_the_proxy_that_missed_it = None
 
 
 if __name__ == '__main__':

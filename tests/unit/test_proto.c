@@ -37,7 +37,7 @@ static void test_every_field_roundtrips(void **state) {
       .client_port = 65535, .local_port = 143, .tls = 1, .session = "0123456789abcdef",
       .user = "alice@example.org", .password = "p\"w d", .client_addr = "2001:db8::1",
       .local_addr = "127.0.0.1", .mech = "PLAIN", .backend = "b1", .backend_addr = "[::1]:143",
-      .reason = "connect_timeout", .ticket = "5eal"};
+      .reason = "connect_timeout", .seat = "uid=alice,ou=people", .ticket = "5eal"};
   struct proto_msg out;
   roundtrip(&in, &out);
   assert_int_equal(out.type, PROTO_LOGIN);
@@ -52,7 +52,7 @@ static void test_every_field_roundtrips(void **state) {
   assert_int_equal(out.local_port, 143);
   assert_int_equal(out.tls, 1);
   const char *const *a = &in.session, *const *b = &out.session;
-  for (int i = 0; i < 10; i++) assert_string_equal(a[i], b[i]);   /* the string fields */
+  for (int i = 0; i < 11; i++) assert_string_equal(a[i], b[i]);   /* the string fields */
 }
 
 static void test_each_type_and_absent_fields(void **state) {
