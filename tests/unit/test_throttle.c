@@ -71,7 +71,7 @@ static void test_a_known_address_gets_in_during_a_ban(void **state) {
   struct throttle *t = throttle_new(&cfg, NULL);
   throttle_success(t, "203.0.113.5", USER);       /* the owner logged in from here */
   for (int i = 0; i < 3; i++) {
-    char pw[16];
+    char pw[32];
     snprintf(pw, sizeof pw, "guess%d", i);
     fail_once(t, "192.0.2.1", USER, pw);          /* a stranger guesses */
   }
@@ -88,7 +88,7 @@ static void test_guesses_from_a_known_address_ban_that_pair(void **state) {
   struct throttle *t = throttle_new(&cfg, NULL);
   throttle_success(t, "203.0.113.5", USER);
   for (int i = 0; i < 3; i++) {
-    char pw[16];
+    char pw[32];
     snprintf(pw, sizeof pw, "nat-guess%d", i);    /* an attacker behind the owner's NAT */
     fail_once(t, "203.0.113.5", USER, pw);
   }
@@ -103,7 +103,7 @@ static void test_known_addresses_can_be_switched_off(void **state) {
   struct throttle *t = throttle_new(&cfg, NULL);
   throttle_success(t, "203.0.113.5", USER);
   for (int i = 0; i < 3; i++) {
-    char pw[16];
+    char pw[32];
     snprintf(pw, sizeof pw, "guess%d", i);
     fail_once(t, "192.0.2.1", USER, pw);
   }
@@ -133,7 +133,7 @@ static void test_an_address_guessing_many_users_is_banned(void **state) {
   struct throttle *t = throttle_new(&cfg, NULL);
   throttle_success(t, "192.0.2.1", OTHER);        /* someone who really uses that address */
   for (int i = 0; i < 5; i++) {
-    char user[65];
+    char user[80];
     snprintf(user, sizeof user, "%064d", i);
     fail_once(t, "192.0.2.1", user, "x");
   }
