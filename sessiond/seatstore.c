@@ -15,141 +15,13 @@
 #include "auth/authcache.h"
 #include "sessiond/context.h"
 #include "sessiond/redis.h"
+#include "sessiond/seat_lua.h"
 #include "sessiond/seats.h"
 
-#define REFILL_KEY "usher:refill"
 #define REFILL_POLL_MS 100   /* a login waiting out a refill asks this often */
 
 static struct seatstore_stats st;
 static struct event *heartbeat_ev;
-
-/* ---- the scripts (KEYS[1] = seat hash, KEYS[2] = leases, KEYS[3] = refill,
- *      KEYS[4] = moving) --------------------------------------------------------- */
-
-/* usher:{K}:moving holds, after a move to another backend, the proxies that
- * held leases on the seat then: each may still relay sessions on the old
- * backend (one whose link to Redis was down missed the kick, and goes on
- * until it reconnects). The seat is not given out until each has said its
- * stale sessions are gone (SREM, seatstore's ack) or its lease ran out;
- * a login meanwhile waits as in a refill. */
-#define LUA_MOVING_WAIT \
-  "if redis.call('SCARD', KEYS[4]) > 0 then\n" \
-  "  for _, p in ipairs(redis.call('SMEMBERS', KEYS[4])) do\n" \
-  "    local sc = redis.call('ZSCORE', KEYS[2], p)\n" \
-  "    if not sc or tonumber(sc) <= now then redis.call('SREM', KEYS[4], p) end\n" \
-  "  end\n" \
-  "  if redis.call('SCARD', KEYS[4]) > 0 then return {100} end\n" \
-  "end\n"
-
-/* usher:refill exists for refill_time after a proxy found Redis to be
- * another server process than before (restarted, possibly empty, or a
- * replica promoted that missed the last writes). Meanwhile every proxy
- * writes its seats back (the heartbeat) and no seat is created where none
- * is: a missing seat may be one that a proxy holding sessions has not
- * written back yet. The answer is then {PTTL}: ask again after that. */
-#define LUA_REFILL_WAIT "if redis.call('EXISTS', KEYS[3]) == 1 then return {redis.call('PTTL', KEYS[3])} end\n"
-
-#define LUA_NOW "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
-#define LUA_LEASE(proxy, lease, expire)                                     \
-  "redis.call('ZADD', KEYS[2], now + " lease ", " proxy ")\n"                \
-  "redis.call('PEXPIRE', KEYS[1], " lease " + " expire ")\n"                 \
-  "redis.call('PEXPIRE', KEYS[2], " lease " + " expire ")\n"
-
-/* ARGV: proposed backend ('' none), proxy, lease, expire -> {backend, gen, created} */
-static const char ATTACH_LUA[] =
-    LUA_NOW
-    LUA_MOVING_WAIT
-    "local b = redis.call('HGET', KEYS[1], 'backend')\n"
-    "local g, created = redis.call('HGET', KEYS[1], 'gen'), 0\n"
-    "if not b then\n"
-    "  " LUA_REFILL_WAIT
-    "  if ARGV[1] == '' then return {} end\n"
-    "  b, g, created = ARGV[1], '1', 1\n"
-    "  redis.call('HSET', KEYS[1], 'backend', b, 'gen', g, 'created', now)\n"
-    "end\n"
-    LUA_LEASE("ARGV[2]", "ARGV[3]", "ARGV[4]")
-    "return {b, g, created}\n";
-
-/* ARGV: old backend, old gen, new backend, proxy, lease, expire -> {backend, gen, replaced} */
-static const char REPLACE_LUA[] =
-    LUA_NOW
-    "local b = redis.call('HGET', KEYS[1], 'backend')\n"
-    "local g = redis.call('HGET', KEYS[1], 'gen')\n"
-    "local replaced = 0\n"
-    "if not b then " LUA_REFILL_WAIT "end\n"
-    "if (not b) or (b == ARGV[1] and g == ARGV[2]) then\n"
-    "  b, g, replaced = ARGV[3], tostring((tonumber(g) or 0) + 1), 1\n"
-    "  redis.call('HSET', KEYS[1], 'backend', b, 'gen', g, 'created', now)\n"
-    "end\n"
-    LUA_LEASE("ARGV[4]", "ARGV[5]", "ARGV[6]")
-    "return {b, g, replaced}\n";
-
-/* ARGV: backend, gen, proxy, lease, expire, unconfirmed -> {backend, gen};
- * writes back a lost seat. An unconfirmed seat (agreed with the peers while
- * Redis was away) also replaces a different one that no other proxy's live
- * lease holds: nobody has sessions there, and ours are live. */
-static const char HEARTBEAT_LUA[] =
-    LUA_NOW
-    "local b = redis.call('HGET', KEYS[1], 'backend')\n"
-    "local g = redis.call('HGET', KEYS[1], 'gen')\n"
-    "if not b then\n"
-    "  b, g = ARGV[1], ARGV[2]\n"
-    "  if g == '0' then g = '1' end\n"
-    "  redis.call('HSET', KEYS[1], 'backend', b, 'gen', g, 'created', now)\n"
-    "elseif b ~= ARGV[1] and ARGV[6] == '1' then\n"
-    "  local held = false\n"
-    "  for _, p in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf')) do\n"
-    "    if p ~= ARGV[3] then held = true end\n"
-    "  end\n"
-    "  if not held then\n"
-    "    b, g = ARGV[1], tostring((tonumber(g) or 0) + 1)\n"
-    "    redis.call('HSET', KEYS[1], 'backend', b, 'gen', g, 'created', now)\n"
-    "  end\n"
-    "end\n"
-    LUA_LEASE("ARGV[3]", "ARGV[4]", "ARGV[5]")
-    "return {b, g}\n";
-
-/* ARGV: proxy, expire: the seat lives expire past the last remaining lease */
-static const char DETACH_LUA[] =
-    LUA_NOW
-    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
-    "local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')\n"
-    "local until_ = now\n"
-    "if last[2] and tonumber(last[2]) > now then until_ = tonumber(last[2]) end\n"
-    "local ttl = until_ - now + ARGV[2]\n"
-    "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
-    "if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
-    "return 1\n";
-
-/* ARGV: backend ('' = kick only), expire, lease -> the new gen (0: no seat to kick) */
-static const char MOVE_LUA[] =
-    LUA_NOW
-    "if ARGV[1] == '' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
-    "local old = redis.call('HGET', KEYS[1], 'backend')\n"
-    "local g = redis.call('HINCRBY', KEYS[1], 'gen', 1)\n"
-    "if ARGV[1] ~= '' and old and old ~= ARGV[1] then\n"
-    "  for _, p in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf')) do\n"
-    "    redis.call('SADD', KEYS[4], p)\n"
-    "  end\n"
-    "  if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[3]) end\n"
-    "end\n"
-    "if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'backend', ARGV[1]) end\n"
-    "if redis.call('HEXISTS', KEYS[1], 'created') == 0 then\n"
-    "  redis.call('HSET', KEYS[1], 'created', now) end\n"
-    "if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
-    "return g\n";
-
-/* Sends one script with both of a user's keys; the ARGV strings follow. */
-static int script(struct sessiond *sd, const char *lua, const char *key_hex, rds_reply_fn fn,
-                  void *cookie, int argc, const char **args) {
-  char seat_key[96], lease_key[96], moving_key[96];
-  snprintf(seat_key, sizeof seat_key, "usher:{%s}:seat", key_hex);
-  snprintf(lease_key, sizeof lease_key, "usher:{%s}:leases", key_hex);
-  snprintf(moving_key, sizeof moving_key, "usher:{%s}:moving", key_hex);
-  const char *argv[14] = {"EVAL", lua, "4", seat_key, lease_key, REFILL_KEY, moving_key};
-  for (int i = 0; i < argc && i < 7; i++) argv[7 + i] = args[i];
-  return rds_command_argv(sd->redis, fn, cookie, 7 + argc, argv, NULL);
-}
 
 static void ms_str(char out[24], uint64_t ms) { snprintf(out, 24, "%llu", (unsigned long long)ms); }
 
@@ -426,7 +298,7 @@ static void replace(struct route *r, const char *old_backend, const char *old_ge
   ms_str(expire, sd->cfg->seat_expire_ms);
   const char *args[] = {old_backend, old_gen, sd->cfg->backends[idx].name, sd->cfg->name, lease,
                         expire};
-  if (script(sd, REPLACE_LUA, r->key_hex, on_replaced, r, 6, args) != 0) route_local(r);
+  if (seat_script(sd, SEAT_REPLACE_LUA, r->key_hex, on_replaced, r, 6, args) != 0) route_local(r);
 }
 
 static void on_attached(void *cookie, const redisReply *rep) {
@@ -504,7 +376,7 @@ static void route_attach(struct route *r) {
   ms_str(expire, sd->cfg->seat_expire_ms);
   const char *args[] = {proposed >= 0 ? sd->cfg->backends[proposed].name : "", sd->cfg->name,
                         lease, expire};
-  if (script(sd, ATTACH_LUA, r->key_hex, on_attached, r, 4, args) != 0) route_local(r);
+  if (seat_script(sd, SEAT_ATTACH_LUA, r->key_hex, on_attached, r, 4, args) != 0) route_local(r);
 }
 
 void seatstore_backend_failed(struct sessiond *sd, const char *session, const int *gone,
@@ -553,7 +425,7 @@ void seatstore_session_ended(struct sessiond *sd, const char *session) {
     char expire[24];
     ms_str(expire, sd->cfg->seat_expire_ms);
     const char *args[] = {sd->cfg->name, expire};
-    if (script(sd, DETACH_LUA, seat->key_hex, NULL, NULL, 2, args) == 0) st.detaches++;
+    if (seat_script(sd, SEAT_DETACH_LUA, seat->key_hex, NULL, NULL, 2, args) == 0) st.detaches++;
   }
   free(user);
 }
@@ -600,7 +472,7 @@ static void heartbeat_one(struct seat *seat, void *arg) {
   struct beat *b = xcalloc(1, sizeof *b);
   b->sd = sd;
   b->user = xstrdup(seat->user);
-  if (script(sd, HEARTBEAT_LUA, seat->key_hex, on_heartbeat, b, 6, args) != 0) {
+  if (seat_script(sd, SEAT_HEARTBEAT_LUA, seat->key_hex, on_heartbeat, b, 6, args) != 0) {
     free(b->user);
     free(b);
     return;
@@ -694,7 +566,7 @@ static int bump(struct sessiond *sd, const char *user, const char *backend) {
   ms_str(lease, sd->cfg->seat_lease_ms);
   const char *args[] = {backend ? backend : "", expire, lease};
   if (backend) snprintf(c->backend, sizeof c->backend, "%s", backend);
-  if (script(sd, MOVE_LUA, c->hex, on_gen_bumped, c, 3, args) != 0) free(c);
+  if (seat_script(sd, SEAT_MOVE_LUA, c->hex, on_gen_bumped, c, 3, args) != 0) free(c);
   /* The local seat moves when Redis has answered (on_gen_bumped): until
    * then only Redis knows whether the move happened. */
   return kick_stale(sd, user, NULL, UINT64_MAX);
