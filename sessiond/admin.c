@@ -122,7 +122,8 @@ static void cmd_status(struct sessiond *sd, struct evbuffer *out) {
                       "],\"redis\":%s,\"cluster_seats\":{\"attaches\":%llu,\"claims_won\":%llu,"
                       "\"replaces\":%llu,\"heartbeats\":%llu,\"conflicts_kicked\":%llu,"
                       "\"fallback_routes\":%llu,\"refused_routes\":%llu,\"refills\":%llu,"
-                      "\"refill_waits\":%llu,\"refill_refused\":%llu,\"peer_routes\":%llu}",
+                      "\"refill_waits\":%llu,\"refill_refused\":%llu,\"peer_routes\":%llu,"
+                      "\"moves_refused\":%llu}",
                       sd->redis ? (rds_is_up(sd->redis) ? "\"up\"" : "\"down\"") : "null",
                       (unsigned long long)ss->attaches, (unsigned long long)ss->claims_won,
                       (unsigned long long)ss->replaces, (unsigned long long)ss->heartbeats,
@@ -130,7 +131,7 @@ static void cmd_status(struct sessiond *sd, struct evbuffer *out) {
                       (unsigned long long)ss->fallback_routes,
                       (unsigned long long)ss->refused_routes, (unsigned long long)ss->refills,
                       (unsigned long long)ss->refill_waits, (unsigned long long)ss->refill_refused,
-                      (unsigned long long)ss->peer_routes);
+                      (unsigned long long)ss->peer_routes, (unsigned long long)ss->moves_refused);
   if (sd->peers) {
     const struct peers_stats *ps = peers_stats(sd->peers);
     evbuffer_add_printf(out,

@@ -103,9 +103,12 @@ const char SEAT_DETACH_LUA[] =
     "if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
     "return 1\n";
 
-/* ARGV: backend ('' = kick only), expire, lease -> the new gen (0: no seat to kick) */
+/* ARGV: backend ('' = kick only), expire, lease -> the new gen (0: no seat
+ * to kick; -1: refused while refilling, when a proxy still cut off may hold
+ * sessions under a lease Redis has lost, so no one could wait for it) */
 const char SEAT_MOVE_LUA[] =
     LUA_NOW
+    "if ARGV[1] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then return -1 end\n"
     "if ARGV[1] == '' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
     "local old = redis.call('HGET', KEYS[1], 'backend')\n"
     "local g = redis.call('HINCRBY', KEYS[1], 'gen', 1)\n"

@@ -540,6 +540,11 @@ struct publish_ctx { struct sessiond *sd; char hex[AUTHCACHE_HEX_LEN + 1]; char 
 
 static void on_gen_bumped(void *cookie, const redisReply *rep) {
   struct publish_ctx *c = cookie;
+  if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer < 0) {
+    st.moves_refused++;
+    log_event(LOG_LVL_WARN, "admin_move", "result=refused reason=refilling user_key=%.16s "
+              "note=\"Redis came back without all seats; move again after refill_time\"", c->hex);
+  }
   if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0) {
     struct by_key k = {c->hex, NULL};
     seats_foreach(c->sd->seats, find_by_key, &k);

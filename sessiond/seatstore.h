@@ -73,6 +73,7 @@ struct seatstore_stats {
   uint64_t attaches, claims_won, replaces, heartbeats, conflicts_kicked, fallback_routes, detaches;
   uint64_t refused_routes;   /* Redis away, on_redis_down = refuse, user not held here */
   uint64_t refills;          /* refill windows opened by this proxy */
+  uint64_t moves_refused;    /* moves Redis refused during a refill */
   uint64_t peer_routes;      /* seats agreed with the peers while Redis was away */
   uint64_t refill_waits, refill_refused;   /* logins that waited out one; refused at its end */
 };
