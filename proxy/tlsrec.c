@@ -9,7 +9,9 @@
  * session with the fatal alert RFC 8446 names for it. Every answer of
  * ours (our KeyUpdate, an alert) goes out on the socket side, whose
  * output is bounded: a client that sends without reading cannot make
- * the worker hold more (see stall). */
+ * the worker hold more (see stall), and the socket is not read while
+ * the session holds its input under a read high-water mark (see
+ * input_full). */
 #include "proxy/tlsrec.h"
 
 #include <stdint.h>
@@ -77,6 +79,7 @@ struct tlsrec {
   int fd;
   struct bufferevent *bev, *under;           /* the filter and its socket */
   struct evbuffer_cb_entry *drain_cb;        /* on under's output, while reading stalls */
+  struct evbuffer_cb_entry *taken_cb;        /* on the session's input, while it is full */
   struct direction rd, wr;
 };
 
@@ -134,6 +137,7 @@ static void tlsrec_free(void *p) {
   if (!p) return;
   struct tlsrec *t = p;
   if (t->bev && (size_t)t->fd < by_fd_len && by_fd[t->fd] == t) by_fd[t->fd] = NULL;
+  if (t->taken_cb) evbuffer_remove_cb_entry(bufferevent_get_input(t->bev), t->taken_cb);
   forget_key(&t->rd);
   forget_key(&t->wr);
   wipe(p, sizeof(struct tlsrec));
@@ -431,13 +435,42 @@ static void stall(struct tlsrec *t) {
   evbuffer_cb_set_flags(bufferevent_get_output(t->under), t->drain_cb, EVBUFFER_CB_ENABLED);
 }
 
+/* Reading goes on after a stall or a full input: on_input again, over
+ * what waits, which stops it again if either still holds. */
+static void resume(struct tlsrec *t) {
+  bufferevent_enable(t->under, EV_READ);
+  bufferevent_trigger(t->under, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 static void on_drain(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg) {
   struct tlsrec *t = arg;
   if (!info->n_deleted || evbuffer_get_length(buf) >= FILTER_SOCKET_HIGH) return;
   evbuffer_cb_clear_flags(buf, t->drain_cb, EVBUFFER_CB_ENABLED);
-  bufferevent_enable(t->under, EV_READ);
-  /* The filter's read callback: on_input again, over what waits. */
-  bufferevent_trigger(t->under, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+  resume(t);
+}
+
+/* The session holds what it was given (while a login is checked, usher
+ * sets a read high-water mark on the filter and leaves its input as it
+ * is). Records are opened only while their plaintext surely fits under
+ * the mark (limit: the room left when on_input was called), and the
+ * socket is no longer read until the session takes some: libevent 2.1
+ * runs the read callback again and again, without end, while an input
+ * is at or over its mark, and the socket side would read on without
+ * bound. An empty input always takes a record, so that a mark below a
+ * record's size still lets data through. */
+static int input_full(struct tlsrec *t, struct evbuffer *dst, size_t mark, size_t body) {
+  size_t have = evbuffer_get_length(dst), most = body > TAG_LEN ? body - TAG_LEN - 1 : 0;
+  if (have == 0 || have + most < mark) return 0;
+  bufferevent_disable(t->under, EV_READ);
+  evbuffer_cb_set_flags(dst, t->taken_cb, EVBUFFER_CB_ENABLED);
+  return 1;
+}
+
+static void on_taken(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg) {
+  struct tlsrec *t = arg;
+  if (!info->n_deleted) return;
+  evbuffer_cb_clear_flags(buf, t->taken_cb, EVBUFFER_CB_ENABLED);
+  resume(t);
 }
 
 /* Opens one whole record from src into dst (application data) or acts on
@@ -465,6 +498,7 @@ static enum bufferevent_filter_result on_input(struct evbuffer *src, struct evbu
   struct tlsrec *t = arg;
   struct evbuffer *out = bufferevent_get_output(t->under);
   int produced = 0;
+  size_t mark = limit < 0 ? SIZE_MAX : evbuffer_get_length(dst) + (size_t)limit;
   uint8_t h[HEADER_LEN];
   while (!t->closed && evbuffer_copyout(src, h, HEADER_LEN) == HEADER_LEN) {
     if (evbuffer_get_length(out) >= FILTER_SOCKET_HIGH) {
@@ -478,8 +512,8 @@ static enum bufferevent_filter_result on_input(struct evbuffer *src, struct evbu
       break;
     }
     if (evbuffer_get_length(src) < HEADER_LEN + body) break;
+    if (limit >= 0 && input_full(t, dst, mark, body)) break;
     produced |= one_record(t, src, dst, body);
-    if (limit >= 0 && evbuffer_get_length(dst) >= (size_t)limit) break;
   }
   if (t->owe_update && !t->closed && evbuffer_get_length(out) < FILTER_SOCKET_HIGH &&
       answer_update(t) != 0)
@@ -574,11 +608,13 @@ static struct bufferevent *start(struct event_base *base, int fd, struct tlsrec 
    * costs an epoll round; emit() turns it on once a record waits. */
   bufferevent_disable(under, EV_WRITE);
   t->drain_cb = evbuffer_add_cb(bufferevent_get_output(under), on_drain, t);
-  if (!t->drain_cb || remember(t) != 0) {
+  t->taken_cb = evbuffer_add_cb(bufferevent_get_input(bev), on_taken, t);
+  if (!t->drain_cb || !t->taken_cb || remember(t) != 0) {
     bufferevent_free(bev);   /* and t */
     return NULL;
   }
   evbuffer_cb_clear_flags(bufferevent_get_output(under), t->drain_cb, EVBUFFER_CB_ENABLED);
+  evbuffer_cb_clear_flags(bufferevent_get_input(bev), t->taken_cb, EVBUFFER_CB_ENABLED);
   return bev;
 }
 
