@@ -1,7 +1,7 @@
-/* The memory LRU: a chained hash table for lookup and a doubly linked list
- * for recency; the table doubles when it gets as full as it has buckets, and
- * the least recently used entry goes when max_entries is reached. Keys are
- * HMAC outputs, so their first bytes are already a uniform hash. */
+/* The memory LRU: the common hash table for lookup and a doubly linked
+ * list for recency; the least recently used entry goes when max_entries is
+ * reached. Keys are HMAC outputs, so their first bytes are already a
+ * uniform hash (no client can aim at one chain without the secret). */
 #include "auth/authcache.h"
 
 #include <stdlib.h>
@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "common/hmac.h"
+#include "common/htable.h"
 #include "common/util.h"
 
 struct ac_entry {
@@ -19,16 +20,15 @@ struct ac_entry {
   uint64_t fresh_until, stale_until;   /* 0: no positive entry */
   uint64_t neg_until;                  /* 0: no negative entry */
   char *canonical, *seat, *backend;   /* seat NULL: the canonical name */
-  struct ac_entry *hnext;              /* hash chain */
+  struct htable_node node;             /* by key */
   struct ac_entry *prev, *next;        /* LRU list, most recent first */
 };
 
 struct authcache {
   uint8_t secret[64];
   size_t secret_len;
-  size_t max_entries, count;
-  struct ac_entry **buckets;
-  size_t nbuckets;
+  size_t max_entries;
+  struct htable entries;
   struct ac_entry *head, *tail;
 };
 
@@ -74,21 +74,22 @@ struct authcache *authcache_new(const uint8_t *secret, size_t secret_len, size_t
   memcpy(c->secret, secret, secret_len);
   c->secret_len = secret_len;
   c->max_entries = max_entries;
-  c->nbuckets = 64;
-  c->buckets = xcalloc(c->nbuckets, sizeof *c->buckets);
+  htable_init(&c->entries, 64);
   return c;
 }
 
-static size_t bucket_of(const struct authcache *c, const uint8_t *key) {
+static uint64_t key_hash(const uint8_t *key) {
   uint64_t h;
   memcpy(&h, key, sizeof h);
-  return (size_t)(h % c->nbuckets);
+  return h;
 }
 
-static struct ac_entry **slot_of(struct authcache *c, const uint8_t *key) {
-  struct ac_entry **pp = &c->buckets[bucket_of(c, key)];
-  while (*pp && memcmp((*pp)->key, key, AUTHCACHE_HASH_LEN) != 0) pp = &(*pp)->hnext;
-  return pp;
+static struct ac_entry *find(const struct authcache *c, const uint8_t *key) {
+  for (struct htable_node *n = htable_first_with(&c->entries, key_hash(key)); n; n = htable_next_same(n)) {
+    struct ac_entry *e = HTABLE_ENTRY(n, struct ac_entry, node);
+    if (!memcmp(e->key, key, AUTHCACHE_HASH_LEN)) return e;
+  }
+  return NULL;
 }
 
 static void lru_unlink(struct authcache *c, struct ac_entry *e) {
@@ -115,59 +116,32 @@ static void entry_free(struct ac_entry *e) {
 }
 
 static void entry_remove(struct authcache *c, struct ac_entry *e) {
-  struct ac_entry **pp = slot_of(c, e->key);
-  *pp = e->hnext;
+  htable_remove(&c->entries, &e->node);
   lru_unlink(c, e);
-  c->count--;
   entry_free(e);
-}
-
-static void table_grow(struct authcache *c) {
-  size_t n = c->nbuckets * 2;
-  struct ac_entry **b = xcalloc(n, sizeof *b);
-  for (size_t i = 0; i < c->nbuckets; i++)
-    for (struct ac_entry *e = c->buckets[i], *next; e; e = next) {
-      next = e->hnext;
-      uint64_t h;
-      memcpy(&h, e->key, sizeof h);
-      e->hnext = b[h % n];
-      b[h % n] = e;
-    }
-  free(c->buckets);
-  c->buckets = b;
-  c->nbuckets = n;
 }
 
 /* The entry for key, created (evicting the oldest) when absent; NULL when
  * the memory layer is off. Moves it to the front either way. */
 static struct ac_entry *entry_get(struct authcache *c, const uint8_t *key) {
   if (c->max_entries == 0) return NULL;
-  struct ac_entry **pp = slot_of(c, key);
-  struct ac_entry *e = *pp;
+  struct ac_entry *e = find(c, key);
   if (e) {
     lru_unlink(c, e);
     lru_push_front(c, e);
     return e;
   }
-  if (c->count >= c->max_entries) {
-    entry_remove(c, c->tail);
-    pp = slot_of(c, key);
-  }
-  if (c->count >= c->nbuckets) {
-    table_grow(c);
-    pp = slot_of(c, key);
-  }
+  if (c->entries.count >= c->max_entries) entry_remove(c, c->tail);
   e = xcalloc(1, sizeof *e);
   memcpy(e->key, key, AUTHCACHE_HASH_LEN);
-  *pp = e;
+  htable_insert(&c->entries, &e->node, key_hash(key));
   lru_push_front(c, e);
-  c->count++;
   return e;
 }
 
 enum authcache_verdict authcache_lookup(struct authcache *c, const uint8_t *key, const uint8_t *fp,
                                         uint64_t now, struct authcache_hit *hit) {
-  struct ac_entry *e = *slot_of(c, key);
+  struct ac_entry *e = find(c, key);
   if (!e) return AC_MISS;
   if (e->stale_until <= now && e->neg_until <= now) {
     entry_remove(c, e);   /* wholly expired */
@@ -215,7 +189,7 @@ void authcache_put_negative(struct authcache *c, const uint8_t *key, const uint8
 }
 
 void authcache_forget(struct authcache *c, const uint8_t *key) {
-  struct ac_entry *e = *slot_of(c, key);
+  struct ac_entry *e = find(c, key);
   if (e) entry_remove(c, e);
 }
 
@@ -224,13 +198,13 @@ void authcache_clear(struct authcache *c) {
 }
 
 size_t authcache_count(const struct authcache *c) {
-  return c->count;
+  return c->entries.count;
 }
 
 void authcache_free(struct authcache *c) {
   if (!c) return;
   authcache_clear(c);
-  free(c->buckets);
+  htable_destroy(&c->entries);
   wipe(c->secret, sizeof c->secret);
   free(c);
 }

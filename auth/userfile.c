@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/htable.h"
 #include "common/util.h"
 
 #define LINE_MAX_LEN 4096
@@ -14,38 +15,12 @@ struct uf_node {
   struct userfile_entry e;
   char *line;               /* the entry's strings point into this copy */
   size_t line_len;
-  struct uf_node *next;
+  struct htable_node node;  /* by user name */
 };
 
 struct userfile {
-  struct uf_node **buckets;
-  size_t nbuckets;
-  size_t count;
+  struct htable users;
 };
-
-static uint64_t name_hash(const char *s) {
-  uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
-  for (; *s; s++) {
-    h ^= (unsigned char)*s;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
-static void table_grow(struct userfile *uf) {
-  size_t n = uf->nbuckets ? uf->nbuckets * 2 : 64;
-  struct uf_node **b = xcalloc(n, sizeof *b);
-  for (size_t i = 0; i < uf->nbuckets; i++)
-    for (struct uf_node *x = uf->buckets[i], *next; x; x = next) {
-      next = x->next;
-      size_t k = name_hash(x->e.user) % n;
-      x->next = b[k];
-      b[k] = x;
-    }
-  free(uf->buckets);
-  uf->buckets = b;
-  uf->nbuckets = n;
-}
 
 /* Parses "user:hash[:k=v...]" in place. Returns NULL or an error text. */
 static const char *parse_line(char *line, struct userfile_entry *e) {
@@ -84,7 +59,7 @@ struct userfile *userfile_load(const char *path, char *err, size_t errlen) {
     return NULL;
   }
   struct userfile *uf = xcalloc(1, sizeof *uf);
-  table_grow(uf);
+  htable_init(&uf->users, 64);
   char buf[LINE_MAX_LEN];
   unsigned lineno = 0;
   while (fgets(buf, sizeof buf, f)) {
@@ -108,11 +83,7 @@ struct userfile *userfile_load(const char *path, char *err, size_t errlen) {
       node_free(x);
       goto fail;
     }
-    if (uf->count >= uf->nbuckets) table_grow(uf);
-    size_t k = name_hash(x->e.user) % uf->nbuckets;
-    x->next = uf->buckets[k];
-    uf->buckets[k] = x;
-    uf->count++;
+    htable_insert(&uf->users, &x->node, htable_hash_str(x->e.user));
   }
   wipe(buf, sizeof buf);
   fclose(f);
@@ -126,27 +97,29 @@ fail:
 
 void userfile_free(struct userfile *uf) {
   if (!uf) return;
-  for (size_t i = 0; i < uf->nbuckets; i++)
-    for (struct uf_node *x = uf->buckets[i], *next; x; x = next) {
-      next = x->next;
-      node_free(x);
-    }
-  free(uf->buckets);
+  struct htable_iter it;
+  for (struct htable_node *n = htable_iter_first(&uf->users, &it); n; n = htable_iter_next(&uf->users, &it))
+    node_free(HTABLE_ENTRY(n, struct uf_node, node));
+  htable_destroy(&uf->users);
   free(uf);
 }
 
 const struct userfile_entry *userfile_lookup(const struct userfile *uf, const char *user) {
-  for (struct uf_node *x = uf->buckets[name_hash(user) % uf->nbuckets]; x; x = x->next)
+  uint64_t h = htable_hash_str(user);
+  for (struct htable_node *n = htable_first_with(&uf->users, h); n; n = htable_next_same(n)) {
+    const struct uf_node *x = HTABLE_ENTRY(n, struct uf_node, node);
     if (!strcmp(x->e.user, user)) return &x->e;
+  }
   return NULL;
 }
 
 void userfile_foreach(const struct userfile *uf, void (*fn)(const struct userfile_entry *, void *),
                       void *arg) {
-  for (size_t i = 0; i < uf->nbuckets; i++)
-    for (const struct uf_node *x = uf->buckets[i]; x; x = x->next) fn(&x->e, arg);
+  struct htable_iter it;
+  for (struct htable_node *n = htable_iter_first(&uf->users, &it); n; n = htable_iter_next(&uf->users, &it))
+    fn(&HTABLE_ENTRY(n, struct uf_node, node)->e, arg);
 }
 
 size_t userfile_count(const struct userfile *uf) {
-  return uf->count;
+  return uf->users.count;
 }

@@ -23,6 +23,7 @@
 #include <event2/event.h>
 #include <openssl/crypto.h>
 
+#include "common/htable.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "sessiond/backends.h"
@@ -33,7 +34,6 @@
 
 #define MAX_SKEW_MS 10000
 #define MSG_MAX 512
-#define CLAIM_BUCKETS 256
 
 /* A claim this proxy made or agreed to: K on backend, for a while. */
 struct claim {
@@ -42,7 +42,7 @@ struct claim {
   char owner[64];            /* the proxy that asked */
   int mine;
   uint64_t until;
-  struct claim *next;
+  struct htable_node node;
 };
 
 /* A question of ours waiting for its answers. */
@@ -63,43 +63,44 @@ struct peers {
   struct sessiond *sd;
   evutil_socket_t fd;
   struct event *read_ev;
-  struct claim *claims[CLAIM_BUCKETS];
+  struct htable claims;      /* by key */
+  unsigned claims_created;   /* expired claims are swept every 1024 new ones */
   struct ask *asks;
   struct peers_stats st;
 };
 
 /* ---- claims ---------------------------------------------------------------- */
 
-static struct claim **claim_slot(struct peers *p, const char *key) {
-  unsigned h = 0;
-  for (const char *s = key; *s; s++) h = h * 31 + (unsigned char)*s;
-  return &p->claims[h % CLAIM_BUCKETS];
-}
-
-/* The live claim for key; expired ones met on the way are freed. */
+/* The live claim for key; an expired one is freed on the way. */
 static struct claim *claim_find(struct peers *p, const char *key) {
-  uint64_t now = wall_ms();
-  for (struct claim **pp = claim_slot(p, key); *pp;) {
-    struct claim *c = *pp;
-    if (c->until <= now) {
-      *pp = c->next;
-      free(c);
-      continue;
-    }
-    if (!strcmp(c->key, key)) return c;
-    pp = &c->next;
+  uint64_t h = htable_hash_str(key), now = wall_ms();
+  for (struct htable_node *n = htable_first_with(&p->claims, h); n; n = htable_next_same(n)) {
+    struct claim *c = HTABLE_ENTRY(n, struct claim, node);
+    if (strcmp(c->key, key) != 0) continue;
+    if (c->until > now) return c;
+    htable_remove(&p->claims, n);
+    free(c);
+    return NULL;
   }
   return NULL;
 }
 
 static void claim_set(struct peers *p, const char *key, int backend, const char *owner, int mine) {
   struct claim *c = claim_find(p, key);
+  if (!c && ++p->claims_created % 1024 == 0) {   /* a long outage must not pile them up */
+    struct htable_iter it;
+    uint64_t now = wall_ms();
+    for (struct htable_node *n = htable_iter_first(&p->claims, &it); n;
+         n = htable_iter_next(&p->claims, &it))
+      if (HTABLE_ENTRY(n, struct claim, node)->until <= now) {
+        htable_remove(&p->claims, n);
+        free(HTABLE_ENTRY(n, struct claim, node));
+      }
+  }
   if (!c) {
-    struct claim **slot = claim_slot(p, key);
     c = xcalloc(1, sizeof *c);
     snprintf(c->key, sizeof c->key, "%s", key);
-    c->next = *slot;
-    *slot = c;
+    htable_insert(&p->claims, &c->node, htable_hash_str(key));
   }
   c->backend = backend;
   snprintf(c->owner, sizeof c->owner, "%s", owner);
@@ -355,6 +356,7 @@ struct peers *peers_new(struct sessiond *sd) {
   }
   struct peers *p = xcalloc(1, sizeof *p);
   p->sd = sd;
+  htable_init(&p->claims, 256);
   p->fd = fd;
   p->read_ev = event_new(sd->base, fd, EV_READ | EV_PERSIST, on_readable, p);
   event_add(p->read_ev, NULL);
@@ -365,11 +367,10 @@ struct peers *peers_new(struct sessiond *sd) {
 void peers_free(struct peers *p) {
   if (!p) return;
   while (p->asks) ask_finish(p->asks, 1);
-  for (size_t i = 0; i < CLAIM_BUCKETS; i++)
-    for (struct claim *c = p->claims[i], *n; c; c = n) {
-      n = c->next;
-      free(c);
-    }
+  struct htable_iter it;
+  for (struct htable_node *n = htable_iter_first(&p->claims, &it); n; n = htable_iter_next(&p->claims, &it))
+    free(HTABLE_ENTRY(n, struct claim, node));
+  htable_destroy(&p->claims);
   event_free(p->read_ev);
   close(p->fd);
   free(p);

@@ -1,4 +1,5 @@
-/* Seats and sessions: two chained hash tables that double when full. */
+/* Seats and sessions: two tables of the common hash table (common/htable.h),
+ * seats by user, sessions by id. */
 #include "sessiond/seats.h"
 
 #include <stdlib.h>
@@ -8,26 +9,13 @@
 #include "common/util.h"
 
 struct seats {
-  struct seat **seat_tab;
-  size_t seat_cap, n_seats;
-  struct session **sess_tab;
-  size_t sess_cap, n_sessions;
+  struct htable seats, sessions;
 };
-
-static uint64_t str_hash(const char *s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (; *s; s++) {
-    h ^= (unsigned char)*s;
-    h *= 1099511628211ULL;
-  }
-  return h ^ (h >> 29);
-}
 
 struct seats *seats_new(void) {
   struct seats *t = xcalloc(1, sizeof *t);
-  t->seat_cap = t->sess_cap = 1024;
-  t->seat_tab = xcalloc(t->seat_cap, sizeof *t->seat_tab);
-  t->sess_tab = xcalloc(t->sess_cap, sizeof *t->sess_tab);
+  htable_init(&t->seats, 1024);
+  htable_init(&t->sessions, 1024);
   return t;
 }
 
@@ -45,67 +33,47 @@ static void session_free(struct session *s) {
 
 void seats_free(struct seats *t) {
   if (!t) return;
-  for (size_t i = 0; i < t->seat_cap; i++)
-    for (struct seat *s = t->seat_tab[i], *n; s; s = n) {
-      n = s->next;
-      seat_free(s);
-    }
-  for (size_t i = 0; i < t->sess_cap; i++)
-    for (struct session *s = t->sess_tab[i], *n; s; s = n) {
-      n = s->next;
-      session_free(s);
-    }
-  free(t->seat_tab);
-  free(t->sess_tab);
+  struct htable_iter it;
+  for (struct htable_node *n = htable_iter_first(&t->seats, &it); n; n = htable_iter_next(&t->seats, &it))
+    seat_free(HTABLE_ENTRY(n, struct seat, node));
+  for (struct htable_node *n = htable_iter_first(&t->sessions, &it); n;
+       n = htable_iter_next(&t->sessions, &it))
+    session_free(HTABLE_ENTRY(n, struct session, node));
+  htable_destroy(&t->seats);
+  htable_destroy(&t->sessions);
   free(t);
 }
 
 /* ---- seats -------------------------------------------------------------- */
 
-static void seat_tab_grow(struct seats *t) {
-  size_t cap = t->seat_cap * 2;
-  struct seat **tab = xcalloc(cap, sizeof *tab);
-  for (size_t i = 0; i < t->seat_cap; i++)
-    for (struct seat *s = t->seat_tab[i], *n; s; s = n) {
-      n = s->next;
-      size_t k = str_hash(s->user) % cap;
-      s->next = tab[k];
-      tab[k] = s;
-    }
-  free(t->seat_tab);
-  t->seat_tab = tab;
-  t->seat_cap = cap;
-}
-
 static int seat_expired(const struct seat *s, uint64_t now) {
   return s->sessions == 0 && s->expires_ms <= now;
 }
 
+static void seat_drop(struct seats *t, struct seat *s) {
+  htable_remove(&t->seats, &s->node);
+  seat_free(s);
+}
+
 struct seat *seat_find(struct seats *t, const char *user, uint64_t now) {
-  struct seat **p = &t->seat_tab[str_hash(user) % t->seat_cap];
-  for (; *p; p = &(*p)->next) {
-    if (strcmp((*p)->user, user) != 0) continue;
-    if (!seat_expired(*p, now)) return *p;
-    struct seat *dead = *p;
-    *p = dead->next;
-    seat_free(dead);
-    t->n_seats--;
+  uint64_t h = htable_hash_str(user);
+  for (struct htable_node *n = htable_first_with(&t->seats, h); n; n = htable_next_same(n)) {
+    struct seat *s = HTABLE_ENTRY(n, struct seat, node);
+    if (strcmp(s->user, user) != 0) continue;
+    if (!seat_expired(s, now)) return s;
+    seat_drop(t, s);
     return NULL;
   }
   return NULL;
 }
 
 struct seat *seat_create(struct seats *t, const char *user, const char *backend, uint64_t now) {
-  if (t->n_seats >= t->seat_cap) seat_tab_grow(t);
   struct seat *s = xcalloc(1, sizeof *s);
   s->user = xstrdup(user);
   s->backend = xstrdup(backend);
   s->created_ms = now;
   s->expires_ms = UINT64_MAX;   /* the caller adds the first session at once */
-  size_t k = str_hash(user) % t->seat_cap;
-  s->next = t->seat_tab[k];
-  t->seat_tab[k] = s;
-  t->n_seats++;
+  htable_insert(&t->seats, &s->node, htable_hash_str(user));
   return s;
 }
 
@@ -116,50 +84,29 @@ void seat_move(struct seat *s, const char *backend) {
 
 size_t seats_sweep(struct seats *t, uint64_t now) {
   size_t freed = 0;
-  for (size_t i = 0; i < t->seat_cap; i++)
-    for (struct seat **p = &t->seat_tab[i]; *p;) {
-      if (seat_expired(*p, now)) {
-        struct seat *dead = *p;
-        *p = dead->next;
-        seat_free(dead);
-        t->n_seats--;
-        freed++;
-      } else {
-        p = &(*p)->next;
-      }
+  struct htable_iter it;
+  for (struct htable_node *n = htable_iter_first(&t->seats, &it); n; n = htable_iter_next(&t->seats, &it)) {
+    struct seat *s = HTABLE_ENTRY(n, struct seat, node);
+    if (seat_expired(s, now)) {
+      seat_drop(t, s);
+      freed++;
     }
+  }
   return freed;
 }
 
 void seats_foreach(struct seats *t, void (*fn)(struct seat *, void *), void *arg) {
-  for (size_t i = 0; i < t->seat_cap; i++)
-    for (struct seat *s = t->seat_tab[i]; s; s = s->next) fn(s, arg);
+  struct htable_iter it;
+  for (struct htable_node *n = htable_iter_first(&t->seats, &it); n; n = htable_iter_next(&t->seats, &it))
+    fn(HTABLE_ENTRY(n, struct seat, node), arg);
 }
 
-size_t seats_count(const struct seats *t) {
-  return t->n_seats;
-}
+size_t seats_count(const struct seats *t) { return t->seats.count; }
 
 /* ---- sessions ------------------------------------------------------------ */
 
-static void sess_tab_grow(struct seats *t) {
-  size_t cap = t->sess_cap * 2;
-  struct session **tab = xcalloc(cap, sizeof *tab);
-  for (size_t i = 0; i < t->sess_cap; i++)
-    for (struct session *s = t->sess_tab[i], *n; s; s = n) {
-      n = s->next;
-      size_t k = str_hash(s->id) % cap;
-      s->next = tab[k];
-      tab[k] = s;
-    }
-  free(t->sess_tab);
-  t->sess_tab = tab;
-  t->sess_cap = cap;
-}
-
 struct session *session_add(struct seats *t, const char *id, const char *user,
                             const char *backend, const char *client, void *owner, uint64_t now) {
-  if (t->n_sessions >= t->sess_cap) sess_tab_grow(t);
   struct session *s = xcalloc(1, sizeof *s);
   snprintf(s->id, sizeof s->id, "%s", id);
   snprintf(s->client, sizeof s->client, "%s", client);
@@ -167,10 +114,7 @@ struct session *session_add(struct seats *t, const char *id, const char *user,
   s->backend = xstrdup(backend);
   s->owner = owner;
   s->start_ms = now;
-  size_t k = str_hash(s->id) % t->sess_cap;
-  s->next = t->sess_tab[k];
-  t->sess_tab[k] = s;
-  t->n_sessions++;
+  htable_insert(&t->sessions, &s->node, htable_hash_str(s->id));
   struct seat *seat = seat_find(t, user, now);
   if (seat) {
     seat->sessions++;
@@ -180,29 +124,26 @@ struct session *session_add(struct seats *t, const char *id, const char *user,
 }
 
 struct session *session_find(struct seats *t, const char *id) {
-  for (struct session *s = t->sess_tab[str_hash(id) % t->sess_cap]; s; s = s->next)
+  uint64_t h = htable_hash_str(id);
+  for (struct htable_node *n = htable_first_with(&t->sessions, h); n; n = htable_next_same(n)) {
+    struct session *s = HTABLE_ENTRY(n, struct session, node);
     if (!strcmp(s->id, id)) return s;
+  }
   return NULL;
 }
 
 void session_remove(struct seats *t, struct session *s, uint64_t now, uint64_t seat_expire_ms) {
-  for (struct session **p = &t->sess_tab[str_hash(s->id) % t->sess_cap]; *p; p = &(*p)->next)
-    if (*p == s) {
-      *p = s->next;
-      break;
-    }
-  t->n_sessions--;
+  htable_remove(&t->sessions, &s->node);
   struct seat *seat = seat_find(t, s->user, now);
   if (seat && seat->sessions > 0 && --seat->sessions == 0) seat->expires_ms = now + seat_expire_ms;
   session_free(s);
 }
 
-size_t sessions_count(const struct seats *t) {
-  return t->n_sessions;
-}
+size_t sessions_count(const struct seats *t) { return t->sessions.count; }
 
 void sessions_foreach(struct seats *t, void (*fn)(struct session *, void *), void *arg) {
-  for (size_t i = 0; i < t->sess_cap; i++)
-    for (struct session *s = t->sess_tab[i]; s; s = s->next) fn(s, arg);
+  struct htable_iter it;
+  for (struct htable_node *n = htable_iter_first(&t->sessions, &it); n;
+       n = htable_iter_next(&t->sessions, &it))
+    fn(HTABLE_ENTRY(n, struct session, node), arg);
 }
-

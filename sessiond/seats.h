@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "common/config.h"
+#include "common/htable.h"
 
 struct seat {
   char *user;                 /* canonical user name */
@@ -24,7 +25,7 @@ struct seat {
   int fenced;                 /* confirmed in Redis; 0: chosen while Redis was away */
   int owes_ack;               /* kicked stale sessions here: tell Redis once they are gone */
   char key_hex[65];           /* the keyed hash naming the user in Redis */
-  struct seat *next;
+  struct htable_node node;    /* by user */
 };
 
 struct session {
@@ -36,7 +37,7 @@ struct session {
   uint64_t start_ms;
   uint64_t gen;               /* the seat's generation when it was routed */
   int kicked;                 /* closed as stale: gone once its SESSION_END arrives */
-  struct session *next;
+  struct htable_node node;    /* by id */
 };
 
 struct seats;

@@ -1,9 +1,11 @@
 /* Throttling (see throttle.h). Local state is one small hash table of
  * counters and bans, keyed "ip:KEY", "u:HEX", "p:HEX:KEY" (a user at an
- * address) or "k:HEX:KEY" (that address is known for the user); it is swept of expired
- * entries as it is walked and never holds more than LOCAL_MAX entries (past
- * that, new keys are not counted locally: failing open on a memory limit is
- * better than failing closed for everyone). */
+ * address) or "k:HEX:KEY" (that address is known for the user), on the
+ * common hash table. An expired entry met by a lookup is freed, and the
+ * whole table is swept every SWEEP_EVERY new entries; it never holds more
+ * than LOCAL_MAX entries (past that, new keys are not counted locally:
+ * failing open on a memory limit is better than failing closed for
+ * everyone). */
 #include "sessiond/throttle.h"
 
 #include <arpa/inet.h>
@@ -12,11 +14,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/htable.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #define LOCAL_MAX 200000
-#define NBUCKETS 4096
+#define SWEEP_EVERY 4096
 
 /* Room for "p:" HEX ":" KEY. */
 #define ENTRY_KEY_MAX (THROTTLE_KEY_MAX + 72)
@@ -26,14 +29,14 @@ struct tentry {
   unsigned count;
   uint64_t window_until, ban_until;
   char last_fp[17];        /* the first 16 hex digits of the last failure */
-  struct tentry *next;
+  struct htable_node node;
 };
 
 struct throttle {
   const struct config *cfg;
   struct rds *redis;
-  struct tentry *buckets[NBUCKETS];
-  size_t count;
+  struct htable entries;
+  unsigned created_since_sweep;
   struct throttle_stats st;
 };
 
@@ -65,34 +68,42 @@ static const char FAILURE_LUA[] =
     "end\n"
     "return {ipc, uc, rep and 1 or 0, pc}\n";
 
-static size_t key_hash(const char *s) {
-  size_t h = 5381;
-  for (; *s; s++) h = h * 33 + (unsigned char)*s;
-  return h % NBUCKETS;
+static int expired(const struct tentry *e, uint64_t now) {
+  return e->window_until <= now && e->ban_until <= now;
 }
 
-/* The entry for key; created when `create` and there is room. Expired
- * entries met on the way are freed. */
-static struct tentry *local_get(struct throttle *t, const char *key, int create, uint64_t now) {
-  struct tentry **pp = &t->buckets[key_hash(key)];
-  while (*pp) {
-    struct tentry *e = *pp;
-    if (e->window_until <= now && e->ban_until <= now) {
-      *pp = e->next;
+static void sweep(struct throttle *t, uint64_t now) {
+  struct htable_iter it;
+  for (struct htable_node *n = htable_iter_first(&t->entries, &it); n;
+       n = htable_iter_next(&t->entries, &it)) {
+    struct tentry *e = HTABLE_ENTRY(n, struct tentry, node);
+    if (expired(e, now)) {
+      htable_remove(&t->entries, n);
       free(e);
-      t->count--;
-      continue;
     }
-    if (!strcmp(e->key, key)) return e;
-    pp = &e->next;
   }
-  if (!create || t->count >= LOCAL_MAX) return NULL;
+  t->created_since_sweep = 0;
+}
+
+/* The entry for key; created when `create` and there is room. */
+static struct tentry *local_get(struct throttle *t, const char *key, int create, uint64_t now) {
+  uint64_t h = htable_hash_str(key);
+  for (struct htable_node *n = htable_first_with(&t->entries, h); n; n = htable_next_same(n)) {
+    struct tentry *e = HTABLE_ENTRY(n, struct tentry, node);
+    if (strcmp(e->key, key) != 0) continue;
+    if (!expired(e, now)) return e;
+    htable_remove(&t->entries, n);
+    free(e);
+    break;
+  }
+  if (!create) return NULL;
+  if (t->created_since_sweep >= SWEEP_EVERY || t->entries.count >= LOCAL_MAX) sweep(t, now);
+  if (t->entries.count >= LOCAL_MAX) return NULL;
   struct tentry *e = xcalloc(1, sizeof *e);
   snprintf(e->key, sizeof e->key, "%s", key);
   e->window_until = now + t->cfg->throttle_window_ms;
-  e->next = t->buckets[key_hash(key)];
-  t->buckets[key_hash(key)] = e;
-  t->count++;
+  htable_insert(&t->entries, &e->node, h);
+  t->created_since_sweep++;
   return e;
 }
 
@@ -120,6 +131,7 @@ struct throttle *throttle_new(const struct config *cfg, struct rds *redis) {
   struct throttle *t = xcalloc(1, sizeof *t);
   t->cfg = cfg;
   t->redis = redis;
+  htable_init(&t->entries, 4096);
   return t;
 }
 
@@ -127,11 +139,11 @@ void throttle_set_config(struct throttle *t, const struct config *cfg) { t->cfg 
 
 void throttle_free(struct throttle *t) {
   if (!t) return;
-  for (size_t i = 0; i < NBUCKETS; i++)
-    for (struct tentry *e = t->buckets[i], *n; e; e = n) {
-      n = e->next;
-      free(e);
-    }
+  struct htable_iter it;
+  for (struct htable_node *n = htable_iter_first(&t->entries, &it); n;
+       n = htable_iter_next(&t->entries, &it))
+    free(HTABLE_ENTRY(n, struct tentry, node));
+  htable_destroy(&t->entries);
   free(t);
 }
 
