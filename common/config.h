@@ -2,44 +2,16 @@
  * file; secrets never live in it (they are named by *_file keys that only
  * sessiond opens), so a worker that parses it holds no secret.
  *
- * Sections:
- *   [usher]            workers, runtime_dir, name, log_level, syslog, metrics, user,
- *                      drain_time, worker_scheduling, worker_peer_check
- *   [listener NAME]    address, tls = none|starttls|implicit, proxy_protocol,
- *                      proxy_from
- *   [metrics]          max_connections, timeout, max_header_size, render_interval
- *   [tls]              cert, key, min_version, ciphers, ticket_key_file,
- *                      ticket_lifetime, release_after_handshake
- *   [certificate NAME] cert, key (served to clients asking for its names)
- *   [backend NAME]     address, weight, tls = none|starttls|implicit,
- *                      tls_verify, ca_file, server_name, send_id
- *   [auth]             users_file, username_format, failure_delay, threads,
- *                      max_attempts, sessiond_wait, sessiond_wait_queue
- *   [ldap]             uri, starttls, ca_file, bind_dn, bind_password_file,
- *                      base, filter, dn_template, login_attribute,
- *                      backend_attribute, pool_size, timeout, max_inflight,
- *                      queue_max, reconnect_max
- *   [redis]            address, password_file, timeout
- *   [cache]            secret_file, positive_ttl, negative_ttl, stale_max,
- *                      memory_entries
- *   [throttle]         window, ip_failures, user_failures, ban_time, max_delay,
- *                      known_address_ttl
- *   [routing]          seat_expire, backend_retry, seat_lease, refill_time, on_redis_down,
- *                      health_interval, health_timeout, health_rise, health_fall
- *   [redis]            (also) sentinels, master_name
- *   [peers]            listen, peers, timeout, claim_time
- *   [limits]           max_line, max_literal, max_bad_commands,
- *                      preauth_timeout, idle_timeout, connect_timeout,
- *                      login_timeout, max_connections, listen_backlog,
- *                      max_connections_per_ip,
- *                      max_sessions_per_user, max_sessions_per_user_ip,
- *                      plaintext_auth, trusted_networks
- * The reference with defaults is configs/usher.conf. */
+ * Every key, its default and its meaning is one row of the tables in
+ * common/config_keys.c; `usher --config-reference` prints them as the
+ * reference table of docs/configuration.md, and configs/usher.conf is an
+ * example that mentions every key (both checked by tests). */
 #ifndef USHER_CONFIG_H
 #define USHER_CONFIG_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/netaddr.h"
 
@@ -223,5 +195,9 @@ void config_carry_retired(struct config *fresh, const struct config *old,
 
 const struct config_backend *config_backend_find(const struct config *c, const char *name);
 const char *tls_mode_name(enum tls_mode m);
+
+/* Prints the reference table of every key (markdown) from the loader's own
+ * tables: what docs/configuration.md holds between its markers. */
+void config_print_reference(FILE *f);
 
 #endif
