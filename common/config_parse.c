@@ -2,7 +2,7 @@
  * values are their own kind (enumerations, lists, formats). Each writes the
  * problem as "key: what is wrong, got 'value'", which the loader prefixes
  * with the file and the line. */
-#include "common/config_keys.h"
+#include "common/config_parse.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/config_keys.h"
+#include "common/config_parse.h"
 #include "common/util.h"
 
 struct loader {
