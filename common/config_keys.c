@@ -30,7 +30,8 @@ static const struct config_key usher_keys[] = {
              "preempt the other workers or sessiond (a context switch and cold caches every "
              "time); it waits for a free core or the next scheduler tick instead, about a "
              "millisecond at most, and only when every core is busy. About 12% less CPU per "
-             "login with 2 workers here (Performance). `normal`: the default Linux policy"},
+             "login with 2 workers ([bench/README.md](../bench/README.md)). `normal`: the "
+             "default Linux policy"},
     {.key = "runtime_dir", .kind = CK_STRING, .offset = C(runtime_dir), .def = "/run/usher",
      .help = "`sessiond.sock` and `admin.sock` live here (mode 0700)"},
     {.key = "name", .kind = CK_STRING, .offset = C(name), .shown = "host name",
@@ -211,8 +212,9 @@ static const struct config_key peers_keys[] = {
     {.key = "peers", .kind = CK_FUNC, .offset = C(peers), .count = C(n_peers),
      .parse = config_parse_peers,
      .help = "the other proxies' `listen` addresses, space or comma separated: while Redis is "
-             "away, a login for a user not held here is seated only where every peer agrees "
-             "(see below)"},
+             "away, a login for a user not held here is seated only where every peer agrees (see "
+             "[operations.md](operations.md#seats-while-redis-is-away) and "
+             "[architecture.md](architecture.md#seats))"},
     {.key = "timeout", .kind = CK_DURATION, .offset = C(peers_timeout_ms), .def = "300ms",
      .help = "every peer must answer within this, else the login is refused"},
     {.key = "claim_time", .kind = CK_DURATION, .offset = C(peers_claim_ms), .def = "5s",
@@ -222,8 +224,8 @@ static const struct config_key peers_keys[] = {
 static const struct config_key redis_keys[] = {
     {.key = "address", .kind = CK_STRING, .offset = C(redis_address),
      .parse = config_judge_redis_address,
-     .help = "`127.0.0.1:6379` or a unix socket path; set: the auth cache, throttling and seats "
-             "are shared"},
+     .help = "`127.0.0.1:6379` or a unix socket path; set: the auth cache, throttling, seats and "
+             "operator states are shared"},
     {.key = "password_file", .kind = CK_STRING, .offset = C(redis_password_file),
      .help = "Redis AUTH password (mode 0600)"},
     {.key = "timeout", .kind = CK_DURATION, .offset = C(redis_timeout_ms), .def = "250ms",
