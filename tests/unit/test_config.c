@@ -292,8 +292,8 @@ static void test_every_key_is_accepted(void **state) {
       const struct config_key *k = &sec->keys[i];
       if (!k->def) continue;
       char text[512];
-      snprintf(text, sizeof text, MINIMAL "[%s%s]\n%s = %s\n", sec->name, sec->named ? " extra" : "",
-               k->key, k->def);
+      snprintf(text, sizeof text, MINIMAL "[%s%s]\n%s = %s\n", sec->name,
+               sec->named ? " extra" : "", k->key, k->def);
       if (sec->named && strcmp(sec->name, "certificate") != 0)
         strcat(text, "address = 127.0.0.1:7\n");
       struct config *c = load_ok(text);   /* writing the default changes nothing that fails */
@@ -322,7 +322,8 @@ static void test_example_mentions_every_key(void **state) {
     size_t len = strspn(p, "abcdefghijklmnopqrstuvwxyz_0123456789");
     char *q = p + len;
     while (*q == ' ') q++;
-    if (len > 0 && *q == '=') snprintf(seen[n_seen++], sizeof seen[0], "%s %.*s", section, (int)len, p);
+    if (len > 0 && *q == '=')
+      snprintf(seen[n_seen++], sizeof seen[0], "%s %.*s", section, (int)len, p);
   }
   fclose(f);
   char missing[2048] = "";
@@ -352,7 +353,8 @@ static void test_reference_has_every_key(void **state) {
   for (size_t s = 0; s < config_n_sections; s++) keys += config_sections[s].n_keys;
   assert_int_equal(rows, keys + 2);
   assert_non_null(strstr(text, "| `[backend NAME]` | `address` | — |"));
-  assert_non_null(strstr(text, "| `[limits]` | `max_line` | `8k` | longest pre-auth command line |"));
+  assert_non_null(
+      strstr(text, "| `[limits]` | `max_line` | `8k` | longest pre-auth command line |"));
   free(text);
 }
 
