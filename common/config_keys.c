@@ -16,6 +16,10 @@
 #define B(field) offsetof(struct config_backend, field)
 #define CERT(field) offsetof(struct config_certificate, field)
 #define TABLE(name, keys) {name, keys, ARRAY_SIZE(keys), 0, 0, 0, 0, 0}
+/* The loader finds a named record by the name its first field holds. */
+_Static_assert(offsetof(struct config_listener, name) == 0, "a listener starts with its name");
+_Static_assert(offsetof(struct config_backend, name) == 0, "a backend starts with its name");
+_Static_assert(offsetof(struct config_certificate, name) == 0, "a certificate starts with its name");
 #define NAMED(name, keys, arr, type, max) \
   {name, keys, ARRAY_SIZE(keys), 1, C(arr), C(n_##arr), sizeof(type), max}
 

@@ -92,6 +92,7 @@ static void *named_get(struct loader *l, const struct config_section *s, const c
   return apply_defaults(l, s, record) ? record : NULL;
 }
 
+/* Key k = v of section s (of the record named name, if s is named). */
 static int on_key(struct loader *l, const struct config_section *s, void *record,
                   const char *name, const char *k, const char *v) {
   const struct config_key *key = config_key_find(s, k);
