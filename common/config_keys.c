@@ -288,7 +288,8 @@ static const struct config_key routing_keys[] = {
      .help = "after a proxy finds Redis to be another server process (a restart, maybe empty; a "
              "Sentinel failover), no seat is created for this long while every proxy writes its "
              "seats back; a login for a user with no seat waits (asking every 100 ms) at most "
-             "this long"},
+             "this long; so does a login for a user just moved to another backend, until every "
+             "proxy that held the old seat has closed its sessions there"},
     {.key = "on_redis_down", .kind = CK_FUNC, .offset = C(on_redis_down_refuse),
      .def = "refuse", .parse = config_parse_on_redis_down,
      .help = "while Redis is away: `refuse` lets in only users who hold sessions on this proxy "
