@@ -3,6 +3,7 @@
  *
  *   usher -c FILE          master, in the foreground
  *   usher -t -c FILE       check the configuration, exit 0 or 1
+ *   usher --config-reference   print every configuration key (markdown)
  *   usher --role sessiond -c FILE          (started by the master)
  *   usher --role worker --id N -c FILE     (started by the master)
  */
@@ -24,7 +25,8 @@ static void usage(FILE *f) {
           "usage: usher [-t] -c FILE\n"
           "  -c FILE   configuration file (see configs/usher.conf)\n"
           "  -t        check the configuration and exit\n"
-          "  -v        print the version and exit\n");
+          "  -v        print the version and exit\n"
+          "  --config-reference  print every configuration key, its default and meaning\n");
 }
 
 int main(int argc, char **argv) {
@@ -37,6 +39,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-t")) check = 1;
     else if (!strcmp(argv[i], "--role") && i + 1 < argc) role = argv[++i];
     else if (!strcmp(argv[i], "--id") && i + 1 < argc) id = (unsigned)strtoul(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--config-reference")) { config_print_reference(stdout); return 0; }
     else if (!strcmp(argv[i], "-v")) { printf("usher %s\n", USHER_VERSION); return 0; }
     else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
     else { usage(stderr); return 1; }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/config_keys.h"
 #include "common/log.h"
 
 static char path[64];
@@ -249,6 +250,114 @@ static void test_example_config_is_valid(void **state) {
   config_free(c);
 }
 
+/* Every row of the key tables is whole: a meaning for the reference, a
+ * default that its own parser accepts (the loader applies it so), limits
+ * that leave room, and no key twice in a section. */
+static void test_key_tables(void **state) {
+  (void)state;
+  assert_true(config_n_sections > 0);
+  for (size_t s = 0; s < config_n_sections; s++) {
+    const struct config_section *sec = &config_sections[s];
+    assert_true(sec->n_keys > 0);
+    for (size_t i = 0; i < sec->n_keys; i++) {
+      const struct config_key *k = &sec->keys[i];
+      if (!k->help || strlen(k->help) < 3) fail_msg("[%s] %s has no help text", sec->name, k->key);
+      if (strchr(k->help, '|') || strchr(k->help, '\n'))
+        fail_msg("[%s] %s: help text would break the markdown table", sec->name, k->key);
+      if (config_key_find(sec, k->key) != k) fail_msg("[%s] %s appears twice", sec->name, k->key);
+      if ((k->kind == CK_UINT || k->kind == CK_SIZE) && (k->max == 0 || k->min > k->max))
+        fail_msg("[%s] %s: limits %lu..%lu", sec->name, k->key, k->min, k->max);
+      if ((k->kind == CK_FUNC && !k->parse) || (k->kind == CK_NETS && !k->count))
+        fail_msg("[%s] %s: kind without its parser or count", sec->name, k->key);
+      if (k->def && k->shown) fail_msg("[%s] %s: both def and shown", sec->name, k->key);
+      if (!k->def) continue;
+      size_t size = sec->named ? sec->record_size : sizeof(struct config);
+      void *record = calloc(1, size);
+      char why[256];
+      if (config_parse_value(k, k->def, record, why, sizeof why) != 0)
+        fail_msg("[%s] %s: its default does not parse: %s", sec->name, k->key, why);
+      if (k->kind == CK_STRING) free(*(char **)((char *)record + k->offset));
+      free(record);
+    }
+  }
+}
+
+/* Every key with a default can be written in a file with that value: the
+ * loader finds each row by its name in its section. */
+static void test_every_key_is_accepted(void **state) {
+  (void)state;
+  for (size_t s = 0; s < config_n_sections; s++) {
+    const struct config_section *sec = &config_sections[s];
+    for (size_t i = 0; i < sec->n_keys; i++) {
+      const struct config_key *k = &sec->keys[i];
+      if (!k->def) continue;
+      char text[512];
+      snprintf(text, sizeof text, MINIMAL "[%s%s]\n%s = %s\n", sec->name,
+               sec->named ? " extra" : "", k->key, k->def);
+      if (sec->named && strcmp(sec->name, "certificate") != 0)
+        strcat(text, "address = 127.0.0.1:7\n");
+      struct config *c = load_ok(text);   /* writing the default changes nothing that fails */
+      config_free(c);
+    }
+  }
+}
+
+/* configs/usher.conf is the example with every key: each one of the tables
+ * is there, set or commented out (";key = ..."), under its section. */
+static void test_example_mentions_every_key(void **state) {
+  (void)state;
+  FILE *f = fopen(USHER_SOURCE_DIR "/configs/usher.conf", "r");
+  assert_non_null(f);
+  char seen[400][96];
+  size_t n_seen = 0;
+  char line[512], section[64] = "";
+  while (fgets(line, sizeof line, f) && n_seen < 400) {
+    char *p = line;
+    while (*p == ';' || *p == ' ') p++;
+    if (*p == '[') {
+      size_t len = strcspn(p + 1, " ]");
+      snprintf(section, sizeof section, "%.*s", (int)len, p + 1);
+      continue;
+    }
+    size_t len = strspn(p, "abcdefghijklmnopqrstuvwxyz_0123456789");
+    char *q = p + len;
+    while (*q == ' ') q++;
+    if (len > 0 && *q == '=')
+      snprintf(seen[n_seen++], sizeof seen[0], "%s %.*s", section, (int)len, p);
+  }
+  fclose(f);
+  char missing[2048] = "";
+  for (size_t s = 0; s < config_n_sections; s++)
+    for (size_t i = 0; i < config_sections[s].n_keys; i++) {
+      char want[96];
+      snprintf(want, sizeof want, "%s %s", config_sections[s].name, config_sections[s].keys[i].key);
+      size_t j = 0;
+      while (j < n_seen && strcmp(seen[j], want) != 0) j++;
+      if (j == n_seen && strlen(missing) + strlen(want) + 4 < sizeof missing)
+        strcat(strcat(strcat(missing, " ["), want), "]");
+    }
+  if (missing[0]) fail_msg("configs/usher.conf lacks:%s", missing);
+}
+
+/* The reference starts with its header and has one row per key. */
+static void test_reference_has_every_key(void **state) {
+  (void)state;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  config_print_reference(f);
+  fclose(f);
+  assert_true(strncmp(text, "| section | key | default | meaning |\n|---|---|---|---|\n", 56) == 0);
+  size_t rows = 0, keys = 0;
+  for (char *p = text; (p = strchr(p, '\n')) != NULL; p++) rows++;
+  for (size_t s = 0; s < config_n_sections; s++) keys += config_sections[s].n_keys;
+  assert_int_equal(rows, keys + 2);
+  assert_non_null(strstr(text, "| `[backend NAME]` | `address` | — |"));
+  assert_non_null(
+      strstr(text, "| `[limits]` | `max_line` | `8k` | longest pre-auth command line |"));
+  free(text);
+}
+
 static int teardown(void **state) {
   (void)state;
   unlink(path);
@@ -264,6 +373,10 @@ int main(void) {
       cmocka_unit_test_teardown(test_ldap_redis_cache_throttle, teardown),
       cmocka_unit_test(test_missing_file),
       cmocka_unit_test(test_example_config_is_valid),
+      cmocka_unit_test(test_key_tables),
+      cmocka_unit_test_teardown(test_every_key_is_accepted, teardown),
+      cmocka_unit_test(test_example_mentions_every_key),
+      cmocka_unit_test(test_reference_has_every_key),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
