@@ -136,3 +136,10 @@ int seat_script(struct sessiond *sd, const char *lua, const char *key_hex, rds_r
   return rds_command_argv(sd->redis, fn, cookie, 7 + argc, argv, NULL);
 }
 
+
+int seat_reply_ok(const redisReply *rep, size_t n) {
+  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != n) return 0;
+  for (size_t i = 0; i < 2; i++)
+    if (rep->element[i]->type != REDIS_REPLY_STRING) return 0;
+  return n < 3 || rep->element[2]->type == REDIS_REPLY_INTEGER;
+}

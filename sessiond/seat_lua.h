@@ -6,6 +6,8 @@
 #ifndef USHER_SESSIOND_SEAT_LUA_H
 #define USHER_SESSIOND_SEAT_LUA_H
 
+#include <stddef.h>
+
 #include "sessiond/redis.h"
 
 struct sessiond;
@@ -19,5 +21,9 @@ extern const char SEAT_ATTACH_LUA[], SEAT_REPLACE_LUA[], SEAT_HEARTBEAT_LUA[], S
  * strings follow. 0, or -1 when Redis is not there. */
 int seat_script(struct sessiond *sd, const char *lua, const char *key_hex, rds_reply_fn fn,
                 void *cookie, int argc, const char **args);
+
+/* A script's answer {string, string[, integer]} (n elements), checked
+ * before use. */
+int seat_reply_ok(const redisReply *rep, size_t n);
 
 #endif

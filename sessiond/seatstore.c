@@ -25,13 +25,6 @@ static struct event *heartbeat_ev;
 
 static void ms_str(char out[24], uint64_t ms) { snprintf(out, 24, "%llu", (unsigned long long)ms); }
 
-/* A script's answer {string, string[, integer]}, checked before use. */
-static int seat_reply_ok(const redisReply *rep, size_t n) {
-  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != n) return 0;
-  for (size_t i = 0; i < 2; i++)
-    if (rep->element[i]->type != REDIS_REPLY_STRING) return 0;
-  return n < 3 || rep->element[2]->type == REDIS_REPLY_INTEGER;
-}
 
 /* ---- closing stale sessions ------------------------------------------------------ */
 
