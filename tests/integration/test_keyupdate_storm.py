@@ -14,8 +14,11 @@ with OpenSSL throughout (release_after_handshake = no):
   - one KeyUpdate per record, as fast as the socket takes them: valid,
     and answered (on the record layer one answer for all the requests
     that came together), but a client that never reads must not make
-    usher hold the answers; the pre-auth timeout then ends the session,
-    on the record layer with close_notify behind the BYE.
+    usher hold the answers: reading stops while they wait. The pre-auth
+    timeout then ends the session.
+The client's receive window is small (keyupdate_storm.c), so that what
+the kernels buffer fills within the storm and usher's own buffers are
+what is measured.
 The worker's VmRSS is sampled every 50 ms while the storm runs."""
 import os
 import subprocess
@@ -96,20 +99,27 @@ class KeyUpdateStorm(unittest.TestCase):
         self.assertEqual(u.child_pids('worker'), [worker])   # no crash, no restart
         return start, max(samples), fig
 
+    def assert_bounded(self, start, peak):
+        # Under AddressSanitizer freed memory sits in its quarantine (256 MB)
+        # and the worker's RSS grows with any traffic: no bound to check.
+        if not harness.sanitized_build():
+            self.assertLessEqual(peak - start, MIB)
+
     def check_packed(self, u):
         start, peak, fig = self.storm(u, 3276, 8)
-        self.assertLessEqual(peak - start, MIB)
+        self.assert_bounded(start, peak)
         self.assertEqual(fig['closed'], '1', fig)
         self.assertEqual(int(fig['last_record']), ALERT_RECORD, fig)
         self.assertLessEqual(int(fig['records']), 4, fig)   # refused at the first
 
-    def check_one_per_record(self, u, alert):
+    def check_one_per_record(self, u):
         start, peak, fig = self.storm(u, 1, PREAUTH_TIMEOUT + 5)
-        self.assertLessEqual(peak - start, MIB)
+        self.assert_bounded(start, peak)
         self.assertGreater(int(fig['records']), 1000, fig)   # a storm, not a trickle
+        # Valid, so no alert: the pre-auth timeout ends the session. Its BYE
+        # and close_notify wait behind the answers the client never read,
+        # and are dropped with the connection after the flush time.
         self.assertEqual(fig['closed'], '1', fig)
-        if alert:   # the close_notify behind the BYE
-            self.assertEqual(int(fig['last_record']), ALERT_RECORD, fig)
         self.assertIn('reason=preauth_timeout', u.log())
 
     def test_packed_keyupdates_record_layer(self):
@@ -119,14 +129,13 @@ class KeyUpdateStorm(unittest.TestCase):
         self.check_packed(self.off)
 
     def test_keyupdate_per_record_record_layer(self):
-        self.check_one_per_record(self.on, alert=True)
+        self.check_one_per_record(self.on)
 
     def test_keyupdate_per_record_openssl(self):
-        # OpenSSL answers every request on its own (we coalesce them), so
-        # the answers fill the socket buffers of a client that never
-        # reads, and the BYE and the close come behind them; usher closes
-        # without close_notify on an OpenSSL filter (client.c).
-        self.check_one_per_record(self.off, alert=False)
+        # OpenSSL answers each request on its own and wrote every answer to
+        # the socket side while it went on reading: +3 MB in 3 s here, and
+        # growing, until tlsaccept.c paused the reading (pause_while_unsent).
+        self.check_one_per_record(self.off)
 
 
 if __name__ == '__main__':
