@@ -222,6 +222,12 @@ static void send_login(struct session *s) {
 
 /* STARTTLS accepted: put TLS over the plain connection, then log in. */
 static void start_tls(struct session *s) {
+  /* From here the filter's timeouts are the session's. The plain
+   * bufferevent under it would otherwise keep its own read timeout, which
+   * nothing resets once the session idles (a backend that sends nothing
+   * in IDLE): every STARTTLS session parked longer than --timeout was
+   * counted lost ("parked/timeout") through any proxy. */
+  bufferevent_set_timeouts(s->bev, NULL, NULL);
   s->bev = bufferevent_openssl_filter_new(base, s->bev, new_ssl(), BUFFEREVENT_SSL_CONNECTING,
                                           BEV_OPT_CLOSE_ON_FREE);
   bev_setup(s);

@@ -23,6 +23,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "common/bev_send.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "proxy/client.h"
@@ -81,6 +82,26 @@ static void failed(struct client *c, const char *reason) {
   client_free(c, reason);
 }
 
+/* OpenSSL writes its own answers (a KeyUpdate for each update_requested,
+ * alerts) to the socket side whenever it reads, and a client that sends
+ * them without reading grew the worker by 2 MB a second (a KeyUpdate
+ * storm, one per record, as RFC 8446 allows). So the socket is no longer
+ * read while the socket side holds FILTER_SOCKET_HIGH, and read again once
+ * it has drained below: what the client sends meanwhile waits in the
+ * kernel. The filter's own enabling only suspends and unsuspends the
+ * socket side's reading, so it does not undo this; our record layer does
+ * the same on its side (tlsrec.c, stall). */
+static void pause_while_unsent(struct evbuffer *out, const struct evbuffer_cb_info *info,
+                               void *arg) {
+  struct bufferevent *under = arg;
+  size_t len = evbuffer_get_length(out);
+  int reading = bufferevent_get_enabled(under) & EV_READ;
+  if (info->n_added && len >= FILTER_SOCKET_HIGH && reading)
+    bufferevent_disable(under, EV_READ);
+  else if (info->n_deleted && len < FILTER_SOCKET_HIGH && !reading && bufferevent_getfd(under) >= 0)
+    bufferevent_enable(under, EV_READ);
+}
+
 /* The OpenSSL way on: a filter over a socket bufferevent, since what
  * OpenSSL wrote last and what the client sent ahead are raw bytes that
  * only the socket side can carry. */
@@ -100,6 +121,7 @@ static struct bufferevent *stay_with_openssl(struct client *c, SSL *ssl, const c
     return NULL;
   }
   bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);   /* clients just drop the line */
+  evbuffer_add_cb(bufferevent_get_output(under), pause_while_unsent, under);
   if (glen) bufferevent_write(bev, greeting, glen);
   return bev;
 }

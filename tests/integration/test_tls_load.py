@@ -15,6 +15,7 @@ import harness
 
 BUILD = os.environ.get('USHER_BUILD_DIR', os.path.join(harness.ROOT, 'build'))
 LOADGEN = os.path.join(BUILD, 'bench', 'usher-loadgen')
+EPOLL_CLIENT = os.path.join(BUILD, 'bench', 'usher-epoll-client')
 # Fewer sessions under the sanitizers, which make usher several times slower.
 SESSIONS = 400 if harness.sanitized_build() else 1500
 
@@ -71,6 +72,38 @@ class TlsUnderLoad(unittest.TestCase):
     def test_logins_in_parallel_starttls_openssl(self):
         fig = self.load(self.off, 'starttls', 'login', SESSIONS, 50)
         self.assertEqual(int(fig['ok']), SESSIONS)
+
+    def pipelined(self, u, tls):
+        """bench/epoll_client.c: SSL_read/SSL_write straight on non-blocking
+        sockets under epoll, as the reporter's client of issue 21 did, with
+        LOGIN and SELECT pipelined in one record, in two, all three commands
+        at once, and (implicit TLS) sent before the greeting is read."""
+        port = u.tls_port if tls == 'implicit' else u.port
+        modes = ['one', 'two', 'all'] + (['early'] if tls == 'implicit' else [])
+        for mode in modes:
+            p = subprocess.run([EPOLL_CLIENT, '--port', str(port), '--tls', tls, '--pipeline', mode,
+                                '--sessions', str(SESSIONS // 5), '--concurrency', '50',
+                                '--password', 'pw-%02u', '--timeout', '60'],
+                               capture_output=True, text=True, timeout=600)
+            lost = [l for l in p.stdout.splitlines() if l.startswith('lost ')]
+            self.assertEqual((p.returncode, lost), (0, []),
+                             '%s: %s\n%s' % (mode, p.stdout, p.stderr[-2000:]))
+
+    @unittest.skipUnless(os.path.exists(EPOLL_CLIENT), 'usher-epoll-client not built')
+    def test_pipelined_epoll_client_implicit_tls_record_layer(self):
+        self.pipelined(self.on, 'implicit')
+
+    @unittest.skipUnless(os.path.exists(EPOLL_CLIENT), 'usher-epoll-client not built')
+    def test_pipelined_epoll_client_starttls_record_layer(self):
+        self.pipelined(self.on, 'starttls')
+
+    @unittest.skipUnless(os.path.exists(EPOLL_CLIENT), 'usher-epoll-client not built')
+    def test_pipelined_epoll_client_implicit_tls_openssl(self):
+        self.pipelined(self.off, 'implicit')
+
+    @unittest.skipUnless(os.path.exists(EPOLL_CLIENT), 'usher-epoll-client not built')
+    def test_pipelined_epoll_client_starttls_openssl(self):
+        self.pipelined(self.off, 'starttls')
 
     def test_sessions_idle_while_others_come_and_go(self):
         """Sessions parked in IDLE over TLS stay up while other sessions log
