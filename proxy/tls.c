@@ -5,7 +5,7 @@
  * turned that off for the backend. */
 #include "proxy/tls.h"
 
-#include "proxy/tlsrec.h"
+#include "proxy/tlswatch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +76,7 @@ static SSL_CTX *server_ctx_one(const struct config *c, const char *cert, const c
   SSL_CTX_set_num_tickets(ctx, 1);
   SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"usher", 5);
   if (c->tls_ticket_lifetime_ms) SSL_CTX_set_timeout(ctx, (long)(c->tls_ticket_lifetime_ms / 1000));
-  if (c->tls_release) tlsrec_ctx_setup(ctx);   /* on SNI contexts too: the key log is theirs */
+  if (c->tls_release) tlswatch_ctx_setup(ctx);   /* on SNI contexts too: the key log is theirs */
   return ctx;
 fail:
   SSL_CTX_free(ctx);

@@ -28,7 +28,7 @@
 #include "common/util.h"
 #include "proxy/client.h"
 #include "proxy/tls.h"
-#include "proxy/tlsrec.h"
+#include "proxy/tlswatch.h"
 #include "proxy/worker.h"
 
 /* What a client may have sent that OpenSSL has not taken yet: a handshake
@@ -144,7 +144,7 @@ static void established(struct client *c) {
   long inlen = BIO_get_mem_data(SSL_get_rbio(ssl), &in);
   struct bufferevent *bev = NULL;
   if (c->w->cfg->tls_release &&
-      (bev = tlsrec_takeover(c->w->base, c->fd, ssl, out, (size_t)outlen, greeting, glen))) {
+      (bev = tlswatch_takeover(c->w->base, c->fd, ssl, out, (size_t)outlen, greeting, glen))) {
     add_as_read(bufferevent_get_underlying(bev), in, (size_t)inlen);
     SSL_free(ssl);
     log_event(LOG_LVL_DEBUG, "tls_release", "session=%s", c->sid_hex);
@@ -203,7 +203,7 @@ int tls_accept_start(struct client *c) {
   SSL *ssl = w->tls_server ? SSL_new(w->tls_server) : NULL;
   BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
   struct event *ev = event_new(w->base, c->fd, EV_READ | EV_PERSIST, on_socket, c);
-  if (!ssl || !rbio || !wbio || !ev || (w->cfg->tls_release && tlsrec_watch(ssl) != 0)) {
+  if (!ssl || !rbio || !wbio || !ev || (w->cfg->tls_release && tlswatch_start(ssl) != 0)) {
     SSL_free(ssl);
     BIO_free(rbio);
     BIO_free(wbio);

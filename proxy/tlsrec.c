@@ -23,7 +23,6 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/evp.h>
-#include <openssl/tls1.h>
 
 #include "common/bev_send.h"
 #include "common/hmac.h"
@@ -39,7 +38,6 @@
 #define CT_ALERT 21
 #define CT_HANDSHAKE 22
 #define CT_APPLICATION 23
-#define HS_FINISHED 20
 #define HS_KEY_UPDATE 24
 
 /* Alert levels and descriptions (RFC 8446 section 6). */
@@ -62,14 +60,6 @@ struct direction {
 };
 
 struct tlsrec {
-  /* While OpenSSL does the handshake: the traffic secrets as it derives
-   * them, and the records it protects under them (after each side's
-   * Finished, every record is). */
-  uint8_t have_secret[2];                    /* [0] client's, [1] server's */
-  uint8_t after_finished[2];                 /* [0] read, [1] written */
-  uint64_t records[2];                       /* [0] read, [1] written */
-
-  /* The record layer. */
   const EVP_CIPHER *cipher;                  /* the worker's, fetched once */
   enum hmac_digest digest;                   /* the suite's hash, for HKDF */
   uint8_t key_len, secret_len;
@@ -82,8 +72,6 @@ struct tlsrec {
   struct evbuffer_cb_entry *taken_cb;        /* on the session's input, while it is full */
   struct direction rd, wr;
 };
-
-static int ex_index = -1;
 
 /* Two cipher contexts (sealing, opening) and two record buffers serve
  * every connection of this single-threaded worker; a session keeps only
@@ -144,94 +132,6 @@ static void tlsrec_free(void *p) {
   free(p);
 }
 
-static void ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
-  (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
-  tlsrec_free(ptr);
-}
-
-/* ---- watching the handshake ---------------------------------------------- */
-
-static int hex_value(char ch) {
-  if (ch >= '0' && ch <= '9') return ch - '0';
-  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-  return -1;
-}
-
-/* The key log callback is armed only around the two traffic secrets we
- * take (see on_message): OpenSSL 3.0 formats every line it logs in hex,
- * one sprintf per byte, and the five lines of a TLS 1.3 handshake cost
- * about 20 us here, against 195 us for all of OpenSSL's work on a resumed
- * handshake (bench/tls_floor.c with a key log). Armed, it gets a line or
- * two we do not want on the way (the exporter secret comes just before
- * the server's traffic secret). Workers are single-threaded, so arming
- * the context for one connection arms it for no other at the same time;
- * a handshake that fails while armed leaves the next one with all five
- * lines, which it takes as it would with the callback always on. */
-static void on_keylog(const SSL *ssl, const char *line);
-
-static void keylog_arm(const SSL *ssl, int on) {
-  SSL_CTX_set_keylog_callback(SSL_get_SSL_CTX(ssl), on ? on_keylog : NULL);
-}
-
-/* "CLIENT_TRAFFIC_SECRET_0 <client random> <secret>", and SERVER_... */
-static void on_keylog(const SSL *ssl, const char *line) {
-  struct tlsrec *t = SSL_get_ex_data(ssl, ex_index);
-  if (!t) return;
-  int side;
-  if (!strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24)) side = 0;
-  else if (!strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24)) side = 1;
-  else return;
-  keylog_arm(ssl, 0);
-  const char *hex = strchr(line + 24, ' ');
-  if (!hex) return;
-  hex++;
-  size_t n = strlen(hex) / 2;
-  if (n != 32 && n != 48) return;
-  uint8_t *out = side ? t->wr.secret : t->rd.secret;
-  for (size_t i = 0; i < n; i++) {
-    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return;
-    out[i] = (uint8_t)(hi << 4 | lo);
-  }
-  t->secret_len = (uint8_t)n;
-  t->have_secret[side] = 1;
-}
-
-/* Counts the records protected under the traffic keys: those after the
- * Finished message of their direction. OpenSSL reports a record's header
- * before the messages in it. A Finished also arms the key log: OpenSSL
- * reports the message before it derives that direction's traffic secret. */
-static void on_message(int write_p, int version, int content_type, const void *buf, size_t len,
-                       SSL *ssl, void *arg) {
-  (void)version;
-  struct tlsrec *t = arg;
-  int dir = write_p ? 1 : 0;
-  if (content_type == SSL3_RT_HEADER) {
-    if (t->after_finished[dir]) t->records[dir]++;
-  } else if (content_type == SSL3_RT_HANDSHAKE && len > 0 &&
-             ((const uint8_t *)buf)[0] == HS_FINISHED) {
-    t->after_finished[dir] = 1;
-    if (SSL_version(ssl) == TLS1_3_VERSION) keylog_arm(ssl, 1);
-  }
-}
-
-void tlsrec_ctx_setup(SSL_CTX *ctx) {
-  if (ex_index < 0) ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, ex_free);
-  SSL_CTX_set_keylog_callback(ctx, NULL);   /* armed per connection (on_message) */
-}
-
-int tlsrec_watch(SSL *ssl) {
-  if (ex_index < 0) return -1;
-  struct tlsrec *t = calloc(1, sizeof *t);
-  if (!t || SSL_set_ex_data(ssl, ex_index, t) != 1) {
-    free(t);
-    return -1;
-  }
-  SSL_set_msg_callback(ssl, on_message);
-  SSL_set_msg_callback_arg(ssl, t);
-  return 0;
-}
 
 /* ---- keys ------------------------------------------------------------------ */
 
@@ -559,7 +459,7 @@ int tlsrec_close_notify(struct bufferevent *bev) {
   return 0;
 }
 
-/* ---- the take-over ---------------------------------------------------------- */
+/* ---- making a record layer -------------------------------------------------- */
 
 /* The worker's contexts and ciphers, made once: fetching a cipher by
  * name is slow in OpenSSL 3, and a legacy EVP_aes_*() fetches at each
@@ -638,23 +538,11 @@ struct bufferevent *tlsrec_from_secrets(struct event_base *base, int fd, int sui
   return start(base, fd, t);
 }
 
-struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl,
-                                    const void *last_flight, size_t flen, const void *first,
-                                    size_t len) {
-  /* w: what watched the handshake; it dies (wiped) with the SSL. */
-  struct tlsrec *w = ex_index < 0 ? NULL : SSL_get_ex_data(ssl, ex_index);
-  const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
-  if (!w || !c || SSL_version(ssl) != TLS1_3_VERSION || !w->have_secret[0] ||
-      !w->have_secret[1] || !w->after_finished[0] || !w->after_finished[1] ||
-      SSL_has_pending(ssl))
-    return NULL;
-  struct bufferevent *bev =
-      tlsrec_from_secrets(base, fd, SSL_CIPHER_get_protocol_id(c), w->rd.secret, w->wr.secret,
-                          w->secret_len, w->records[0], w->records[1]);
-  if (!bev) return NULL;
-  SSL_set_msg_callback(ssl, NULL);
+int tlsrec_send_first(struct bufferevent *bev, const void *last_flight, size_t flen,
+                      const void *first, size_t len) {
   struct tlsrec *t = lookup(bev);
+  if (!t) return -1;
   if ((flen || len) && send_first(t, last_flight, flen, first, len) != 0)
     fail(t, BEV_EVENT_WRITING | BEV_EVENT_ERROR, 0);   /* reported once callbacks are set */
-  return bev;
+  return 0;
 }

@@ -15,7 +15,10 @@
  *
  * Only TLS 1.3 with AES-GCM or ChaCha20-Poly1305 is taken over, and only
  * when OpenSSL holds nothing unprocessed; anything else stays with
- * OpenSSL, which is always correct, just larger. */
+ * OpenSSL, which is always correct, just larger.
+ *
+ * tlswatch.h watches the handshake and hands over; this is the record
+ * layer itself. */
 #ifndef USHER_PROXY_TLSREC_H
 #define USHER_PROXY_TLSREC_H
 
@@ -23,23 +26,6 @@
 #include <stdint.h>
 
 #include <event2/bufferevent.h>
-#include <openssl/ssl.h>
-
-/* On every server context when the take-over is on. The key log callback
- * that hands traffic secrets to the connection's state is armed by the
- * connection itself, only while those secrets are derived. */
-void tlsrec_ctx_setup(SSL_CTX *ctx);
-/* On each new server SSL: the state that watches the handshake. 0 or -1. */
-int tlsrec_watch(SSL *ssl);
-/* After the handshake: a filter bufferevent on fd carrying the session
- * from here, or NULL when this session stays with OpenSSL. On success the
- * caller frees the SSL (its buffers must be empty: see tlsrec.c).
- * last_flight: what OpenSSL wrote last and is still to be sent (its
- * session ticket); first: plaintext to send right behind it (the
- * greeting). Both go out in one write; either may be empty. */
-struct bufferevent *tlsrec_takeover(struct event_base *base, int fd, SSL *ssl,
-                                    const void *last_flight, size_t flen, const void *first,
-                                    size_t len);
 
 /* The record layer from given traffic secrets, on fd (non-blocking),
  * with rseq/wseq records already protected under them. suite_id: the
@@ -50,6 +36,14 @@ struct bufferevent *tlsrec_from_secrets(struct event_base *base, int fd, int sui
                                         const uint8_t *client_secret,
                                         const uint8_t *server_secret, size_t secret_len,
                                         uint64_t rseq, uint64_t wseq);
+
+/* The first bytes on a filter just made: what OpenSSL wrote last and is
+ * still to be sent (its session ticket), then plaintext to send right
+ * behind it (the greeting), in one write; either may be empty. A failure
+ * is reported on bev's event callback once it is set. -1 if bev is not
+ * ours. */
+int tlsrec_send_first(struct bufferevent *bev, const void *last_flight, size_t flen,
+                      const void *first, size_t len);
 
 /* Ends our writing half cleanly: if bev is one of our filters, what its
  * output holds is sealed and queued, then a close_notify alert behind it,

@@ -3,7 +3,7 @@
  * Two OpenSSL SSL objects make a real TLS 1.3 handshake over memory BIOs,
  * for each suite tlsrec takes over. The server's side then goes to
  * tlsrec, on one end of a socket pair, either by the take-over the worker
- * does (tlsrec_watch and tlsrec_takeover, which count the records OpenSSL
+ * does (tlswatch_start and tlswatch_takeover, which count the records OpenSSL
  * protected) or from the traffic secrets the client's key log reports
  * (tlsrec_from_secrets). The client stays an OpenSSL SSL, and the test
  * carries the bytes between it and the socket, cut at random points.
@@ -48,6 +48,7 @@
 
 #include "common/bev_send.h"
 #include "proxy/tlsrec.h"
+#include "proxy/tlswatch.h"
 
 #define MAX_PLAIN 16384
 #define TAG_LEN 16
@@ -185,7 +186,7 @@ static int setup_contexts(void **state) {
   SSL_CTX_set_verify(client_ctx, SSL_VERIFY_NONE, NULL);
   SSL_CTX_set_keylog_callback(client_ctx, on_client_keylog);
   watched_ctx = server_ctx(key, cert);
-  tlsrec_ctx_setup(watched_ctx);
+  tlswatch_ctx_setup(watched_ctx);
   plain_ctx = server_ctx(key, cert);
   EVP_PKEY_free(key);
   X509_free(cert);
@@ -510,7 +511,7 @@ static struct session *session_new(struct event_base *base, int suite, int takeo
   SSL *server = ssl_over_memory(takeover ? watched_ctx : plain_ctx, suites[suite].name);
   SSL_set_accept_state(server);
   SSL_set_num_tickets(server, below(3));
-  if (takeover) assert_int_equal(tlsrec_watch(server), 0);
+  if (takeover) assert_int_equal(tlswatch_start(server), 0);
   memset(&logged, 0, sizeof logged);
   handshake(s->client, server);
   assert_int_equal(SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(server)), suites[suite].id);
@@ -523,7 +524,7 @@ static struct session *session_new(struct event_base *base, int suite, int takeo
     size_t glen = below(sizeof greeting);
     fill(greeting, glen);
     evbuffer_add(s->want_client, greeting, glen);
-    s->bev = tlsrec_takeover(base, s->fd[0], server, flight, (size_t)flen, greeting, glen);
+    s->bev = tlswatch_takeover(base, s->fd[0], server, flight, (size_t)flen, greeting, glen);
     assert_non_null(s->bev);
     SSL_free(server);
     tally.takeovers++;
