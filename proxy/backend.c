@@ -2,14 +2,17 @@
  * CAPABILITY when the greeting did not carry it, ID with the client's
  * address where the backend trusts us, then AUTHENTICATE PLAIN (LOGIN when
  * the backend lacks it). The client gets the tagged OK with the backend's
- * post-login CAPABILITY, and the relay starts.
+ * post-login CAPABILITY, and the relay starts (login.c does both).
  *
  * Our tags: S (STARTTLS), C (CAPABILITY), I (ID), L (login), P (CAPABILITY
  * after login). A backend that cannot be reached or breaks the dialogue is
- * reported to sessiond once, which may seat the user elsewhere (only when
- * the user has no other session); after that the client gets
- * NO [UNAVAILABLE]. No path waits longer than connect_timeout or
- * login_timeout. */
+ * reported to the owner (login.c), which asks sessiond once for another
+ * seat. No path waits longer than connect_timeout or login_timeout.
+ *
+ * The dialogue's state is a struct backend_conn in c->backend; the socket
+ * is the client's backend side (c->bfd, c->bbev, c->rd[1]). The state is
+ * freed before the outcome is reported, so that nothing here touches it
+ * after the owner has moved on: code that reports checks c->backend. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,48 +25,74 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 
+#include "proxy/backend.h"
+
 #include "common/bev_send.h"
 #include "common/log.h"
-#include "common/proto.h"
-#include "proxy/sasl.h"
 #include "common/util.h"
 #include "proxy/client.h"
-#include "proxy/sessiond_link.h"
+#include "proxy/sasl.h"
 #include "proxy/tls.h"
-#include "proxy/worker.h"
 
 #define BACKEND_MAX_LINE 65536
+
+/* Backend capabilities that the login dialogue cares about. */
+#define BCAP_KNOWN    0x01   /* we have seen a CAPABILITY list */
+#define BCAP_STARTTLS 0x02
+#define BCAP_AUTHPLAIN 0x04
+#define BCAP_SASLIR   0x08
+#define BCAP_ID       0x10
+#define BCAP_LOGINDISABLED 0x20
+#define BCAP_LITERALPLUS 0x40
+
+/* The login dialogue's steps. */
+enum backend_step {
+  BS_CONNECT,
+  BS_GREETING,
+  BS_STARTTLS,
+  BS_TLS,
+  BS_CAPABILITY,
+  BS_ID,
+  BS_AUTH_CONTINUE,
+  BS_AUTH,
+  BS_POST_CAPABILITY,
+};
+
+struct backend_conn {
+  const struct config_backend *cfg;
+  struct netaddr addr;
+  backend_done_fn *done;
+  enum backend_step step;
+  unsigned caps;                    /* BCAP_* of the backend */
+  char *capability;                 /* post-login CAPABILITY for the client */
+};
 
 static void on_backend_read(struct bufferevent *bev, void *arg);
 static void on_backend_event(struct bufferevent *bev, short what, void *arg);
 
 void backend_free(struct client *c) {
-  if (c->rd[1]) {
-    event_free(c->rd[1]);
-    c->rd[1] = NULL;
-  }
-  if (c->bbev) {
-    bufferevent_free(c->bbev);
-    c->bbev = NULL;
-  }
-  if (c->bfd >= 0) {
-    /* The backend closed first and everything it sent was read: a reset
-     * ends the connection without the last FIN and ACK, and leaves the
-     * backend no TIME_WAIT. */
-    if (c->backend_eof) {
-      struct linger now = {1, 0};
-      setsockopt(c->bfd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
-    }
-    close(c->bfd);
-    c->bfd = -1;
-  }
+  struct backend_conn *b = c->backend;
+  if (!b) return;
+  free(b->capability);
+  free(b);
+  c->backend = NULL;
+}
+
+/* The dialogue is over: its state goes, then the owner hears how. */
+static void finish(struct client *c, enum backend_result r, const char *why) {
+  backend_done_fn *done = c->backend->done;
+  char *capability = c->backend->capability;
+  c->backend->capability = NULL;
+  backend_free(c);
+  done(c, r, r == BACKEND_LOGGED_IN ? capability : why);
+  free(capability);
 }
 
 static void backend_write(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void backend_write(struct client *c, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  bev_vprintf(c->bbev, c->bstep == BS_CONNECT ? -1 : c->bfd, fmt, ap);
+  bev_vprintf(c->bbev, c->backend->step == BS_CONNECT ? -1 : c->bfd, fmt, ap);
   va_end(ap);
 }
 
@@ -77,7 +106,7 @@ static void wipe_cleanup(const void *data, size_t len, void *arg) {
 
 static void backend_write_secret(struct client *c, char *line, size_t len) {
   struct evbuffer *out = bufferevent_get_output(c->bbev);
-  size_t done = bev_send_direct(c->bbev, c->bstep == BS_CONNECT ? -1 : c->bfd, line, len);
+  size_t done = bev_send_direct(c->bbev, c->backend->step == BS_CONNECT ? -1 : c->bfd, line, len);
   if (done == len) {
     wipe_cleanup(line, len, NULL);
     return;
@@ -94,20 +123,10 @@ static void backend_write_secret(struct client *c, char *line, size_t len) {
 static void backend_fail(struct client *c, const char *why) {
   char peer[NETADDR_STRLEN];
   log_event(LOG_LVL_WARN, "backend_failed", "session=%s backend=%s address=%s step=%d reason=%s",
-            c->sid_hex, c->backend_name, netaddr_str(&c->backend_addr, peer, sizeof peer),
-            (int)c->bstep, why);
-  backend_free(c);
-  c->state = CS_AUTH_WAIT;
-  if (c->password && !c->backend_retried) {
-    c->backend_retried = 1;
-    if (sessiond_link_backend_failed(c->w->link, c, why) == 0) {
-      client_timer(c, c->w->cfg->login_timeout_ms);
-      return;   /* sessiond answers with another seat, or not */
-    }
-  }
-  sessiond_link_session_end(c->w->link, c, "backend_failed");
-  c->registered = 0;
-  preauth_login_reply(c, PROTO_UNAVAILABLE, 0, NULL, NULL, NULL);
+            c->sid_hex, c->backend_name, netaddr_str(&c->backend->addr, peer, sizeof peer),
+            (int)c->backend->step, why);
+  client_close_backend(c);
+  finish(c, BACKEND_FAILED, why);
 }
 
 void backend_timer(struct client *c) {
@@ -115,14 +134,14 @@ void backend_timer(struct client *c) {
    * greeting is what is late, that wait is the login's. */
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (c->bstep == BS_CONNECT && c->bfd >= 0 && getpeername(c->bfd, (struct sockaddr *)&ss, &len) == 0) {
-    c->bstep = BS_GREETING;
-    uint64_t spent = c->w->cfg->connect_timeout_ms;
-    uint64_t limit = c->w->cfg->login_timeout_ms;
+  if (c->backend->step == BS_CONNECT && c->bfd >= 0 && getpeername(c->bfd, (struct sockaddr *)&ss, &len) == 0) {
+    c->backend->step = BS_GREETING;
+    uint64_t spent = c->env->cfg->connect_timeout_ms;
+    uint64_t limit = c->env->cfg->login_timeout_ms;
     client_timer(c, limit > spent ? limit - spent : 1);
     return;
   }
-  backend_fail(c, c->bstep == BS_CONNECT ? "connect_timeout" : "login_timeout");
+  backend_fail(c, c->backend->step == BS_CONNECT ? "connect_timeout" : "login_timeout");
 }
 
 static unsigned capabilities_parse(const char *caps) {
@@ -217,41 +236,37 @@ static char *login_line(const struct client *c, size_t *outlen) {
 
 /* The password stays until the backend has answered the login (the login
  * is still in progress): a backend that dies or answers UNAVAILABLE
- * mid-login is then retried once on another seat (backend_fail) instead
- * of refusing the client. It is wiped at the answer either way. */
-static void forget_password(struct client *c) {
-  wipe_free_str(c->password);
-  c->password = NULL;
-}
+ * mid-login is then retried once on another seat (login.c) instead of
+ * refusing the client. It is wiped at the answer either way. */
 
 static void send_login(struct client *c) {
-  const struct config_backend *b = c->backend_cfg;
-  if (b->send_id && (c->bcaps & BCAP_ID || !(c->bcaps & BCAP_KNOWN))) send_id(c);
+  const struct config_backend *b = c->backend->cfg;
+  if (b->send_id && (c->backend->caps & BCAP_ID || !(c->backend->caps & BCAP_KNOWN))) send_id(c);
 
-  if (c->bcaps & BCAP_AUTHPLAIN || !(c->bcaps & BCAP_KNOWN)) {
+  if (c->backend->caps & BCAP_AUTHPLAIN || !(c->backend->caps & BCAP_KNOWN)) {
     size_t n;
     char *b64 = plain_response(c, &n);
-    if (c->bcaps & BCAP_SASLIR) {
+    if (c->backend->caps & BCAP_SASLIR) {
       char *line = xmalloc(n + 32);
       int len = snprintf(line, n + 32, "L AUTHENTICATE PLAIN %s\r\n", b64);
       backend_write_secret(c, line, (size_t)len);
-      c->bstep = BS_AUTH;
+      c->backend->step = BS_AUTH;
     } else {
       backend_write(c, "L AUTHENTICATE PLAIN\r\n");
-      c->bstep = BS_AUTH_CONTINUE;   /* the password waits for the "+" */
+      c->backend->step = BS_AUTH_CONTINUE;   /* the password waits for the "+" */
     }
     wipe(b64, n);
     free(b64);
     return;
   }
-  if (c->bcaps & BCAP_LOGINDISABLED || !quotable(c->password) || !quotable(c->user)) {
+  if (c->backend->caps & BCAP_LOGINDISABLED || !quotable(c->password) || !quotable(c->user)) {
     backend_fail(c, "no_usable_login_method");
     return;
   }
   size_t n;
   char *line = login_line(c, &n);
   backend_write_secret(c, line, n);
-  c->bstep = BS_AUTH;
+  c->backend->step = BS_AUTH;
 }
 
 static void send_plain_continuation(struct client *c) {
@@ -263,25 +278,12 @@ static void send_plain_continuation(struct client *c) {
   backend_write_secret(c, line, n + 2);
   wipe(b64, n);
   free(b64);
-  c->bstep = BS_AUTH;
+  c->backend->step = BS_AUTH;
 }
 
-/* The backend accepted the login: tell the client and start relaying. */
+/* The backend accepted the login. */
 static void login_done(struct client *c) {
-  char peer[NETADDR_STRLEN], user[LOG_QUOTE_MAX];
-  if (c->bcapability)
-    client_write(c, "%s OK [CAPABILITY %s] Logged in\r\n", c->tag, c->bcapability);
-  else
-    client_write(c, "%s OK Logged in\r\n", c->tag);
-  log_event(LOG_LVL_INFO, "login",
-            "session=%s client=%s user=%s mech=%s result=ok backend=%s tls=%d",
-            c->sid_hex, netaddr_str(&c->peer, peer, sizeof peer),
-            log_quote(user, sizeof user, c->user, strlen(c->user)), c->mech, c->backend_name,
-            (int)c->is_tls);
-  client_forget_login(c);
-  free(c->bcapability);
-  c->bcapability = NULL;
-  relay_start(c);
+  finish(c, BACKEND_LOGGED_IN, NULL);
 }
 
 /* The backend refused the credentials that sessiond accepted (the two
@@ -295,17 +297,13 @@ static void login_refused(struct client *c, const char *line) {
     backend_fail(c, "backend_unavailable");
     return;
   }
-  forget_password(c);
-  backend_free(c);
-  sessiond_link_session_end(c->w->link, c, "backend_refused");
-  c->registered = 0;
-  c->state = CS_AUTH_WAIT;
-  preauth_login_reply(c, auth ? PROTO_AUTH_FAILED : PROTO_UNAVAILABLE, 0, NULL, NULL, NULL);
+  client_close_backend(c);
+  finish(c, BACKEND_REFUSED, "backend_refused");
 }
 
 static void switch_to_tls(struct client *c) {
-  SSL_CTX *ctx = c->w->tls_backend[c->backend_cfg - c->w->cfg->backends];
-  SSL *ssl = ctx ? tls_backend_ssl_new(ctx, c->backend_cfg) : NULL;
+  SSL_CTX *ctx = c->env->tls_backend[c->backend->cfg - c->env->cfg->backends];
+  SSL *ssl = ctx ? tls_backend_ssl_new(ctx, c->backend->cfg) : NULL;
   if (!ssl) {
     backend_fail(c, "tls_setup_failed");
     return;
@@ -313,7 +311,7 @@ static void switch_to_tls(struct client *c) {
   event_free(c->rd[1]);   /* the plain reading ends */
   c->rd[1] = NULL;
   bufferevent_free(c->bbev);   /* plain: leaves the fd open */
-  c->bbev = bufferevent_openssl_socket_new(c->w->base, c->bfd, ssl, BUFFEREVENT_SSL_CONNECTING,
+  c->bbev = bufferevent_openssl_socket_new(c->env->base, c->bfd, ssl, BUFFEREVENT_SSL_CONNECTING,
                                            BEV_OPT_CLOSE_ON_FREE);
   if (!c->bbev) {
     SSL_free(ssl);
@@ -323,18 +321,18 @@ static void switch_to_tls(struct client *c) {
   c->bfd = -1;   /* the TLS bufferevent owns it now */
   bufferevent_setcb(c->bbev, on_backend_read, NULL, on_backend_event, c);
   bufferevent_enable(c->bbev, EV_READ | EV_WRITE);
-  c->bstep = BS_TLS;
+  c->backend->step = BS_TLS;
 }
 
 static void after_greeting(struct client *c) {
-  if (c->backend_cfg->tls == TLS_STARTTLS) {
+  if (c->backend->cfg->tls == TLS_STARTTLS) {
     backend_write(c, "S STARTTLS\r\n");
-    c->bstep = BS_STARTTLS;
-  } else if (c->bcaps & BCAP_KNOWN) {
+    c->backend->step = BS_STARTTLS;
+  } else if (c->backend->caps & BCAP_KNOWN) {
     send_login(c);
   } else {
     backend_write(c, "C CAPABILITY\r\n");
-    c->bstep = BS_CAPABILITY;
+    c->backend->step = BS_CAPABILITY;
   }
 }
 
@@ -342,18 +340,18 @@ static void after_greeting(struct client *c) {
  * for this read (done, failed, or switched transport). */
 static int backend_line(struct client *c, const char *line) {
   char *caps;
-  switch (c->bstep) {
+  switch (c->backend->step) {
   case BS_GREETING:
     if (ascii_ncasecmp(line, "* OK", 4) != 0) {
       backend_fail(c, "bad_greeting");
       return -1;
     }
     if ((caps = capability_code(line))) {
-      c->bcaps = capabilities_parse(caps);
+      c->backend->caps = capabilities_parse(caps);
       free(caps);
     }
     after_greeting(c);
-    return c->bstep == BS_STARTTLS ? -1 : 0;
+    return !c->backend || c->backend->step == BS_STARTTLS ? -1 : 0;
   case BS_STARTTLS:
     if (tagged(line, 'S', "OK")) {
       switch_to_tls(c);
@@ -366,11 +364,11 @@ static int backend_line(struct client *c, const char *line) {
     return 0;
   case BS_CAPABILITY:
     if ((caps = capability_untagged(line))) {
-      c->bcaps = capabilities_parse(caps);
+      c->backend->caps = capabilities_parse(caps);
       free(caps);
     } else if (line[0] == 'C' && line[1] == ' ') {
       send_login(c);
-      return c->state == CS_BACKEND ? 0 : -1;
+      return c->backend ? 0 : -1;
     }
     return 0;
   case BS_AUTH_CONTINUE:
@@ -382,21 +380,21 @@ static int backend_line(struct client *c, const char *line) {
   case BS_AUTH:
   case BS_POST_CAPABILITY:
     if ((caps = capability_untagged(line))) {
-      free(c->bcapability);
-      c->bcapability = caps;
+      free(c->backend->capability);
+      c->backend->capability = caps;
       return 0;
     }
     if (tagged(line, 'L', "OK")) {
       if ((caps = capability_code(line))) {
-        free(c->bcapability);
-        c->bcapability = caps;
+        free(c->backend->capability);
+        c->backend->capability = caps;
       }
-      if (c->bcapability) {
+      if (c->backend->capability) {
         login_done(c);
         return -1;
       }
       backend_write(c, "P CAPABILITY\r\n");
-      c->bstep = BS_POST_CAPABILITY;
+      c->backend->step = BS_POST_CAPABILITY;
       return 0;
     }
     if (line[0] == 'L' && line[1] == ' ') {
@@ -418,34 +416,35 @@ static void on_backend_read(struct bufferevent *bev, void *arg) {
   struct evbuffer *in = bufferevent_get_input(bev);
   char *line;
   size_t n;
-  while (c->state == CS_BACKEND && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
+  while (c->backend && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
     int r = backend_line(c, line);
     free(line);
     if (r < 0) return;
   }
-  if (c->state == CS_BACKEND && evbuffer_get_length(in) > BACKEND_MAX_LINE)
+  if (c->backend && evbuffer_get_length(in) > BACKEND_MAX_LINE)
     backend_fail(c, "line_too_long");
 }
 
 /* A plain backend socket is read by us (see bev_send.h), with one event
- * from the connect to the close; relay.c takes its reading over. Its first
- * byte, the greeting, also says the connection is up: no wait for
- * writability and no SO_ERROR query. */
+ * from the connect to the close; once the login is done, the stage with
+ * its own reading (the relay) takes it over. Its first byte, the
+ * greeting, also says the connection is up: no wait for writability and
+ * no SO_ERROR query. */
 static void on_backend_readable(evutil_socket_t fd, short what, void *arg) {
   struct client *c = arg;
-  if (c->state == CS_RELAY) {
-    relay_plain_readable(fd, what, arg);
+  if (!c->backend) {
+    if (c->handlers && c->handlers->readable) c->handlers->readable(fd, what, arg);
     return;
   }
   ssize_t n = sock_read_into(fd, bufferevent_get_input(c->bbev));
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
-    backend_fail(c, c->bstep == BS_CONNECT ? "connect_failed" : "backend_closed");
+    backend_fail(c, c->backend->step == BS_CONNECT ? "connect_failed" : "backend_closed");
     return;
   }
-  if (c->bstep == BS_CONNECT) {
-    c->bstep = BS_GREETING;
-    client_timer(c, c->w->cfg->login_timeout_ms);
+  if (c->backend->step == BS_CONNECT) {
+    c->backend->step = BS_GREETING;
+    client_timer(c, c->env->cfg->login_timeout_ms);
   }
   on_backend_read(c->bbev, c);
 }
@@ -455,46 +454,50 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg) {
   (void)bev;
   struct client *c = arg;
   if (what & BEV_EVENT_CONNECTED) {
-    if (c->bstep == BS_CONNECT) {
-      c->bstep = BS_GREETING;
-      client_timer(c, c->w->cfg->login_timeout_ms);
-    } else if (c->bstep == BS_TLS) {
+    if (c->backend->step == BS_CONNECT) {
+      c->backend->step = BS_GREETING;
+      client_timer(c, c->env->cfg->login_timeout_ms);
+    } else if (c->backend->step == BS_TLS) {
       backend_write(c, "C CAPABILITY\r\n");   /* capabilities change after TLS */
-      c->bcaps = 0;
-      c->bstep = BS_CAPABILITY;
+      c->backend->caps = 0;
+      c->backend->step = BS_CAPABILITY;
     }
     return;
   }
   if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-    backend_fail(c, c->bstep == BS_CONNECT ? "connect_failed"
-                    : c->bstep == BS_TLS   ? "tls_handshake_failed"
+    backend_fail(c, c->backend->step == BS_CONNECT ? "connect_failed"
+                    : c->backend->step == BS_TLS   ? "tls_handshake_failed"
                                            : "backend_closed");
 }
 
 /* The bufferevent only writes (see bev_send.h); rd[1] reads. */
 static void backend_connect_plain(struct client *c, int fd) {
-  struct worker *w = c->w;
+  const struct proxy_env *env = c->env;
   c->bfd = fd;
-  if (connect(fd, (struct sockaddr *)&c->backend_addr.ss, c->backend_addr.len) != 0 &&
+  if (connect(fd, (struct sockaddr *)&c->backend->addr.ss, c->backend->addr.len) != 0 &&
       errno != EINPROGRESS) {
     backend_fail(c, "connect_failed");
     return;
   }
-  c->bbev = bufferevent_socket_new(w->base, fd, 0);
+  c->bbev = bufferevent_socket_new(env->base, fd, 0);
   bufferevent_setcb(c->bbev, NULL, NULL, on_backend_event, c);
   bev_read_by_us(c->bbev);
   /* EV_CLOSED: the relay sees the FIN come with the last answer (relay.c). */
-  c->rd[1] = event_new(w->base, fd, EV_READ | EV_CLOSED | EV_PERSIST, on_backend_readable, c);
+  c->rd[1] = event_new(env->base, fd, EV_READ | EV_CLOSED | EV_PERSIST, on_backend_readable, c);
   event_add(c->rd[1], NULL);
-  client_timer(c, w->cfg->connect_timeout_ms);
+  client_timer(c, env->cfg->connect_timeout_ms);
 }
 
-void backend_start(struct client *c) {
-  const struct config_backend *b = c->backend_cfg;
-  struct worker *w = c->w;
-  c->bstep = BS_CONNECT;
-  c->bcaps = 0;
-  int fd = socket(c->backend_addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+void backend_start(struct client *c, const struct config_backend *b, const struct netaddr *addr,
+                   backend_done_fn *done) {
+  const struct proxy_env *env = c->env;
+  backend_free(c);
+  c->backend = xcalloc(1, sizeof *c->backend);
+  c->backend->cfg = b;
+  c->backend->addr = *addr;
+  c->backend->done = done;
+  c->backend->step = BS_CONNECT;
+  int fd = socket(c->backend->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     backend_fail(c, "socket_failed");
     return;
@@ -502,9 +505,9 @@ void backend_start(struct client *c) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (b->tls == TLS_IMPLICIT) {
-    SSL_CTX *ctx = w->tls_backend[b - w->cfg->backends];
+    SSL_CTX *ctx = env->tls_backend[b - env->cfg->backends];
     SSL *ssl = ctx ? tls_backend_ssl_new(ctx, b) : NULL;
-    c->bbev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+    c->bbev = ssl ? bufferevent_openssl_socket_new(env->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
                                                    BEV_OPT_CLOSE_ON_FREE)
                   : NULL;
     if (!c->bbev) {
@@ -519,8 +522,8 @@ void backend_start(struct client *c) {
   }
   bufferevent_setcb(c->bbev, on_backend_read, NULL, on_backend_event, c);
   bufferevent_enable(c->bbev, EV_READ | EV_WRITE);
-  client_timer(c, w->cfg->connect_timeout_ms);
-  if (bufferevent_socket_connect(c->bbev, (struct sockaddr *)&c->backend_addr.ss,
-                                 (int)c->backend_addr.len) != 0)
+  client_timer(c, env->cfg->connect_timeout_ms);
+  if (bufferevent_socket_connect(c->bbev, (struct sockaddr *)&c->backend->addr.ss,
+                                 (int)c->backend->addr.len) != 0)
     backend_fail(c, "connect_failed");
 }

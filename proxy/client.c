@@ -1,6 +1,5 @@
-/* A client connection's life: accept, TLS, the timer, writing, closing.
- * What it says before login is preauth.c's; the backend is backend.c's; the
- * relay is relay.c's. */
+/* A client connection's socket, timer, writing and closing. What happens
+ * on it is the stages' (client.h): they install their handlers here. */
 #include "proxy/client.h"
 
 #include <netinet/in.h>
@@ -15,13 +14,10 @@
 
 #include <event2/buffer.h>
 
-#include "proxy/imap_parser.h"
 #include "common/log.h"
 #include "common/bev_send.h"
 #include "common/util.h"
-#include "proxy/sessiond_link.h"
 #include "proxy/tlsrec.h"
-#include "proxy/worker.h"
 
 #define CLOSE_FLUSH_MS 5000   /* a client that will not read its BYE */
 
@@ -32,20 +28,15 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what;
   struct client *c = arg;
-  switch (c->state) {
-  case CS_CLOSING:   /* sent at once, or the client would not read its BYE */
+  if (c->state == CS_CLOSING) {   /* sent at once, or the client would not read its BYE */
     client_free(c, c->close_reason);
     return;
-  case CS_BACKEND:
-    backend_timer(c);
-    return;
-  case CS_PROXY_HEADER:
-    client_free(c, "proxy_header_timeout");
-    return;
-  default:
-    preauth_timer(c);
-    return;
   }
+  if (c->handlers && c->handlers->timer) c->handlers->timer(c);
+}
+
+void client_set_handlers(struct client *c, const struct client_handlers *h) {
+  c->handlers = h;
 }
 
 void client_timer(struct client *c, uint64_t ms) {
@@ -59,23 +50,17 @@ void client_timer(struct client *c, uint64_t ms) {
   evtimer_add(c->timer, &tv);
 }
 
-static int peer_is_trusted(const struct config *cfg, const struct netaddr *a) {
-  for (unsigned i = 0; i < cfg->n_trusted_nets; i++)
-    if (netmask_contains(&cfg->trusted_nets[i], a)) return 1;
-  return 0;
-}
-
 /* A plain client socket is read by us (see bev_send.h), with one event
- * from the greeting to the close; relay.c takes its reading over. The
- * bufferevent only writes. */
+ * from the greeting to the close; a stage with its own reading (the
+ * relay) takes it over. The bufferevent only writes. */
 static void on_client_readable(evutil_socket_t fd, short what, void *arg) {
   struct client *c = arg;
-  if (c->state == CS_RELAY) {
-    relay_plain_readable(fd, what, arg);
+  if (c->handlers && c->handlers->readable) {
+    c->handlers->readable(fd, what, arg);
     return;
   }
   struct evbuffer *in = bufferevent_get_input(c->cbev);
-  if (c->state != CS_PREAUTH && evbuffer_get_length(in) >= AUTH_WAIT_INPUT_MAX) {
+  if (c->input_bounded && evbuffer_get_length(in) >= AUTH_WAIT_INPUT_MAX) {
     event_del(c->rd[0]);   /* until client_reading(c, 1) */
     return;
   }
@@ -89,6 +74,7 @@ static void on_client_readable(evutil_socket_t fd, short what, void *arg) {
 
 void client_hold_input(struct client *c, int hold) {
   /* A plain socket's reading checks the bound itself (on_client_readable). */
+  c->input_bounded = hold ? 1 : 0;
   if (c->is_tls && c->cbev)
     bufferevent_setwatermark(c->cbev, EV_READ, 0, hold ? AUTH_WAIT_INPUT_MAX : 0);
 }
@@ -111,14 +97,21 @@ static void set_client_callbacks(struct client *c) {
   }
   /* The bufferevent only writes (see bev_send.h); rd[0] reads. */
   bev_read_by_us(c->cbev);
-  if (!c->rd[0]) c->rd[0] = event_new(c->w->base, c->fd, EV_READ | EV_PERSIST, on_client_readable, c);
+  if (!c->rd[0]) c->rd[0] = event_new(c->env->base, c->fd, EV_READ | EV_PERSIST, on_client_readable, c);
   event_add(c->rd[0], NULL);
 }
 
-void client_accept(struct worker *w, int fd, const struct config_listener *ls,
-                   const struct sockaddr *sa, int salen) {
+void client_open_plain(struct client *c) {
+  c->cbev = bufferevent_socket_new(c->env->base, c->fd, 0);
+  set_client_callbacks(c);
+}
+
+struct client *client_new(const struct proxy_env *env, const struct client_hooks *hooks, int fd,
+                          const struct config_listener *ls, const struct sockaddr *sa,
+                          int salen) {
   struct client *c = xcalloc(1, sizeof *c);
-  c->w = w;
+  c->env = env;
+  c->hooks = hooks;
   c->fd = fd;
   c->bfd = -1;
   c->listener = ls;
@@ -134,55 +127,11 @@ void client_accept(struct worker *w, int fd, const struct config_listener *ls,
 
   session_id_new(c->sid_hex);
   c->sid = strtoull(c->sid_hex, NULL, 16);
-  c->next = w->clients;
-  if (w->clients) w->clients->prev = c;
-  w->clients = c;
-  w->n_clients++;
-  worker_sid_add(w, c);
-  c->timer = evtimer_new(w->base, on_timer, c);
-  if (ls->proxy_protocol) proxied_start(c);
-  else client_begin(c);
+  c->timer = evtimer_new(env->base, on_timer, c);
+  return c;
 }
 
-void client_begin(struct client *c) {
-  struct worker *w = c->w;
-  const struct config_listener *ls = c->listener;
-  char peer[NETADDR_STRLEN], via[NETADDR_STRLEN] = "";
-  if (c->via.len) netaddr_str(&c->via, via, sizeof via);
-  log_event(LOG_LVL_INFO, "connect", "session=%s client=%s listener=%s%s%s", c->sid_hex,
-            netaddr_str(&c->peer, peer, sizeof peer), ls->name, *via ? " via=" : "", via);
-
-  if (worker_ip_acquire(w, &c->peer) != 0) {
-    if (ls->tls == TLS_IMPLICIT) {   /* no plaintext words on a TLS port */
-      client_free(c, "max_connections_per_ip");
-      return;
-    }
-    c->cbev = bufferevent_socket_new(w->base, c->fd, 0);
-    set_client_callbacks(c);
-    client_close(c, "* BYE [UNAVAILABLE] Too many connections from your address\r\n",
-                 "max_connections_per_ip");
-    return;
-  }
-  c->counted = 1;
-  c->plaintext_ok = w->cfg->plaintext_auth || peer_is_trusted(w->cfg, &c->peer);
-  struct imap_limits lim = {w->cfg->max_line, w->cfg->max_literal,
-                            w->cfg->max_line + 2 * w->cfg->max_literal};
-  c->parser = imap_parser_new(&lim);
-  imap_parser_set_literal_check(c->parser, preauth_literal_refused, c);
-
-  client_timer(c, w->cfg->preauth_timeout_ms);
-  if (ls->tls == TLS_IMPLICIT) {   /* the greeting follows the handshake */
-    c->state = CS_TLS_ACCEPT;
-    if (client_start_tls(c) != 0) client_free(c, "tls_setup_failed");
-    return;
-  }
-  c->state = CS_PREAUTH;
-  c->cbev = bufferevent_socket_new(w->base, c->fd, 0);
-  set_client_callbacks(c);
-  preauth_greet(c);
-}
-
-int client_start_tls(struct client *c) {
+void client_drop_plain(struct client *c) {
   if (c->rd[0]) {   /* STARTTLS: the plain reading ends */
     event_free(c->rd[0]);
     c->rd[0] = NULL;
@@ -191,14 +140,10 @@ int client_start_tls(struct client *c) {
     bufferevent_free(c->cbev);
     c->cbev = NULL;
   }
-  if (tls_accept_start(c) != 0) return -1;
-  c->is_tls = 1;
-  return 0;
 }
 
 void client_tls_ready(struct client *c, struct bufferevent *bev, int has_input) {
   c->cbev = bev;
-  c->state = CS_PREAUTH;
   bev_filter_socket_side(bev);   /* bounded; closing waits for it too */
   set_client_callbacks(c);
   /* What came behind the Finished: through the filter, as if just read. */
@@ -224,7 +169,7 @@ void client_forget_login(struct client *c) {
 
 void client_close(struct client *c, const char *last_words, const char *reason) {
   if (c->state == CS_CLOSING) return;
-  backend_free(c);
+  client_close_backend(c);
   if (!c->cbev || !last_words) {
     client_free(c, reason);
     return;
@@ -242,7 +187,7 @@ void client_close(struct client *c, const char *last_words, const char *reason) 
   /* Flushed inside the write: freed next turn. (If the close_notify had to
    * be queued behind a full socket, the flush timer below frees it.) */
   if (c->free_armed && bev_unsent(c->cbev) == 0) return;
-  if (!c->timer) c->timer = evtimer_new(c->w->base, on_timer, c);
+  if (!c->timer) c->timer = evtimer_new(c->env->base, on_timer, c);
   /* Sent at once (no write callback will come): free on the next loop
    * turn, never here, since callers still hold c. Else the write callback
    * frees it once flushed, or the timer if the client will not read. */
@@ -277,63 +222,59 @@ void client_free_soon(struct client *c, const char *reason) {
     bufferevent_setcb(c->bbev, NULL, NULL, NULL, NULL);
     bufferevent_disable(c->bbev, EV_READ | EV_WRITE);
   }
-  if (!c->timer) c->timer = evtimer_new(c->w->base, on_timer, c);
+  if (!c->timer) c->timer = evtimer_new(c->env->base, on_timer, c);
   static const struct timeval next_turn = {0, 0};
   evtimer_add(c->timer, &next_turn);
 }
 
+void client_close_backend(struct client *c) {
+  if (c->rd[1]) {
+    event_free(c->rd[1]);
+    c->rd[1] = NULL;
+  }
+  if (c->bbev) {
+    bufferevent_free(c->bbev);
+    c->bbev = NULL;
+  }
+  if (c->bfd >= 0) {
+    /* The backend closed first and everything it sent was read: a reset
+     * ends the connection without the last FIN and ACK, and leaves the
+     * backend no TIME_WAIT. */
+    if (c->backend_eof) {
+      struct linger now = {1, 0};
+      setsockopt(c->bfd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+    }
+    close(c->bfd);
+    c->bfd = -1;
+  }
+}
+
 void client_free(struct client *c, const char *reason) {
-  struct worker *w = c->w;
   uint64_t now = now_ms();
   char peer[NETADDR_STRLEN];
   log_event(LOG_LVL_INFO, "close", "session=%s client=%s reason=%s duration_ms=%llu in=%llu out=%llu",
             c->sid_hex, netaddr_str(&c->peer, peer, sizeof peer), reason,
             (unsigned long long)(now - c->accepted_ms), (unsigned long long)c->bytes_in,
             (unsigned long long)c->bytes_out);
-  if (c->registered) sessiond_link_session_end(w->link, c, reason);
-  worker_req_del(w, c);
-  sessiond_link_forget(w->link, c);
-  worker_sid_del(w, c);
-  if (c->counted) worker_ip_release(w, &c->peer);
-  if (c->prev) c->prev->next = c->next;
-  else w->clients = c->next;
-  if (c->next) c->next->prev = c->prev;
-  w->n_clients--;
+  if (c->hooks && c->hooks->release) c->hooks->release(c, reason);
 
   if (c->rd[0]) event_free(c->rd[0]);
-  if (c->hs) tls_accept_free(c);
-  backend_free(c);   /* and rd[1] */
+  client_close_backend(c);   /* and rd[1] */
   if (c->cbev && c->is_tls) bev_filter_release_fd(c->cbev);   /* a TLS filter's socket side */
   if (c->cbev) bufferevent_free(c->cbev);
   if (c->fd >= 0) close(c->fd);   /* no bufferevent closes it */
   if (c->timer) event_free(c->timer);
-  imap_parser_free(c->parser);
-  free(c->proxy_read);
   client_forget_login(c);
   free(c->user);
   free(c->seat);
   free(c->backend_name);
-  free(c->bcapability);
   free(c);
-
-  if (w->stopping && w->n_clients == 0) event_base_loopbreak(w->base);
 }
 
 static void on_client_read(struct bufferevent *bev, void *arg) {
   (void)bev;
   struct client *c = arg;
-  if (c->state == CS_PREAUTH) preauth_read(c);
-}
-
-/* STARTTLS: once "OK Begin TLS" is on the wire, the handshake begins on the
- * same socket. Whatever the client pipelined after STARTTLS was discarded
- * (preauth.c), so no plaintext command can be smuggled into the TLS session. */
-static void starttls_switch(struct client *c) {
-  if (client_start_tls(c) != 0) {
-    client_free(c, "tls_setup_failed");
-    return;
-  }
-  c->state = CS_TLS_ACCEPT;
+  if (c->state != CS_CLOSING && c->handlers && c->handlers->input) c->handlers->input(c);
 }
 
 static void on_client_write(struct bufferevent *bev, void *arg) {
@@ -341,7 +282,7 @@ static void on_client_write(struct bufferevent *bev, void *arg) {
   if (bev_unsent(bev) != 0) return;
   /* Flushed: the free waits for the next loop turn (see client_free_soon). */
   if (c->state == CS_CLOSING) client_free_soon(c, c->close_reason);
-  else if (c->state == CS_STARTTLS) starttls_switch(c);
+  else if (c->handlers && c->handlers->flushed) c->handlers->flushed(c);
 }
 
 static void on_client_event(struct bufferevent *bev, short what, void *arg) {

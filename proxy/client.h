@@ -1,16 +1,22 @@
-/* A client connection in a proxy worker, from accept to close.
+/* A client connection in a proxy worker, from accept to close: its
+ * socket, its timer, writing to it, closing and freeing it. This is the
+ * bottom of a connection: it knows none of the stages a connection goes
+ * through. The stage running now installs its handlers on the client
+ * (client_set_handlers): the client calls them when input comes, when its
+ * output is flushed, when its timer runs out. The owner (worker.c) gives
+ * the hooks that run when the client goes.
  *
- * Lifecycle (client->state):
- *   PROXY_HEADER the balancer's PROXY v2 header is being read (proxied.c)
- *   TLS_ACCEPT   TLS handshake (tlsaccept.c); on implicit TLS the greeting follows it
- *   PREAUTH      reading pre-auth commands (preauth.c)
+ * The stages, in order (client->state says which one runs):
+ *   PROXY_HEADER the balancer's PROXY v2 header is being read (proxied.h)
+ *   TLS_ACCEPT   TLS handshake (tlsaccept.h); on implicit TLS the greeting follows it
+ *   PREAUTH      reading pre-auth commands (preauth.h)
  *   STARTTLS     "OK Begin TLS" is being flushed; then the TLS handshake
  *   AUTH_WAIT    LOGIN sent to sessiond, or held until the worker's link to
- *                sessiond is up (login_held); client input held (AUTH_WAIT_INPUT_MAX)
+ *                sessiond is up (login.h); client input held (AUTH_WAIT_INPUT_MAX)
  *   AUTH_DELAY   failed login: waiting out the delay before answering NO
- *   BACKEND      connecting and logging in to the backend (backend.c)
- *   RELAY        bytes flow both ways (relay.c)
- *   CLOSING      the last words (BYE, NO) are being flushed; then freed
+ *   BACKEND      connecting and logging in to the backend (backend.h)
+ *   RELAY        bytes flow both ways (relay.h)
+ *   CLOSING      the last words (BYE, NO) are being flushed; then freed (here)
  *
  * The password lives in client->password from the client's LOGIN until the
  * backend login has been written, and is wiped then (or on close). */
@@ -24,9 +30,13 @@
 #include "common/config.h"
 #include "common/netaddr.h"
 #include "common/proto.h"
+#include "proxy/env.h"
 
-struct worker;
 struct imap_parser;
+struct proxy_read;
+struct tls_accept;
+struct backend_conn;
+struct client;
 
 enum client_state {
   CS_PROXY_HEADER,
@@ -40,24 +50,32 @@ enum client_state {
   CS_CLOSING,
 };
 
-/* The backend login dialogue's steps (backend.c). */
-enum backend_step {
-  BS_CONNECT,
-  BS_GREETING,
-  BS_STARTTLS,
-  BS_TLS,
-  BS_CAPABILITY,
-  BS_ID,
-  BS_AUTH_CONTINUE,
-  BS_AUTH,
-  BS_POST_CAPABILITY,
+/* What the stage running now does with the client's events. Any may be
+ * NULL. None is called once the client is CLOSING. */
+struct client_handlers {
+  void (*input)(struct client *c);     /* bytes came into the client's input */
+  void (*flushed)(struct client *c);   /* everything written has left */
+  void (*timer)(struct client *c);     /* the client's timer ran out */
+  /* A stage that reads plain sockets itself (the relay): the reading
+   * events of both sides (rd[]) call it, with c as arg. */
+  event_callback_fn readable;
+};
+
+/* The owner's hooks. */
+struct client_hooks {
+  /* client_free: the stages let go of what they hold for c and the owner
+   * forgets it, before the client's own parts (sockets, timer) go. */
+  void (*release)(struct client *c, const char *reason);
 };
 
 struct client {
-  struct worker *w;
+  const struct proxy_env *env;
+  const struct client_hooks *hooks;       /* the owner's */
+  const struct client_handlers *handlers; /* the stage's */
   struct client *prev, *next;       /* worker's list of all clients */
-  struct client *req_next;          /* worker's table of requests to sessiond */
+  struct client *req_next;          /* the sessiond link's table of requests */
   struct client *sid_next;          /* worker's table of sessions by id */
+  struct client *wait_prev, *wait_next;   /* logins waiting for the link (login.c) */
 
   uint64_t sid;                     /* session id, printed as 16 hex digits */
   char sid_hex[17];
@@ -69,16 +87,17 @@ struct client {
   struct netaddr peer;              /* client address */
   struct netaddr local;             /* address it connected to */
   struct netaddr via;               /* the balancer it came through; len 0: direct */
-  struct proxy_read *proxy_read;    /* PROXY_HEADER only */
+  struct proxy_read *proxy_read;    /* PROXY_HEADER only (proxied.c) */
   const struct config_listener *listener;
-  struct ssl_st *hs;                /* TLS_ACCEPT: the handshake's SSL (tlsaccept.c) */
+  struct tls_accept *hs;            /* TLS_ACCEPT: the handshake (tlsaccept.c) */
   unsigned is_tls : 1;              /* client side runs TLS (now) */
   unsigned plaintext_ok : 1;        /* LOGIN allowed without TLS */
   unsigned counted : 1;             /* counted in the per-address limit */
   unsigned registered : 1;          /* sessiond knows the session (LOGIN OK) */
   unsigned backend_retried : 1;     /* one BACKEND_FAILED round used */
   unsigned free_armed : 1;          /* client_free_soon: freed on the timer */
-  unsigned login_held : 1;          /* AUTH_WAIT: the LOGIN waits for the link (sessiond_link.c) */
+  unsigned login_held : 1;          /* AUTH_WAIT: the LOGIN waits for the link (login.c) */
+  unsigned input_bounded : 1;       /* client_hold_input(c, 1) is in force */
   unsigned login_resent : 1;        /* the LOGIN was sent again after sessiond died on it */
 
   /* Pre-auth. */
@@ -101,13 +120,11 @@ struct client {
   /* sessiond's seal on the route it gave (LOGIN_REPLY OK): what this worker
    * shows to re-register the session with a restarted sessiond. */
   char ticket[PROTO_TICKET_HEX_LEN + 1];
-  struct netaddr backend_addr;
-  const struct config_backend *backend_cfg;
+  struct backend_conn *backend;     /* BACKEND: the backend login (backend.h) */
+  /* The backend side's socket: made by backend.c, relayed by relay.c,
+   * closed here. */
   int bfd;
   struct bufferevent *bbev;
-  enum backend_step bstep;
-  unsigned bcaps;                   /* BCAP_* of the backend */
-  char *bcapability;                /* post-login CAPABILITY for the client */
 
   /* Relay. */
   uint64_t bytes_in;                /* client -> backend */
@@ -125,23 +142,26 @@ struct client {
  * relay (or for the next command, after a failure); then reading pauses. */
 #define AUTH_WAIT_INPUT_MAX (64 * 1024)
 
-/* Backend capabilities that the login dialogue cares about. */
-#define BCAP_KNOWN    0x01   /* we have seen a CAPABILITY list */
-#define BCAP_STARTTLS 0x02
-#define BCAP_AUTHPLAIN 0x04
-#define BCAP_SASLIR   0x08
-#define BCAP_ID       0x10
-#define BCAP_LOGINDISABLED 0x20
-#define BCAP_LITERALPLUS 0x40
-
-/* client.c */
-void client_accept(struct worker *w, int fd, const struct config_listener *ls,
-                   const struct sockaddr *sa, int salen);
-/* With the client's real address known: limits, TLS, greeting. */
-void client_begin(struct client *c);
+/* A new client on socket fd, accepted on listener ls from sa: its
+ * addresses, its session id, its timer. Nothing is read or written yet. */
+struct client *client_new(const struct proxy_env *env, const struct client_hooks *hooks, int fd,
+                          const struct config_listener *ls, const struct sockaddr *sa,
+                          int salen);
+/* The stage that runs from now on (h lives as long as the stage). */
+void client_set_handlers(struct client *c, const struct client_handlers *h);
+/* The plain socket's bufferevent, which only writes, and the client's own
+ * event, which reads (see bev_send.h). */
+void client_open_plain(struct client *c);
+/* Before a TLS handshake on the socket: the plain bufferevent and reading
+ * go; the socket stays. */
+void client_drop_plain(struct client *c);
+/* The TLS handshake is done: the session goes on on bev; has_input: the
+ * client's bytes sent behind its Finished wait in bev's socket side. */
+void client_tls_ready(struct client *c, struct bufferevent *bev, int has_input);
 /* Queues text for the client (it must end in CRLF). */
 void client_write(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Sends the last words (may be NULL) then closes once they are flushed. */
+/* Sends the last words (may be NULL) then closes once they are flushed.
+ * The backend side closes at once. */
 void client_close(struct client *c, const char *last_words, const char *reason);
 /* Frees at once. Not from a callback that can run inside a write. */
 void client_free(struct client *c, const char *reason);
@@ -156,45 +176,11 @@ void client_timer(struct client *c, uint64_t ms);
 void client_hold_input(struct client *c, int hold);
 /* Pauses (0) or resumes (1) reading from the client. */
 void client_reading(struct client *c, int on);
-/* Starts the TLS handshake on the client's socket (implicit TLS or STARTTLS). */
-int client_start_tls(struct client *c);
-/* tlsaccept.c has finished the handshake: the session goes on on bev;
- * has_input: the client's bytes sent behind its Finished wait in bev's
- * socket side. */
-void client_tls_ready(struct client *c, struct bufferevent *bev, int has_input);
-/* Wipes and frees the login's user/password/tag. */
+/* Wipes and frees the login's password and tag. */
 void client_forget_login(struct client *c);
-/* The sessiond link lost or answered: see sessiond_link.h */
-
-/* tlsaccept.c: the server side of the handshake, on c->fd. 0 or -1. */
-int tls_accept_start(struct client *c);
-/* A handshake that will not finish: its SSL goes. */
-void tls_accept_free(struct client *c);
-
-/* preauth.c */
-void preauth_greet(struct client *c);
-/* The greeting line into out; its length, 0 if it does not fit. */
-size_t preauth_greeting(const struct client *c, char *out, size_t outlen);
-void preauth_read(struct client *c);
-/* The parser's literal check (imap_parser_set_literal_check), client = c. */
-int preauth_literal_refused(void *client, const char *tag, const char *name);
-/* sessiond's answer to our LOGIN. */
-void preauth_login_reply(struct client *c, int result, uint32_t delay_ms, const char *user,
-                         const char *backend, const char *backend_addr);
-void preauth_timer(struct client *c);
-
-/* proxied.c: a listener behind a balancer; client_begin follows the header. */
-void proxied_start(struct client *c);
-
-/* backend.c */
-void backend_start(struct client *c);
-void backend_timer(struct client *c);
-void backend_free(struct client *c);
-
-/* relay.c */
-void relay_start(struct client *c);
-/* The read event of a plain socket (either side) once relaying. */
-void relay_plain_readable(evutil_socket_t fd, short what, void *arg);
-
+/* Closes the backend side's socket (rd[1], bbev, bfd). After a backend
+ * that closed first and was read to the end, with a reset: no TIME_WAIT
+ * on the backend. */
+void client_close_backend(struct client *c);
 
 #endif

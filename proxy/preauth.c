@@ -8,17 +8,34 @@
 
 #include <event2/buffer.h>
 
+#include "proxy/preauth.h"
+
 #include "proxy/imap_parser.h"
 #include "common/log.h"
-#include "common/proto.h"
 #include "proxy/sasl.h"
 #include "common/util.h"
 #include "proxy/client.h"
-#include "proxy/sessiond_link.h"
-#include "proxy/worker.h"
+#include "proxy/tlsaccept.h"
 
 #define MAX_USER_LEN 255
 #define MAX_PASSWORD_LEN 1024
+
+/* Who takes a LOGIN from here: one for the whole worker (preauth_setup). */
+static preauth_login_fn *login_handler;
+
+static void preauth_read(struct client *c);
+static void preauth_flushed(struct client *c);
+static void preauth_timer(struct client *c);
+
+static const struct client_handlers preauth_handlers = {
+  .input = preauth_read,
+  .flushed = preauth_flushed,
+  .timer = preauth_timer,
+};
+
+void preauth_setup(preauth_login_fn *login) {
+  login_handler = login;
+}
 
 static int plaintext_allowed(const struct client *c) {
   return c->is_tls || c->plaintext_ok;
@@ -30,7 +47,7 @@ static int plaintext_allowed(const struct client *c) {
  * logins are refused, a literal of LOGIN or AUTHENTICATE can only be a
  * name or a password that must not cross this connection in the clear:
  * no "+" invites it, and the command is answered PRIVACYREQUIRED. */
-int preauth_literal_refused(void *client, const char *tag, const char *name) {
+static int literal_refused(void *client, const char *tag, const char *name) {
   (void)tag;
   const struct client *c = client;
   return !plaintext_allowed(c) &&
@@ -43,22 +60,22 @@ static void capability_list(const struct client *c, char *out, size_t outlen) {
            plaintext_allowed(c) ? " AUTH=PLAIN" : " LOGINDISABLED");
 }
 
-size_t preauth_greeting(const struct client *c, char *out, size_t outlen) {
+static size_t greeting(const struct client *c, char *out, size_t outlen) {
   char caps[128];
   capability_list(c, caps, sizeof caps);
   int n = snprintf(out, outlen, "* OK [CAPABILITY %s] usher ready.\r\n", caps);
   return n > 0 && (size_t)n < outlen ? (size_t)n : 0;
 }
 
-void preauth_greet(struct client *c) {
+static void greet(struct client *c) {
   char line[256];
-  size_t n = preauth_greeting(c, line, sizeof line);
+  size_t n = greeting(c, line, sizeof line);
   if (n) client_write(c, "%s", line);
 }
 
 /* Re-arms the pre-auth timer: idle timeout, bounded by the total budget. */
 static void preauth_arm(struct client *c) {
-  const struct config *cfg = c->w->cfg;
+  const struct config *cfg = c->env->cfg;
   uint64_t spent = now_ms() - c->accepted_ms;
   uint64_t left = spent >= cfg->preauth_budget_ms ? 1 : cfg->preauth_budget_ms - spent;
   client_timer(c, left < cfg->preauth_timeout_ms ? left : cfg->preauth_timeout_ms);
@@ -66,39 +83,19 @@ static void preauth_arm(struct client *c) {
 
 static void bad_command(struct client *c, const char *tag, const char *text) {
   client_write(c, "%s BAD %s\r\n", tag ? tag : "*", text);
-  if (++c->bad_commands >= c->w->cfg->max_bad_commands)
+  if (++c->bad_commands >= c->env->cfg->max_bad_commands)
     client_close(c, "* BYE Too many invalid commands.\r\n", "bad_commands");
 }
 
-/* Hands the credentials to sessiond; the answer comes back through
- * preauth_login_reply(). */
-static void login_start(struct client *c, const char *tag, const char *user, const char *pass,
+/* Hands the credentials to the login (login.h), which answers the client
+ * and, on failure, brings it back here (preauth_resume). */
+static void take_credentials(struct client *c, const char *tag, const char *user, const char *pass,
                         const char *mech) {
   if (strlen(user) == 0 || strlen(user) > MAX_USER_LEN || strlen(pass) > MAX_PASSWORD_LEN) {
     client_write(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag);
     return;
   }
-  c->tag = xstrdup(tag);
-  free(c->user);
-  c->user = xstrdup(user);
-  c->password = xstrdup(pass);
-  c->mech = mech;
-  c->login_ms = now_ms();
-  c->login_resent = 0;
-  c->state = CS_AUTH_WAIT;
-  /* Reading goes on, so the socket stays registered (two epoll_ctl calls
-   * fewer per login) and a client that leaves is noticed. What it sends
-   * meanwhile waits in the input, up to a bound, for the relay or for the
-   * next command after a failure. */
-  client_hold_input(c, 1);
-  /* Sent, or held while the worker has no link to sessiond (it starts or
-   * restarts); either way the link arms the timer that bounds the wait. */
-  if (sessiond_link_login(c->w->link, c) != 0) {
-    /* Answered from the timer, not from here: we are inside preauth_read(). */
-    c->auth_result = PROTO_UNAVAILABLE;
-    c->state = CS_AUTH_DELAY;
-    client_timer(c, 1);
-  }
+  login_handler(c, tag, user, pass, mech);
 }
 
 /* A string argument: atom or string, no NUL inside. */
@@ -118,7 +115,7 @@ static void cmd_login(struct client *c, const struct imap_command *cmd) {
     client_write(c, "%s " PRIVACY_REQUIRED "\r\n", cmd->tag);
     return;
   }
-  login_start(c, cmd->tag, user, pass, "LOGIN");
+  take_credentials(c, cmd->tag, user, pass, "LOGIN");
 }
 
 /* The PLAIN response, base64 (from SASL-IR or the continuation line). */
@@ -133,7 +130,7 @@ static void auth_plain_response(struct client *c, const char *tag, const char *b
   } else if (authz[0] && strcmp(authz, authc) != 0) {
     client_write(c, "%s NO [AUTHORIZATIONFAILED] Authorization identity not permitted.\r\n", tag);
   } else {
-    login_start(c, tag, authc, pass, "PLAIN");
+    take_credentials(c, tag, authc, pass, "PLAIN");
   }
   wipe(msg, sizeof msg);
 }
@@ -223,7 +220,7 @@ static void auth_continue_line(struct client *c, const char *line, size_t len) {
 static void parse_error(struct client *c) {
   enum imap_error e = imap_parser_error(c->parser);
   const char *tag = imap_parser_error_tag(c->parser);
-  if (e == IMAP_ERR_LITERAL_REFUSED) {   /* preauth_literal_refused() said so */
+  if (e == IMAP_ERR_LITERAL_REFUSED) {   /* literal_refused() said so */
     client_write(c, "%s " PRIVACY_REQUIRED "\r\n", tag ? tag : "*");
     return;
   }
@@ -239,7 +236,7 @@ static void parse_error(struct client *c) {
   bad_command(c, tag, text);
 }
 
-void preauth_read(struct client *c) {
+static void preauth_read(struct client *c) {
   struct evbuffer *in = bufferevent_get_input(c->cbev);
   size_t len;
   while (c->state == CS_PREAUTH && (len = evbuffer_get_length(in)) > 0) {
@@ -278,96 +275,76 @@ void preauth_read(struct client *c) {
 }
 
 /* Back to reading commands after an answered login attempt. */
-static void preauth_resume(struct client *c) {
+void preauth_resume(struct client *c) {
   client_forget_login(c);
   c->state = CS_PREAUTH;
+  client_set_handlers(c, &preauth_handlers);
   client_hold_input(c, 0);
   client_reading(c, 1);
   preauth_arm(c);
   preauth_read(c);   /* anything the client pipelined meanwhile */
 }
 
-static void login_failed_answer(struct client *c) {
-  char peer[NETADDR_STRLEN], user[LOG_QUOTE_MAX];
-  const char *tag = c->tag ? c->tag : "*";
-  int auth = c->auth_result == PROTO_AUTH_FAILED;
-  log_event(LOG_LVL_INFO, "login", "session=%s client=%s user=%s mech=%s result=%s", c->sid_hex,
-            netaddr_str(&c->peer, peer, sizeof peer),
-            log_quote(user, sizeof user, c->user ? c->user : "", c->user ? strlen(c->user) : 0),
-            c->mech ? c->mech : "-",
-            auth ? "auth_failed" : c->auth_result == PROTO_THROTTLED ? "throttled"
-            : c->auth_result == PROTO_LIMIT ? "session_limit" : "unavailable");
-  if (auth) {
-    client_write(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag);
-    if (++c->failed_logins >= c->w->cfg->max_auth_attempts) {
-      client_close(c, "* BYE Too many failed logins.\r\n", "auth_attempts");
-      return;
-    }
-  } else if (c->auth_result == PROTO_LIMIT) {
-    client_write(c, "%s NO [LIMIT] Too many sessions for this user.\r\n", tag);
-  } else if (c->auth_result == PROTO_THROTTLED) {
-    client_write(c, "%s NO [UNAVAILABLE] Too many failed logins, try again later.\r\n", tag);
-  } else {
-    client_write(c, "%s NO [UNAVAILABLE] Service temporarily unavailable, try again later.\r\n",
-                 tag);
-  }
-  preauth_resume(c);
+static void preauth_timer(struct client *c) {
+  if (now_ms() - c->accepted_ms >= c->env->cfg->preauth_budget_ms)
+    client_close(c, "* BYE Login time limit exceeded.\r\n", "preauth_budget");
+  else
+    client_close(c, "* BYE Autologout; idle for too long.\r\n", "preauth_timeout");
 }
 
-void preauth_login_reply(struct client *c, int result, uint32_t delay_ms, const char *user,
-                         const char *backend, const char *backend_addr) {
-  if (c->state != CS_AUTH_WAIT) return;
-  if (result == PROTO_OK && backend && backend_addr && (user || c->user)) {
-    const struct config_backend *b = config_backend_find(c->w->cfg, backend);
-    struct netaddr addr;
-    c->registered = 1;   /* sessiond counts the session from now on */
-    if (b && netaddr_parse(backend_addr, &addr) == 0) {
-      if (user) {   /* absent on another seat for the same login */
-        free(c->user);
-        c->user = xstrdup(user);
-      }
-      free(c->backend_name);
-      c->backend_name = xstrdup(backend);
-      c->backend_cfg = b;
-      c->backend_addr = addr;
-      c->state = CS_BACKEND;
-      backend_start(c);
-      return;
-    }
-    log_event(LOG_LVL_ERROR, "route", "session=%s backend=%s error=\"unknown backend\"",
-              c->sid_hex, backend);
-    sessiond_link_session_end(c->w->link, c, "unknown_backend");
-    c->registered = 0;
-    result = PROTO_UNAVAILABLE;
-  }
-  if (c->registered) {   /* routed once, then refused (backend failover) */
-    sessiond_link_session_end(c->w->link, c, "login_failed");
-    c->registered = 0;
-  }
-  c->auth_result = result == PROTO_OK ? PROTO_UNAVAILABLE : result;
-  c->state = CS_AUTH_DELAY;
-  client_timer(c, delay_ms ? delay_ms : 1);
+/* ---- TLS ------------------------------------------------------------------ */
+
+/* After the handshake: the commands, now under TLS. */
+static void tls_done(struct client *c, struct bufferevent *bev, int has_input) {
+  c->state = CS_PREAUTH;
+  client_tls_ready(c, bev, has_input);
 }
 
-void preauth_timer(struct client *c) {
-  switch (c->state) {
-  case CS_AUTH_WAIT:
-    if (sessiond_link_forget(c->w->link, c))
-      log_event(LOG_LVL_WARN, "sessiond_wait_timeout", "session=%s", c->sid_hex);
-    else
-      log_event(LOG_LVL_WARN, "sessiond_timeout", "session=%s", c->sid_hex);
-    worker_req_del(c->w, c);
-    c->auth_result = PROTO_UNAVAILABLE;
-    login_failed_answer(c);
-    return;
-  case CS_AUTH_DELAY:
-    login_failed_answer(c);
-    return;
-  default:
-    if (now_ms() - c->accepted_ms >= c->w->cfg->preauth_budget_ms)
-      client_close(c, "* BYE Login time limit exceeded.\r\n", "preauth_budget");
-    else
-      client_close(c, "* BYE Autologout; idle for too long.\r\n", "preauth_timeout");
+static const struct tls_accept_handlers implicit_tls = {.greeting = greeting,
+                                                        .done = tls_done};
+static const struct tls_accept_handlers starttls = {.done = tls_done};
+
+/* STARTTLS: once "OK Begin TLS" is on the wire, the handshake begins on the
+ * same socket. Whatever the client pipelined after STARTTLS was discarded
+ * (cmd_starttls), so no plaintext command can be smuggled into the TLS
+ * session. */
+static void preauth_flushed(struct client *c) {
+  if (c->state != CS_STARTTLS) return;
+  if (tls_accept_start(c, &starttls) != 0) {
+    client_free(c, "tls_setup_failed");
     return;
   }
+  c->state = CS_TLS_ACCEPT;
+}
+
+/* ---- the stage's start and end -------------------------------------------- */
+
+static int peer_is_trusted(const struct config *cfg, const struct netaddr *a) {
+  for (unsigned i = 0; i < cfg->n_trusted_nets; i++)
+    if (netmask_contains(&cfg->trusted_nets[i], a)) return 1;
+  return 0;
+}
+
+void preauth_start(struct client *c) {
+  const struct config *cfg = c->env->cfg;
+  c->plaintext_ok = cfg->plaintext_auth || peer_is_trusted(cfg, &c->peer);
+  struct imap_limits lim = {cfg->max_line, cfg->max_literal, cfg->max_line + 2 * cfg->max_literal};
+  c->parser = imap_parser_new(&lim);
+  imap_parser_set_literal_check(c->parser, literal_refused, c);
+  client_set_handlers(c, &preauth_handlers);
+
+  client_timer(c, cfg->preauth_timeout_ms);
+  if (c->listener->tls == TLS_IMPLICIT) {   /* the greeting follows the handshake */
+    c->state = CS_TLS_ACCEPT;
+    if (tls_accept_start(c, &implicit_tls) != 0) client_free(c, "tls_setup_failed");
+    return;
+  }
+  c->state = CS_PREAUTH;
+  client_open_plain(c);
+  greet(c);
+}
+
+void preauth_free(struct client *c) {
+  imap_parser_free(c->parser);
+  c->parser = NULL;
 }

@@ -12,16 +12,24 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "proxy/proxied.h"
+
 #include "common/log.h"
 #include "proxy/proxyproto.h"
 #include "common/util.h"
 #include "proxy/client.h"
-#include "proxy/worker.h"
 
 struct proxy_read {
+  proxied_done_fn *done;
   size_t have, need;
   uint8_t buf[];
 };
+
+static void proxied_timer(struct client *c) {
+  client_free(c, "proxy_header_timeout");
+}
+
+static const struct client_handlers proxied_handlers = {.timer = proxied_timer};
 
 static int from_balancer(const struct config_listener *ls, const struct netaddr *a) {
   for (unsigned i = 0; i < ls->n_proxy_from; i++)
@@ -30,6 +38,7 @@ static int from_balancer(const struct config_listener *ls, const struct netaddr 
 }
 
 static void proxied_done(struct client *c, const struct proxyproto_header *h) {
+  proxied_done_fn *done = c->proxy_read->done;
   event_free(c->rd[0]);
   c->rd[0] = NULL;
   free(c->proxy_read);
@@ -39,7 +48,8 @@ static void proxied_done(struct client *c, const struct proxyproto_header *h) {
     c->peer = h->src;
     c->local = h->dst;
   }
-  client_begin(c);
+  client_set_handlers(c, NULL);
+  done(c);
 }
 
 /* Reads what is still missing of the header; 1 when it is all in. */
@@ -57,7 +67,7 @@ static int proxied_fill(struct client *c) {
 static void on_header_readable(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what;
   struct client *c = arg;
-  size_t max = c->w->cfg->max_line;
+  size_t max = c->env->cfg->max_line;
   int full = proxied_fill(c);
   if (full < 0) return;
   struct proxy_read *r = c->proxy_read;
@@ -81,7 +91,7 @@ static void on_header_readable(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
-void proxied_start(struct client *c) {
+void proxied_start(struct client *c, proxied_done_fn *done) {
   char via[NETADDR_STRLEN];
   if (!from_balancer(c->listener, &c->peer)) {
     log_event(LOG_LVL_WARN, "proxy_refused", "session=%s via=%s listener=%s note=\"not in proxy_from\"",
@@ -91,9 +101,16 @@ void proxied_start(struct client *c) {
   }
   c->state = CS_PROXY_HEADER;
   c->proxy_read = xmalloc(sizeof *c->proxy_read + PROXYPROTO_FIXED_LEN);
+  c->proxy_read->done = done;
   c->proxy_read->have = 0;
   c->proxy_read->need = PROXYPROTO_FIXED_LEN;
-  c->rd[0] = event_new(c->w->base, c->fd, EV_READ | EV_PERSIST, on_header_readable, c);
+  c->rd[0] = event_new(c->env->base, c->fd, EV_READ | EV_PERSIST, on_header_readable, c);
   event_add(c->rd[0], NULL);
-  client_timer(c, c->w->cfg->preauth_timeout_ms);
+  client_set_handlers(c, &proxied_handlers);
+  client_timer(c, c->env->cfg->preauth_timeout_ms);
+}
+
+void proxied_free(struct client *c) {
+  free(c->proxy_read);
+  c->proxy_read = NULL;
 }

@@ -24,11 +24,11 @@
 
 #include <event2/buffer.h>
 
+#include "proxy/relay.h"
+
 #include "common/bev_send.h"
-#include "proxy/imap_parser.h"
 #include "common/util.h"
 #include "proxy/client.h"
-#include "proxy/worker.h"
 
 #define RELAY_HIGH (256 * 1024)
 #define RELAY_READ_MAX (64 * 1024)
@@ -58,7 +58,7 @@ static void side_pause(struct client *c, enum side s) {
 }
 
 static void side_resume(struct client *c, enum side s) {
-  if (c->rd[s]) event_add(c->rd[s], s == CLIENT ? c->w->idle_tv : NULL);
+  if (c->rd[s]) event_add(c->rd[s], s == CLIENT ? c->env->idle_tv : NULL);
   else bufferevent_enable(bev_of(c, s), EV_READ);
 }
 
@@ -185,7 +185,7 @@ static void read_bulk(struct client *c, enum side from, int fd) {
   }
 }
 
-void relay_plain_readable(evutil_socket_t fd, short what, void *arg) {
+static void relay_plain_readable(evutil_socket_t fd, short what, void *arg) {
   struct client *c = arg;
   enum side from = fd == plain_fd(c, CLIENT) ? CLIENT : BACKEND;
   if (what & EV_TIMEOUT) {
@@ -197,6 +197,8 @@ void relay_plain_readable(evutil_socket_t fd, short what, void *arg) {
     return;
   read_bulk(c, from, fd);
 }
+
+static const struct client_handlers relay_handlers = {.readable = relay_plain_readable};
 
 /* ---- bufferevent callbacks ---------------------------------------------------------- */
 
@@ -246,8 +248,10 @@ void relay_start(struct client *c) {
     event_free(c->timer);
     c->timer = NULL;
   }
-  imap_parser_free(c->parser);
-  c->parser = NULL;
+  /* Plain sockets are read here, through the events that have read them
+   * since the greeting (client.c, backend.c), which now hand their
+   * readiness to this stage's handler; TLS sides by their bufferevents. */
+  client_set_handlers(c, &relay_handlers);
 
   bufferevent_setcb(c->cbev, on_relay_read, on_relay_write, on_relay_event, c);
   bufferevent_setcb(c->bbev, on_relay_read, on_relay_write, on_relay_event, c);
@@ -256,12 +260,9 @@ void relay_start(struct client *c) {
   bufferevent_set_max_single_write(c->cbev, RELAY_HIGH);
   bufferevent_set_max_single_write(c->bbev, RELAY_HIGH);
   client_hold_input(c, 0);
-  /* Plain sockets are read here, through the events that have read them
-   * since the greeting (client.c, backend.c), which now call
-   * relay_plain_readable(); TLS sides by their bufferevents. */
   for (int s = CLIENT; s <= BACKEND; s++)
     if (plain_fd(c, s) < 0) bufferevent_set_max_single_read(bev_of(c, s), RELAY_READ_MAX);
-  bufferevent_set_timeouts(c->cbev, c->rd[CLIENT] ? NULL : c->w->idle_tv, NULL);
+  bufferevent_set_timeouts(c->cbev, c->rd[CLIENT] ? NULL : c->env->idle_tv, NULL);
   bufferevent_set_timeouts(c->bbev, NULL, NULL);
   /* Commands the client pipelined behind its LOGIN, and anything the
    * backend sent after its OK, go on now; then reading starts. */

@@ -16,30 +16,70 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "proxy/client.h"
-#include "proxy/worker.h"
 
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 2000
+#define REQ_TABLE_SIZE 16384   /* buckets; chains stay short up to ~50k logins at once */
 
 struct sessiond_link {
-  struct worker *w;
+  const struct proxy_env *env;
+  const struct sessiond_link_handlers *h;
   struct bufferevent *bev;
   int up;
   uint64_t retry_ms;
   struct event *retry;
   uint8_t body[PROTO_MAX_BODY];   /* the frame being decoded */
   struct proto_batch *out;        /* every frame to sessiond, per loop turn */
-  unsigned n_held;                /* clients whose LOGIN waits for the link */
+  unsigned n_waiting;             /* logins that wait for the link (sessiond_link_waiting) */
+  /* The requests sessiond has not answered yet, by request id: intrusive
+   * chains through client->req_next. */
+  struct client *by_req[REQ_TABLE_SIZE];
+  uint32_t next_req;
 };
 
 static void link_connect(struct sessiond_link *l);
 static void send_session_end(struct sessiond_link *l, struct proto_msg *m);
-static void hold_login(struct sessiond_link *l, struct client *c);
+
+/* ---- the table of requests ------------------------------------------------ */
+
+static unsigned bucket_of(uint32_t req) {
+  uint64_t key = req;
+  key ^= key >> 33;
+  key *= 0xff51afd7ed558ccdULL;
+  key ^= key >> 33;
+  return (unsigned)(key % REQ_TABLE_SIZE);
+}
+
+static struct client *req_find(struct sessiond_link *l, uint32_t req) {
+  for (struct client *c = l->by_req[bucket_of(req)]; c; c = c->req_next)
+    if (c->req == req) return c;
+  return NULL;
+}
+
+static void req_add(struct sessiond_link *l, struct client *c) {
+  do c->req = ++l->next_req; while (c->req == 0 || req_find(l, c->req));
+  unsigned b = bucket_of(c->req);
+  c->req_next = l->by_req[b];
+  l->by_req[b] = c;
+}
+
+void sessiond_link_cancel(struct sessiond_link *l, struct client *c) {
+  if (!c->req) return;
+  for (struct client **p = &l->by_req[bucket_of(c->req)]; *p; p = &(*p)->req_next)
+    if (*p == c) {
+      *p = c->req_next;
+      break;
+    }
+  c->req = 0;
+  c->req_next = NULL;
+}
+
+/* ---- connecting ----------------------------------------------------------- */
 
 /* Back-off between connection attempts, except while logins wait: then
  * every RETRY_MIN_MS, so they go out soon after sessiond listens again. */
 static void link_schedule_retry(struct sessiond_link *l) {
-  if (l->n_held) l->retry_ms = 0;
+  if (l->n_waiting) l->retry_ms = 0;
   l->retry_ms = l->retry_ms ? l->retry_ms * 2 : RETRY_MIN_MS;
   if (l->retry_ms > RETRY_MAX_MS) l->retry_ms = RETRY_MAX_MS;
   struct timeval tv;
@@ -47,35 +87,10 @@ static void link_schedule_retry(struct sessiond_link *l) {
   evtimer_add(l->retry, &tv);
 }
 
-/* A request sessiond never answered, because it went away: what now.
- *
- * A LOGIN is held and sent again once the link is back, like a login that
- * came while the link was down. sessiond restarts within a second or so,
- * and the request left no trace there that a second try could trip on:
- * the new sessiond has no table of requests, and attaching this proxy's
- * lease to a seat in Redis twice is the same as once. Answering it
- * UNAVAILABLE would fail every client whose login was on the wire when
- * sessiond died. The price: a wrong password in flight may be counted
- * twice by the throttle. It is sent again once only: a login that sessiond
- * dies on twice may be what kills it, and must not keep it crashing.
- *
- * A BACKEND_FAILED (a routed session whose backend failed) is answered
- * UNAVAILABLE: only the dead sessiond knew the session it speaks of. */
-static int request_lost(struct sessiond_link *l, struct client *c) {
-  worker_req_del(l->w, c);
-  if (!c->registered && !c->login_resent && l->w->cfg->sessiond_wait_ms) {
-    c->login_resent = 1;
-    hold_login(l, c);
-    return 1;
-  }
-  preauth_login_reply(c, PROTO_UNAVAILABLE, 0, NULL, NULL, NULL);
-  return 0;
-}
-
-/* sessiond went away: the requests it had not answered are held or
- * answered (request_lost); established sessions go on relaying. */
+/* sessiond went away: the requests it had not answered go back to their
+ * owner (handlers->lost: sent again later, or answered); established
+ * sessions go on relaying. */
 static void link_down(struct sessiond_link *l) {
-  struct worker *w = l->w;
   unsigned resent = 0, failed = 0;
   int was_up = l->up;
   l->up = 0;
@@ -84,21 +99,21 @@ static void link_down(struct sessiond_link *l) {
     bufferevent_free(l->bev);
     l->bev = NULL;
   }
-  for (struct client *c = w->clients, *next; c; c = next) {
-    next = c->next;
-    if (c->state == CS_AUTH_WAIT && c->req) {
-      if (request_lost(l, c)) resent++;
-      else failed++;
+  /* With the link down nothing is added to the table meanwhile. */
+  for (unsigned b = 0; b < REQ_TABLE_SIZE; b++)
+    for (struct client *c; (c = l->by_req[b]);) {
+      sessiond_link_cancel(l, c);
+      int r = l->h->lost(l->h->arg, c);
+      if (r > 0) resent++;
+      else if (r == 0) failed++;
     }
-  }
   if (was_up) log_event(LOG_LVL_WARN, "sessiond_down", "resend=%u failed=%u", resent, failed);
   link_schedule_retry(l);
 }
 
 static void link_dispatch(struct sessiond_link *l, const struct proto_msg *m) {
-  struct worker *w = l->w;
   if (m->type == PROTO_LOGIN_REPLY) {
-    struct client *c = worker_req_find(w, m->req);
+    struct client *c = req_find(l, m->req);
     if (!c) {
       /* The client went away meanwhile: sessiond must not keep its seat. */
       if (m->result == PROTO_OK && m->session) {
@@ -108,20 +123,10 @@ static void link_dispatch(struct sessiond_link *l, const struct proto_msg *m) {
       }
       return;
     }
-    worker_req_del(w, c);
-    if (m->result == PROTO_OK && m->user) {   /* the seat's name comes with the login's */
-      free(c->seat);
-      c->seat = m->seat ? xstrdup(m->seat) : NULL;
-    }
-    if (m->result == PROTO_OK)
-      snprintf(c->ticket, sizeof c->ticket, "%s", m->ticket ? m->ticket : "");
-    preauth_login_reply(c, (int)m->result, m->delay_ms, m->user, m->backend, m->backend_addr);
+    sessiond_link_cancel(l, c);
+    l->h->reply(l->h->arg, c, m);
   } else if (m->type == PROTO_KICK && m->session) {
-    struct client *c = worker_sid_find(w, strtoull(m->session, NULL, 16));
-    if (!c) return;
-    log_event(LOG_LVL_INFO, "kick", "session=%s reason=%s", c->sid_hex,
-              m->reason ? m->reason : "-");
-    client_close(c, "* BYE [UNAVAILABLE] Session closed by the administrator.\r\n", "kicked");
+    l->h->kick(l->h->arg, strtoull(m->session, NULL, 16), m->reason);
   } else {
     log_event(LOG_LVL_WARN, "sessiond_message", "type=%d note=unexpected", (int)m->type);
   }
@@ -147,36 +152,17 @@ static void on_link_read(struct bufferevent *bev, void *arg) {
   }
 }
 
-static int send_login(struct sessiond_link *l, struct client *c);
-
-/* The link is up: the held logins go out, oldest first. */
-static void send_held_logins(struct sessiond_link *l) {
-  struct client *c = l->w->clients;
-  if (!l->n_held || !c) return;
-  while (c->next) c = c->next;   /* the list is newest first */
-  for (; c && l->n_held; c = c->prev) {
-    if (!c->login_held) continue;
-    sessiond_link_forget(l, c);
-    if (send_login(l, c) != 0) preauth_login_reply(c, PROTO_UNAVAILABLE, 0, NULL, NULL, NULL);
-  }
-}
-
 static void on_link_event(struct bufferevent *bev, short what, void *arg) {
   (void)bev;
   struct sessiond_link *l = arg;
   if (what & BEV_EVENT_CONNECTED) {
-    struct worker *w = l->w;
     l->up = 1;
     l->retry_ms = 0;
     proto_batch_set_bev(l->out, l->bev);
-    log_event(LOG_LVL_INFO, "sessiond_up", "sessions=%u held_logins=%u", w->n_clients,
-              l->n_held);
-    struct proto_msg m = {.type = PROTO_HELLO, .worker_id = w->id, .pid = (uint32_t)getpid()};
+    struct proto_msg m = {.type = PROTO_HELLO, .worker_id = l->env->worker_id,
+                          .pid = (uint32_t)getpid()};
     sessiond_link_send(l, &m);
-    /* A restarted sessiond learns the sessions that outlived it. */
-    for (struct client *c = w->clients; c; c = c->next)
-      if (c->state == CS_RELAY) sessiond_link_session_up(l, c);
-    send_held_logins(l);
+    l->h->up(l->h->arg);   /* the sessions that outlived a sessiond, the held logins */
     return;
   }
   link_down(l);
@@ -184,8 +170,8 @@ static void on_link_event(struct bufferevent *bev, short what, void *arg) {
 
 static void link_connect(struct sessiond_link *l) {
   struct sockaddr_un sun = {.sun_family = AF_UNIX};
-  snprintf(sun.sun_path, sizeof sun.sun_path, "%s/sessiond.sock", l->w->cfg->runtime_dir);
-  l->bev = bufferevent_socket_new(l->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+  snprintf(sun.sun_path, sizeof sun.sun_path, "%s/sessiond.sock", l->env->cfg->runtime_dir);
+  l->bev = bufferevent_socket_new(l->env->base, -1, BEV_OPT_CLOSE_ON_FREE);
   bufferevent_setcb(l->bev, on_link_read, NULL, on_link_event, l);
   bufferevent_enable(l->bev, EV_READ | EV_WRITE);
   if (bufferevent_socket_connect(l->bev, (struct sockaddr *)&sun, sizeof sun) != 0) {
@@ -201,11 +187,13 @@ static void on_retry(evutil_socket_t fd, short what, void *arg) {
   if (!l->bev) link_connect(l);
 }
 
-struct sessiond_link *sessiond_link_new(struct worker *w) {
+struct sessiond_link *sessiond_link_new(const struct proxy_env *env,
+                                       const struct sessiond_link_handlers *h) {
   struct sessiond_link *l = xcalloc(1, sizeof *l);
-  l->w = w;
-  l->out = proto_batch_new(w->base);
-  l->retry = evtimer_new(w->base, on_retry, l);
+  l->env = env;
+  l->h = h;
+  l->out = proto_batch_new(env->base);
+  l->retry = evtimer_new(env->base, on_retry, l);
   link_connect(l);
   return l;
 }
@@ -223,6 +211,10 @@ void sessiond_link_free(struct sessiond_link *l) {
 /* A frame can go out only while the link to sessiond is connected. */
 static int link_ready(const struct sessiond_link *l) {
   return l->up && l->bev;
+}
+
+int sessiond_link_ready(const struct sessiond_link *l) {
+  return link_ready(l);
 }
 
 int sessiond_link_send(struct sessiond_link *l, const struct proto_msg *m) {
@@ -243,58 +235,30 @@ static void fill_session(struct proto_msg *m, struct client *c, char *caddr, cha
 
 /* A frame that sessiond answers: c waits under its request number. */
 static int send_request(struct sessiond_link *l, struct client *c, struct proto_msg *m) {
-  worker_req_add(l->w, c);
+  req_add(l, c);
   m->req = c->req;
   if (sessiond_link_send(l, m) != 0) {
-    worker_req_del(l->w, c);
+    sessiond_link_cancel(l, c);
     return -1;
   }
   return 0;
 }
 
-/* What is left of c's login_timeout, which runs from its LOGIN. */
-static uint64_t login_time_left(const struct client *c) {
-  uint64_t spent = now_ms() - c->login_ms, timeout = c->w->cfg->login_timeout_ms;
-  return spent < timeout ? timeout - spent : 1;
-}
-
-static int send_login(struct sessiond_link *l, struct client *c) {
+int sessiond_link_login(struct sessiond_link *l, struct client *c) {
   char caddr[NETADDR_STRLEN], laddr[NETADDR_STRLEN];
   struct proto_msg m = {.type = PROTO_LOGIN, .password = c->password, .mech = c->mech};
   fill_session(&m, c, caddr, laddr);
-  if (send_request(l, c, &m) != 0) return -1;
-  client_timer(c, login_time_left(c));
-  return 0;
+  return send_request(l, c, &m);
 }
 
-/* c's LOGIN (and its password, in c->password as for any login under way)
- * waits for the link: until it comes up, or until c's timer, which runs
- * for sessiond_wait but not past the login's login_timeout. */
-static void hold_login(struct sessiond_link *l, struct client *c) {
-  uint64_t wait = l->w->cfg->sessiond_wait_ms, left = login_time_left(c);
-  c->login_held = 1;
-  l->n_held++;
-  client_timer(c, wait < left ? wait : left);
-  /* Waiting out a long back-off would keep it waiting for nothing. */
-  if (!l->bev && l->retry_ms > RETRY_MIN_MS) {
+void sessiond_link_waiting(struct sessiond_link *l, unsigned n) {
+  int more = n > l->n_waiting;
+  l->n_waiting = n;
+  /* Waiting out a long back-off would keep them waiting for nothing. */
+  if (more && !l->bev && l->retry_ms > RETRY_MIN_MS) {
     l->retry_ms = 0;
     link_schedule_retry(l);
   }
-}
-
-int sessiond_link_login(struct sessiond_link *l, struct client *c) {
-  const struct config *cfg = l->w->cfg;
-  if (link_ready(l)) return send_login(l, c);
-  if (!cfg->sessiond_wait_ms || l->n_held >= cfg->sessiond_wait_queue) return -1;
-  hold_login(l, c);
-  return 0;
-}
-
-int sessiond_link_forget(struct sessiond_link *l, struct client *c) {
-  if (!c->login_held) return 0;
-  c->login_held = 0;
-  l->n_held--;
-  return 1;
 }
 
 int sessiond_link_backend_failed(struct sessiond_link *l, struct client *c, const char *why) {

@@ -14,6 +14,7 @@
  * bufferevent (TLS 1.2, or release_after_handshake = no). Bytes the client
  * sent behind its Finished are handed on to either. */
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,17 +24,23 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "proxy/tlsaccept.h"
+
 #include "common/bev_send.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "proxy/client.h"
 #include "proxy/tls.h"
 #include "proxy/tlswatch.h"
-#include "proxy/worker.h"
 
 /* What a client may have sent that OpenSSL has not taken yet: a handshake
  * flight is a few KiB; more is a client that does not wait its turn. */
 #define HANDSHAKE_INPUT_MAX (64 * 1024)
+
+struct tls_accept {
+  SSL *ssl;                                  /* on memory BIOs */
+  const struct tls_accept_handlers *h;
+};
 
 static void on_socket(evutil_socket_t fd, short what, void *arg);
 
@@ -48,14 +55,14 @@ static void add_as_read(struct bufferevent *under, const void *data, size_t len)
 
 static void wait_for(struct client *c, short what) {
   event_del(c->rd[0]);
-  event_assign(c->rd[0], c->w->base, c->fd, what | EV_PERSIST, on_socket, c);
+  event_assign(c->rd[0], c->env->base, c->fd, what | EV_PERSIST, on_socket, c);
   event_add(c->rd[0], NULL);
 }
 
 /* Sends what OpenSSL has written. 1: all sent; 0: the rest waits for
  * writability; -1: the connection failed. */
 static int send_written(struct client *c) {
-  BIO *wbio = SSL_get_wbio(c->hs);
+  BIO *wbio = SSL_get_wbio(c->hs->ssl);
   char *p;
   long len;
   while ((len = BIO_get_mem_data(wbio, &p)) > 0) {
@@ -108,12 +115,12 @@ static void pause_while_unsent(struct evbuffer *out, const struct evbuffer_cb_in
 static struct bufferevent *stay_with_openssl(struct client *c, SSL *ssl, const char *out,
                                              size_t outlen, const char *in, size_t inlen,
                                              const char *greeting, size_t glen) {
-  struct bufferevent *under = bufferevent_socket_new(c->w->base, c->fd, 0);
+  struct bufferevent *under = bufferevent_socket_new(c->env->base, c->fd, 0);
   if (!under) return NULL;
   evbuffer_add(bufferevent_get_output(under), out, outlen);
   add_as_read(under, in, inlen);
   /* Takes the SSL and frees its memory BIOs (out and in die with them). */
-  struct bufferevent *bev = bufferevent_openssl_filter_new(c->w->base, under, ssl,
+  struct bufferevent *bev = bufferevent_openssl_filter_new(c->env->base, under, ssl,
                                                            BUFFEREVENT_SSL_OPEN,
                                                            BEV_OPT_CLOSE_ON_FREE);
   if (!bev) {
@@ -129,7 +136,9 @@ static struct bufferevent *stay_with_openssl(struct client *c, SSL *ssl, const c
 /* The handshake is done: the session moves on, with the greeting on
  * implicit TLS. */
 static void established(struct client *c) {
-  SSL *ssl = c->hs;
+  SSL *ssl = c->hs->ssl;
+  const struct tls_accept_handlers *h = c->hs->h;
+  free(c->hs);
   c->hs = NULL;
   event_free(c->rd[0]);
   c->rd[0] = NULL;
@@ -137,14 +146,13 @@ static void established(struct client *c) {
   if (log_get_level() >= LOG_LVL_DEBUG)   /* tls_describe formats: only when it is logged */
     log_event(LOG_LVL_DEBUG, "tls", "session=%s tls=%s", c->sid_hex,
               tls_describe(ssl, desc, sizeof desc));
-  size_t glen = c->listener->tls == TLS_IMPLICIT ? preauth_greeting(c, greeting, sizeof greeting)
-                                                 : 0;
+  size_t glen = h->greeting ? h->greeting(c, greeting, sizeof greeting) : 0;
   char *out, *in;
   long outlen = BIO_get_mem_data(SSL_get_wbio(ssl), &out);
   long inlen = BIO_get_mem_data(SSL_get_rbio(ssl), &in);
   struct bufferevent *bev = NULL;
-  if (c->w->cfg->tls_release &&
-      (bev = tlswatch_takeover(c->w->base, c->fd, ssl, out, (size_t)outlen, greeting, glen))) {
+  if (c->env->cfg->tls_release &&
+      (bev = tlswatch_takeover(c->env->base, c->fd, ssl, out, (size_t)outlen, greeting, glen))) {
     add_as_read(bufferevent_get_underlying(bev), in, (size_t)inlen);
     SSL_free(ssl);
     log_event(LOG_LVL_DEBUG, "tls_release", "session=%s", c->sid_hex);
@@ -154,19 +162,19 @@ static void established(struct client *c) {
     client_free(c, "tls_setup_failed");
     return;
   }
-  client_tls_ready(c, bev, inlen > 0);
+  h->done(c, bev, inlen > 0);
 }
 
 /* One step: what the client sent goes to OpenSSL, what it answers goes
  * out. */
 static void step(struct client *c) {
   ERR_clear_error();
-  int r = SSL_do_handshake(c->hs);
+  int r = SSL_do_handshake(c->hs->ssl);
   if (r == 1) {
     established(c);   /* its last flight leaves with the greeting */
     return;
   }
-  if (SSL_get_error(c->hs, r) != SSL_ERROR_WANT_READ) {
+  if (SSL_get_error(c->hs->ssl, r) != SSL_ERROR_WANT_READ) {
     failed(c, "tls_handshake_failed");
     return;
   }
@@ -190,7 +198,7 @@ static void on_socket(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   if (n < 0) return;
-  BIO *rbio = SSL_get_rbio(c->hs);
+  BIO *rbio = SSL_get_rbio(c->hs->ssl);
   if (BIO_write(rbio, buf, (int)n) != (int)n || BIO_ctrl_pending(rbio) > HANDSHAKE_INPUT_MAX) {
     failed(c, "tls_handshake_failed");
     return;
@@ -198,12 +206,13 @@ static void on_socket(evutil_socket_t fd, short what, void *arg) {
   step(c);
 }
 
-int tls_accept_start(struct client *c) {
-  struct worker *w = c->w;
-  SSL *ssl = w->tls_server ? SSL_new(w->tls_server) : NULL;
+int tls_accept_start(struct client *c, const struct tls_accept_handlers *h) {
+  const struct proxy_env *env = c->env;
+  client_drop_plain(c);
+  SSL *ssl = env->tls_server ? SSL_new(env->tls_server) : NULL;
   BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
-  struct event *ev = event_new(w->base, c->fd, EV_READ | EV_PERSIST, on_socket, c);
-  if (!ssl || !rbio || !wbio || !ev || (w->cfg->tls_release && tlswatch_start(ssl) != 0)) {
+  struct event *ev = event_new(env->base, c->fd, EV_READ | EV_PERSIST, on_socket, c);
+  if (!ssl || !rbio || !wbio || !ev || (env->cfg->tls_release && tlswatch_start(ssl) != 0)) {
     SSL_free(ssl);
     BIO_free(rbio);
     BIO_free(wbio);
@@ -214,13 +223,18 @@ int tls_accept_start(struct client *c) {
   BIO_set_mem_eof_return(rbio, -1);
   SSL_set_bio(ssl, rbio, wbio);
   SSL_set_accept_state(ssl);
-  c->hs = ssl;
+  c->hs = xmalloc(sizeof *c->hs);
+  c->hs->ssl = ssl;
+  c->hs->h = h;
   c->rd[0] = ev;
+  c->is_tls = 1;
   event_add(ev, NULL);
   return 0;
 }
 
 void tls_accept_free(struct client *c) {
-  SSL_free(c->hs);
+  if (!c->hs) return;
+  SSL_free(c->hs->ssl);
+  free(c->hs);
   c->hs = NULL;
 }

@@ -1,33 +1,60 @@
 /* A proxy worker process: accepts on the inherited listeners, applies the
- * connection limits, and hands each connection to client.c. Also the
- * worker-wide tables (requests, sessions, per-address counts), signals and
- * the configuration reload. */
+ * connection limits, and starts each connection's first stage (proxied.h
+ * or preauth.h). It sits on top of a connection's modules: it makes the
+ * environment they read (env.h), the link to sessiond whose answers it
+ * hands to the login (login.h), and the hooks that let go of a client.
+ * Also the worker-wide tables (sessions by id, per-address counts), the
+ * list of clients, signals and the configuration reload. */
 #include "proxy/worker.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
-#include <grp.h>
-#include <pwd.h>
 #include <unistd.h>
 
+#include <event2/listener.h>
+
 #include "common/log.h"
+#include "common/proto.h"
 #include "common/util.h"
+#include "proxy/backend.h"
 #include "proxy/client.h"
+#include "proxy/env.h"
+#include "proxy/login.h"
+#include "proxy/preauth.h"
+#include "proxy/proxied.h"
 #include "proxy/sessiond_link.h"
 #include "proxy/tickets.h"
 #include "proxy/tls.h"
+#include "proxy/tlsaccept.h"
+#include "proxy/workerproc.h"
 
 #define IP_TABLE_SIZE 4096
 #define ACCEPT_PAUSE_MS 500     /* after EMFILE/ENFILE: breathe, then retry */
 #define STOP_GRACE_MS 5000
+#define WORKER_TABLE_SIZE 16384   /* buckets; chains stay short up to ~50k sessions */
+
+struct ip_count;
+
+struct worker {
+  struct proxy_env env;              /* what every connection reads; first, see worker_of */
+  int tickets_fd;                    /* the master's ticket-key pipe; -1: no tickets */
+  struct event *tickets_ev;
+  struct evconnlistener *listeners[CONFIG_MAX_LISTENERS];
+  unsigned n_listeners;
+  struct event *sig_term, *sig_hup, *accept_resume;
+
+  struct client *clients;            /* all clients, newest first */
+  unsigned n_clients;
+  int stopping;
+
+  struct client *by_sid[WORKER_TABLE_SIZE];   /* intrusive chains through client->sid_next */
+  struct ip_count **ip_table;        /* per-address connection counts */
+};
 
 struct ip_count {
   uint8_t key[16];
@@ -50,37 +77,13 @@ static unsigned bucket_of(uint64_t key) {
   return (unsigned)(key % WORKER_TABLE_SIZE);
 }
 
-void worker_req_add(struct worker *w, struct client *c) {
-  do c->req = ++w->next_req; while (c->req == 0 || worker_req_find(w, c->req));
-  unsigned b = bucket_of(c->req);
-  c->req_next = w->by_req[b];
-  w->by_req[b] = c;
-}
-
-void worker_req_del(struct worker *w, struct client *c) {
-  if (!c->req) return;
-  for (struct client **p = &w->by_req[bucket_of(c->req)]; *p; p = &(*p)->req_next)
-    if (*p == c) {
-      *p = c->req_next;
-      break;
-    }
-  c->req = 0;
-  c->req_next = NULL;
-}
-
-struct client *worker_req_find(struct worker *w, uint32_t req) {
-  for (struct client *c = w->by_req[bucket_of(req)]; c; c = c->req_next)
-    if (c->req == req) return c;
-  return NULL;
-}
-
-void worker_sid_add(struct worker *w, struct client *c) {
+static void sid_add(struct worker *w, struct client *c) {
   unsigned b = bucket_of(c->sid);
   c->sid_next = w->by_sid[b];
   w->by_sid[b] = c;
 }
 
-void worker_sid_del(struct worker *w, struct client *c) {
+static void sid_del(struct worker *w, struct client *c) {
   for (struct client **p = &w->by_sid[bucket_of(c->sid)]; *p; p = &(*p)->sid_next)
     if (*p == c) {
       *p = c->sid_next;
@@ -88,7 +91,7 @@ void worker_sid_del(struct worker *w, struct client *c) {
     }
 }
 
-struct client *worker_sid_find(struct worker *w, uint64_t sid) {
+static struct client *sid_find(struct worker *w, uint64_t sid) {
   for (struct client *c = w->by_sid[bucket_of(sid)]; c; c = c->sid_next)
     if (c->sid == sid) return c;
   return NULL;
@@ -114,8 +117,8 @@ static struct ip_count **ip_slot(struct worker *w, const uint8_t key[16]) {
   return p;
 }
 
-int worker_ip_acquire(struct worker *w, const struct netaddr *a) {
-  unsigned limit = w->cfg->max_connections_per_ip;
+static int ip_acquire(struct worker *w, const struct netaddr *a) {
+  unsigned limit = w->env.cfg->max_connections_per_ip;
   if (limit == 0) return 0;
   uint8_t key[16];
   ip_key(a, key);
@@ -129,7 +132,7 @@ int worker_ip_acquire(struct worker *w, const struct netaddr *a) {
   return 0;
 }
 
-void worker_ip_release(struct worker *w, const struct netaddr *a) {
+static void ip_release(struct worker *w, const struct netaddr *a) {
   uint8_t key[16];
   ip_key(a, key);
   struct ip_count **p = ip_slot(w, key);
@@ -141,11 +144,102 @@ void worker_ip_release(struct worker *w, const struct netaddr *a) {
   }
 }
 
+/* ---- a connection's start and end ----------------------------------------- */
+
+static struct worker *worker_of(const struct client *c) {
+  return (struct worker *)c->env;   /* env is the worker's first member */
+}
+
+/* With the client's real address known: the per-address limit, then the
+ * pre-auth stage. */
+static void begin(struct client *c) {
+  struct worker *w = worker_of(c);
+  const struct config_listener *ls = c->listener;
+  char peer[NETADDR_STRLEN], via[NETADDR_STRLEN] = "";
+  if (c->via.len) netaddr_str(&c->via, via, sizeof via);
+  log_event(LOG_LVL_INFO, "connect", "session=%s client=%s listener=%s%s%s", c->sid_hex,
+            netaddr_str(&c->peer, peer, sizeof peer), ls->name, *via ? " via=" : "", via);
+
+  if (ip_acquire(w, &c->peer) != 0) {
+    if (ls->tls == TLS_IMPLICIT) {   /* no plaintext words on a TLS port */
+      client_free(c, "max_connections_per_ip");
+      return;
+    }
+    client_open_plain(c);
+    client_close(c, "* BYE [UNAVAILABLE] Too many connections from your address\r\n",
+                 "max_connections_per_ip");
+    return;
+  }
+  c->counted = 1;
+  preauth_start(c);
+}
+
+/* client_free: every stage lets go of c, then the worker forgets it. */
+static void release(struct client *c, const char *reason) {
+  struct worker *w = worker_of(c);
+  login_release(c, reason);
+  tls_accept_free(c);
+  proxied_free(c);
+  preauth_free(c);
+  sid_del(w, c);
+  if (c->counted) ip_release(w, &c->peer);
+  if (c->prev) c->prev->next = c->next;
+  else w->clients = c->next;
+  if (c->next) c->next->prev = c->prev;
+  w->n_clients--;
+  if (w->stopping && w->n_clients == 0) event_base_loopbreak(w->env.base);
+}
+
+static const struct client_hooks client_hooks = {.release = release};
+
+static void worker_accept(struct worker *w, int fd, const struct config_listener *ls,
+                          const struct sockaddr *sa, int salen) {
+  struct client *c = client_new(&w->env, &client_hooks, fd, ls, sa, salen);
+  c->next = w->clients;
+  if (w->clients) w->clients->prev = c;
+  w->clients = c;
+  w->n_clients++;
+  sid_add(w, c);
+  if (ls->proxy_protocol) proxied_start(c, begin);
+  else begin(c);
+}
+
+/* ---- the link's news ------------------------------------------------------ */
+
+static void on_link_reply(void *arg, struct client *c, const struct proto_msg *m) {
+  (void)arg;
+  login_reply(c, m);
+}
+
+static int on_link_lost(void *arg, struct client *c) {
+  (void)arg;
+  return login_lost(c);
+}
+
+/* A restarted sessiond learns the sessions that outlived it; then the
+ * logins that waited for it go. */
+static void on_link_up(void *arg) {
+  struct worker *w = arg;
+  log_event(LOG_LVL_INFO, "sessiond_up", "sessions=%u held_logins=%u", w->n_clients,
+            logins_held(w->env.logins));
+  for (struct client *c = w->clients; c; c = c->next)
+    if (c->state == CS_RELAY) sessiond_link_session_up(w->env.link, c);
+  logins_link_up(w->env.logins);
+}
+
+static void on_link_kick(void *arg, uint64_t sid, const char *reason) {
+  struct worker *w = arg;
+  struct client *c = sid_find(w, sid);
+  if (!c) return;
+  log_event(LOG_LVL_INFO, "kick", "session=%s reason=%s", c->sid_hex, reason ? reason : "-");
+  client_close(c, "* BYE [UNAVAILABLE] Session closed by the administrator.\r\n", "kicked");
+}
+
 /* ---- accepting ------------------------------------------------------ */
 
 static const struct config_listener *listener_of(struct worker *w, struct evconnlistener *l) {
   for (unsigned i = 0; i < w->n_listeners; i++)
-    if (w->listeners[i] == l) return &w->cfg->listeners[i];
+    if (w->listeners[i] == l) return &w->env.cfg->listeners[i];
   return NULL;
 }
 
@@ -157,16 +251,16 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     close(fd);
     return;
   }
-  if (w->n_clients >= w->cfg->max_connections) {
+  if (w->n_clients >= w->env.cfg->max_connections) {
     /* Over the limit nobody is served well; say so in IMAP and go. */
     static const char bye[] = "* BYE [UNAVAILABLE] Too many connections, try again later\r\n";
     if (ls->tls != TLS_IMPLICIT && write(fd, bye, sizeof bye - 1) < 0) { /* best effort */ }
     close(fd);
     log_event(LOG_LVL_WARN, "refused", "reason=max_connections limit=%u",
-              w->cfg->max_connections);
+              w->env.cfg->max_connections);
     return;
   }
-  client_accept(w, fd, ls, sa, salen);
+  worker_accept(w, fd, ls, sa, salen);
 }
 
 static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
@@ -192,8 +286,8 @@ static void on_accept_error(struct evconnlistener *l, void *arg) {
 static int worker_listen(struct worker *w) {
   const char *env = getenv("USHER_LISTEN_FDS");
   unsigned n = env ? (unsigned)atoi(env) : 0;
-  if (n != w->cfg->n_listeners) {
-    log_event(LOG_LVL_ERROR, "listen_fds", "inherited=%u configured=%u", n, w->cfg->n_listeners);
+  if (n != w->env.cfg->n_listeners) {
+    log_event(LOG_LVL_ERROR, "listen_fds", "inherited=%u configured=%u", n, w->env.cfg->n_listeners);
     return -1;
   }
   for (unsigned i = 0; i < n; i++) {
@@ -203,76 +297,12 @@ static int worker_listen(struct worker *w) {
      * listen_backlog. A negative one makes libevent call listen(fd, 128)
      * again, and a reconnect storm then overflows the queue: the kernel
      * drops SYNs and each such client waits a second for its retry. */
-    w->listeners[i] = evconnlistener_new(w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, 0, fd);
+    w->listeners[i] = evconnlistener_new(w->env.base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, 0, fd);
     if (!w->listeners[i]) return -1;
     evconnlistener_set_error_cb(w->listeners[i], on_accept_error);
   }
   w->n_listeners = n;
   return 0;
-}
-
-/* ---- privileges --------------------------------------------------------- */
-
-/* After the listeners, TLS keys and ticket keys are in hand, a worker needs
- * no privilege: it becomes [usher] user, for good (a root worker that
- * could get root back would defeat the point), and never dumps core (it
- * holds a password for the length of a login). */
-static int worker_drop_privileges(const struct config *cfg) {
-  struct rlimit no_core = {0, 0};
-  setrlimit(RLIMIT_CORE, &no_core);
-  prctl(PR_SET_DUMPABLE, 0);
-  if (!cfg->user) return 0;
-  struct passwd *pw = getpwnam(cfg->user);
-  if (!pw) {
-    log_event(LOG_LVL_ERROR, "privileges", "user=%s error=\"no such user\"", cfg->user);
-    return -1;
-  }
-  if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0 ||
-      (pw->pw_uid != 0 && setuid(0) == 0)) {
-    log_event(LOG_LVL_ERROR, "privileges", "user=%s error=\"%s\"", cfg->user, strerror(errno));
-    return -1;
-  }
-  log_event(LOG_LVL_DEBUG, "privileges", "user=%s uid=%d", cfg->user, (int)pw->pw_uid);
-  return 0;
-}
-
-/* ---- scheduling ---------------------------------------------------------- */
-
-/* Workers run as SCHED_BATCH unless the operator says otherwise. A worker
- * wakes for every few packets and does tens to hundreds of microseconds of
- * work each time (a LOGIN line, a TLS handshake's flight). Under the
- * normal policy each such wake-up may preempt whatever runs on that core:
- * the other workers, sessiond, whatever else the machine does. Every
- * preemption is a context switch and cold caches for both, and with as
- * many workers as cores it happens on every login. A batch task does not
- * preempt on wake-up; it runs when the core is free or at the next
- * scheduler tick. That costs a woken worker up to about a millisecond of
- * wait, and only when every core is busy; it saved about 12% of the CPU
- * per TLS login and per plaintext login with 2 workers here (README,
- * Performance). It needs no privilege and leaves the nice level alone; a
- * reload may switch it. */
-static void worker_set_scheduling(const struct config *cfg) {
-  struct sched_param none = {0};
-  if (sched_setscheduler(0, cfg->worker_batch ? SCHED_BATCH : SCHED_OTHER, &none) != 0)
-    log_event(LOG_LVL_WARN, "scheduling", "policy=%s error=\"%s\"",
-              cfg->worker_batch ? "batch" : "normal", strerror(errno));
-}
-
-/* ---- memory --------------------------------------------------------------- */
-
-/* The relay reads up to 64 KiB at a time into libevent chains of 128 KiB,
- * and up to 256 KiB wait per direction. With glibc's defaults each such
- * chain is above the 128 KiB mmap threshold, or, once glibc has raised
- * that, sits at the top of a heap that free() trims back as soon as 256
- * KiB are free there: either way the next read faults its pages in again.
- * On a VM a page fault is dear (about 20 us here): a FETCH through a fresh
- * worker took 93,000 faults and 1.9 CPU seconds per GiB, against 400 and
- * 0.5-0.6 with the thresholds below. A worker keeps up to 8 MiB of freed heap
- * for the next burst; big allocations (none on our paths) still get their
- * own mapping. */
-static void worker_malloc_setup(void) {
-  mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 }
 
 /* ---- TLS contexts and reload ---------------------------------------- */
@@ -308,7 +338,7 @@ static void worker_tickets_start(struct worker *w) {
   fd_set_nonblock_cloexec(w->tickets_fd);
   if (tickets_read(w) != 1)
     log_event(LOG_LVL_WARN, "ticket_keys", "error=\"none from the master\"");
-  w->tickets_ev = event_new(w->base, w->tickets_fd, EV_READ | EV_PERSIST, on_tickets, w);
+  w->tickets_ev = event_new(w->env.base, w->tickets_fd, EV_READ | EV_PERSIST, on_tickets, w);
   event_add(w->tickets_ev, NULL);
 }
 
@@ -334,14 +364,14 @@ static int worker_load_tls(struct worker *w, struct config *cfg) {
     }
   }
   /* Live connections hold their own references to the old contexts. */
-  if (w->tls_backend)
-    for (unsigned i = 0; i < w->cfg->n_backends; i++) SSL_CTX_free(w->tls_backend[i]);
-  free(w->tls_backend);
+  if (w->env.tls_backend)
+    for (unsigned i = 0; i < w->env.cfg->n_backends; i++) SSL_CTX_free(w->env.tls_backend[i]);
+  free(w->env.tls_backend);
   if (server && w->tickets_fd >= 0) tickets_install(server);
   else if (server) SSL_CTX_set_options(server, SSL_OP_NO_TICKET);
-  SSL_CTX_free(w->tls_server);
-  w->tls_server = server;
-  w->tls_backend = backend;
+  SSL_CTX_free(w->env.tls_server);
+  w->env.tls_server = server;
+  w->env.tls_backend = backend;
   return 0;
 }
 
@@ -354,17 +384,17 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what;
   struct worker *w = arg;
   char err[512];
-  struct config *fresh = config_load(w->cfg->path, err, sizeof err);
+  struct config *fresh = config_load(w->env.cfg->path, err, sizeof err);
   if (!fresh) {
     log_event(LOG_LVL_ERROR, "reload_refused", "error=\"%s\"", err);
     return;
   }
-  if (fresh->n_listeners != w->cfg->n_listeners) {
+  if (fresh->n_listeners != w->env.cfg->n_listeners) {
     log_event(LOG_LVL_WARN, "reload", "note=\"listener changes need a restart\"");
     config_free(fresh);
     return;
   }
-  struct config *old = w->cfg;
+  struct config *old = w->env.cfg;
   /* sessiond decides which removed backends still serve someone; here
    * they all stay known, so that its answers can always be followed. */
   config_carry_retired(fresh, old, keep_always, NULL);
@@ -377,9 +407,9 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg) {
   r->cfg = old;
   r->next = retired;
   retired = r;
-  w->cfg = fresh;
+  w->env.cfg = fresh;
   log_set_level(fresh->log_level);
-  worker_set_scheduling(fresh);
+  workerproc_scheduling(fresh);
   log_event(LOG_LVL_INFO, "reload", "backends=%u", fresh->n_backends);
 }
 
@@ -396,7 +426,7 @@ static void worker_close_all(struct worker *w, int spare_relayed) {
  * after that, the loop ends and what is left is freed. */
 static void on_stop_timeout(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what;
-  event_base_loopbreak(((struct worker *)arg)->base);
+  event_base_loopbreak(((struct worker *)arg)->env.base);
 }
 
 static void on_drain_end(evutil_socket_t fd, short what, void *arg) {
@@ -405,12 +435,12 @@ static void on_drain_end(evutil_socket_t fd, short what, void *arg) {
   log_event(LOG_LVL_INFO, "drain_end", "clients=%u", w->n_clients);
   worker_close_all(w, 0);
   if (w->n_clients == 0) {
-    event_base_loopbreak(w->base);
+    event_base_loopbreak(w->env.base);
     return;
   }
   struct timeval tv;
   ms_to_timeval(STOP_GRACE_MS, &tv);
-  event_base_once(w->base, -1, EV_TIMEOUT, on_stop_timeout, w, &tv);
+  event_base_once(w->env.base, -1, EV_TIMEOUT, on_stop_timeout, w, &tv);
 }
 
 /* SIGTERM: accept nothing more; clients that have not reached a backend
@@ -427,15 +457,15 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg) {
     w->listeners[i] = NULL;
   }
   log_event(LOG_LVL_INFO, "stopping", "clients=%u drain_ms=%llu", w->n_clients,
-            (unsigned long long)w->cfg->drain_ms);
+            (unsigned long long)w->env.cfg->drain_ms);
   worker_close_all(w, 1);
   if (w->n_clients == 0) {
-    event_base_loopbreak(w->base);
+    event_base_loopbreak(w->env.base);
     return;
   }
   struct timeval tv;
-  ms_to_timeval(w->cfg->drain_ms, &tv);
-  event_base_once(w->base, -1, EV_TIMEOUT, on_drain_end, w, &tv);
+  ms_to_timeval(w->env.cfg->drain_ms, &tv);
+  event_base_once(w->env.base, -1, EV_TIMEOUT, on_drain_end, w, &tv);
 }
 
 int worker_main(const char *config_path, unsigned id) {
@@ -449,40 +479,46 @@ int worker_main(const char *config_path, unsigned id) {
   log_init(proc, cfg->log_level, cfg->syslog);
   prctl(PR_SET_PDEATHSIG, SIGTERM);   /* never outlive the master */
   signal(SIGPIPE, SIG_IGN);
-  worker_set_scheduling(cfg);
-  worker_malloc_setup();
+  workerproc_scheduling(cfg);
+  workerproc_malloc();
 
   struct worker *w = xcalloc(1, sizeof *w);
-  w->id = id;
-  w->cfg = cfg;
+  w->env.worker_id = id;
+  w->env.cfg = cfg;
+  const struct sessiond_link_handlers link_handlers = {
+    .arg = w, .reply = on_link_reply, .lost = on_link_lost, .up = on_link_up,
+    .kick = on_link_kick};
   /* The changelist folds an event added and removed in one loop turn
    * (a write queued and flushed at once) into no epoll_ctl at all. */
   struct event_config *ec = event_config_new();
   event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-  w->base = event_base_new_with_config(ec);
+  w->env.base = event_base_new_with_config(ec);
   event_config_free(ec);
   w->ip_table = xcalloc(IP_TABLE_SIZE, sizeof *w->ip_table);
   struct timeval idle;
   ms_to_timeval(cfg->idle_timeout_ms, &idle);
-  w->idle_tv = event_base_init_common_timeout(w->base, &idle);
-  w->accept_resume = evtimer_new(w->base, on_accept_resume, w);
+  w->env.idle_tv = event_base_init_common_timeout(w->env.base, &idle);
+  w->accept_resume = evtimer_new(w->env.base, on_accept_resume, w);
   worker_tickets_start(w);
   if (worker_load_tls(w, cfg) != 0 || worker_listen(w) != 0) return 1;
-  if (worker_drop_privileges(cfg) != 0) return 1;
-  w->link = sessiond_link_new(w);
+  if (workerproc_drop_privileges(cfg) != 0) return 1;
+  preauth_setup(login_begin);
+  w->env.logins = logins_new(&w->env);
+  w->env.link = sessiond_link_new(&w->env, &link_handlers);
 
-  w->sig_term = evsignal_new(w->base, SIGTERM, on_sigterm, w);
-  w->sig_hup = evsignal_new(w->base, SIGHUP, on_sighup, w);
-  struct event *sig_int = evsignal_new(w->base, SIGINT, on_sigterm, w);
+  w->sig_term = evsignal_new(w->env.base, SIGTERM, on_sigterm, w);
+  w->sig_hup = evsignal_new(w->env.base, SIGHUP, on_sighup, w);
+  struct event *sig_int = evsignal_new(w->env.base, SIGINT, on_sigterm, w);
   event_add(w->sig_term, NULL);
   event_add(w->sig_hup, NULL);
   event_add(sig_int, NULL);
 
   log_event(LOG_LVL_INFO, "worker_start", "listeners=%u", w->n_listeners);
-  event_base_dispatch(w->base);
+  event_base_dispatch(w->env.base);
 
   while (w->clients) client_free(w->clients, "shutdown");
-  sessiond_link_free(w->link);
+  sessiond_link_free(w->env.link);
+  logins_free(w->env.logins);
   event_free(w->sig_term);
   event_free(w->sig_hup);
   event_free(sig_int);
@@ -492,9 +528,9 @@ int worker_main(const char *config_path, unsigned id) {
   tickets_forget();
   for (unsigned i = 0; i < w->n_listeners; i++)
     if (w->listeners[i]) evconnlistener_free(w->listeners[i]);
-  for (unsigned i = 0; i < w->cfg->n_backends; i++) SSL_CTX_free(w->tls_backend[i]);
-  free(w->tls_backend);
-  SSL_CTX_free(w->tls_server);
+  for (unsigned i = 0; i < w->env.cfg->n_backends; i++) SSL_CTX_free(w->env.tls_backend[i]);
+  free(w->env.tls_backend);
+  SSL_CTX_free(w->env.tls_server);
   for (unsigned i = 0; i < IP_TABLE_SIZE; i++)
     while (w->ip_table[i]) {
       struct ip_count *n = w->ip_table[i]->next;
@@ -502,14 +538,14 @@ int worker_main(const char *config_path, unsigned id) {
       w->ip_table[i] = n;
     }
   free(w->ip_table);
-  event_base_free(w->base);
+  event_base_free(w->env.base);
   while (retired) {
     struct retired_config *n = retired->next;
     config_free(retired->cfg);
     free(retired);
     retired = n;
   }
-  config_free(w->cfg);
+  config_free(w->env.cfg);
   free(w);
   log_event(LOG_LVL_INFO, "worker_stop", "ok=1");
   return 0;
