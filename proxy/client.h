@@ -28,6 +28,7 @@
 #include <event2/event.h>
 
 #include "common/config.h"
+#include "common/htable.h"
 #include "common/netaddr.h"
 #include "common/proto.h"
 #include "proxy/env.h"
@@ -73,7 +74,7 @@ struct client {
   const struct client_hooks *hooks;       /* the owner's */
   const struct client_handlers *handlers; /* the stage's */
   struct client *prev, *next;       /* worker's list of all clients */
-  struct client *req_next;          /* the sessiond link's table of requests */
+  struct htable_node req_node;      /* the sessiond link's table of requests */
   struct client *sid_next;          /* worker's table of sessions by id */
   struct client *wait_prev, *wait_next;   /* logins waiting for the link (login.c) */
 

@@ -12,6 +12,7 @@
 #include <event2/bufferevent.h>
 
 #include "common/bev_send.h"
+#include "common/htable.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
@@ -19,7 +20,6 @@
 
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 2000
-#define REQ_TABLE_SIZE 16384   /* buckets; chains stay short up to ~50k logins at once */
 
 struct sessiond_link {
   const struct proxy_env *env;
@@ -31,9 +31,9 @@ struct sessiond_link {
   uint8_t body[PROTO_MAX_BODY];   /* the frame being decoded */
   struct proto_batch *out;        /* every frame to sessiond, per loop turn */
   unsigned n_waiting;             /* logins that wait for the link (sessiond_link_waiting) */
-  /* The requests sessiond has not answered yet, by request id: intrusive
-   * chains through client->req_next. */
-  struct client *by_req[REQ_TABLE_SIZE];
+  /* The requests sessiond has not answered yet, by request id, through
+   * client->req_node. */
+  struct htable requests;
   uint32_t next_req;
 };
 
@@ -42,36 +42,29 @@ static void send_session_end(struct sessiond_link *l, struct proto_msg *m);
 
 /* ---- the table of requests ------------------------------------------------ */
 
-static unsigned bucket_of(uint32_t req) {
-  uint64_t key = req;
-  key ^= key >> 33;
-  key *= 0xff51afd7ed558ccdULL;
-  key ^= key >> 33;
-  return (unsigned)(key % REQ_TABLE_SIZE);
+/* Request ids are ours, sequential: a mix of the bits spreads them. */
+static uint64_t req_hash(uint32_t req) {
+  return htable_hash_bytes(&req, sizeof req);
 }
 
 static struct client *req_find(struct sessiond_link *l, uint32_t req) {
-  for (struct client *c = l->by_req[bucket_of(req)]; c; c = c->req_next)
+  for (struct htable_node *n = htable_first_with(&l->requests, req_hash(req)); n;
+       n = htable_next_same(n)) {
+    struct client *c = HTABLE_ENTRY(n, struct client, req_node);
     if (c->req == req) return c;
+  }
   return NULL;
 }
 
 static void req_add(struct sessiond_link *l, struct client *c) {
   do c->req = ++l->next_req; while (c->req == 0 || req_find(l, c->req));
-  unsigned b = bucket_of(c->req);
-  c->req_next = l->by_req[b];
-  l->by_req[b] = c;
+  htable_insert(&l->requests, &c->req_node, req_hash(c->req));
 }
 
 void sessiond_link_cancel(struct sessiond_link *l, struct client *c) {
   if (!c->req) return;
-  for (struct client **p = &l->by_req[bucket_of(c->req)]; *p; p = &(*p)->req_next)
-    if (*p == c) {
-      *p = c->req_next;
-      break;
-    }
+  htable_remove(&l->requests, &c->req_node);
   c->req = 0;
-  c->req_next = NULL;
 }
 
 /* ---- connecting ----------------------------------------------------------- */
@@ -99,14 +92,17 @@ static void link_down(struct sessiond_link *l) {
     bufferevent_free(l->bev);
     l->bev = NULL;
   }
-  /* With the link down nothing is added to the table meanwhile. */
-  for (unsigned b = 0; b < REQ_TABLE_SIZE; b++)
-    for (struct client *c; (c = l->by_req[b]);) {
-      sessiond_link_cancel(l, c);
-      int r = l->h->lost(l->h->arg, c);
-      if (r > 0) resent++;
-      else if (r == 0) failed++;
-    }
+  /* With the link down nothing is added to the table meanwhile, and the
+   * walk allows removing the current entry. */
+  struct htable_iter it;
+  for (struct htable_node *n = htable_iter_first(&l->requests, &it); n;
+       n = htable_iter_next(&l->requests, &it)) {
+    struct client *c = HTABLE_ENTRY(n, struct client, req_node);
+    sessiond_link_cancel(l, c);
+    int r = l->h->lost(l->h->arg, c);
+    if (r > 0) resent++;
+    else if (r == 0) failed++;
+  }
   if (was_up) log_event(LOG_LVL_WARN, "sessiond_down", "resend=%u failed=%u", resent, failed);
   link_schedule_retry(l);
 }
@@ -192,6 +188,7 @@ struct sessiond_link *sessiond_link_new(const struct proxy_env *env,
   struct sessiond_link *l = xcalloc(1, sizeof *l);
   l->env = env;
   l->h = h;
+  htable_init(&l->requests, 1024);
   l->out = proto_batch_new(env->base);
   l->retry = evtimer_new(env->base, on_retry, l);
   link_connect(l);
@@ -204,6 +201,7 @@ void sessiond_link_free(struct sessiond_link *l) {
   proto_batch_free(l->out);
   if (l->bev) bufferevent_free(l->bev);
   event_free(l->retry);
+  htable_destroy(&l->requests);
   wipe(l->body, sizeof l->body);
   free(l);
 }

@@ -21,7 +21,6 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
-#include "proxy/backend.h"
 #include "proxy/client.h"
 #include "proxy/env.h"
 #include "proxy/login.h"
