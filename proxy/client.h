@@ -75,7 +75,7 @@ struct client {
   const struct client_handlers *handlers; /* the stage's */
   struct client *prev, *next;       /* worker's list of all clients */
   struct htable_node req_node;      /* the sessiond link's table of requests */
-  struct client *sid_next;          /* worker's table of sessions by id */
+  struct htable_node sid_node;      /* worker's table of sessions by id */
   struct client *wait_prev, *wait_next;   /* logins waiting for the link (login.c) */
 
   uint64_t sid;                     /* session id, printed as 16 hex digits */

@@ -18,6 +18,7 @@
 
 #include <event2/listener.h>
 
+#include "common/htable.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
@@ -32,10 +33,8 @@
 #include "proxy/tlsaccept.h"
 #include "proxy/workerproc.h"
 
-#define IP_TABLE_SIZE 4096
 #define ACCEPT_PAUSE_MS 500     /* after EMFILE/ENFILE: breathe, then retry */
 #define STOP_GRACE_MS 5000
-#define WORKER_TABLE_SIZE 16384   /* buckets; chains stay short up to ~50k sessions */
 
 struct ip_count;
 
@@ -51,14 +50,14 @@ struct worker {
   unsigned n_clients;
   int stopping;
 
-  struct client *by_sid[WORKER_TABLE_SIZE];   /* intrusive chains through client->sid_next */
-  struct ip_count **ip_table;        /* per-address connection counts */
+  struct htable by_sid;              /* clients by session id, through client->sid_node */
+  struct htable ip_table;            /* per-address connection counts (struct ip_count) */
 };
 
 struct ip_count {
+  struct htable_node node;
   uint8_t key[16];
   unsigned n;
-  struct ip_count *next;
 };
 
 struct retired_config {
@@ -69,30 +68,25 @@ static struct retired_config *retired;
 
 /* ---- tables --------------------------------------------------------- */
 
-static unsigned bucket_of(uint64_t key) {
-  key ^= key >> 33;
-  key *= 0xff51afd7ed558ccdULL;
-  key ^= key >> 33;
-  return (unsigned)(key % WORKER_TABLE_SIZE);
+/* Session ids are random (session_id_new), so no client aims at a chain. */
+static uint64_t sid_hash(uint64_t sid) {
+  return htable_hash_bytes(&sid, sizeof sid);
 }
 
 static void sid_add(struct worker *w, struct client *c) {
-  unsigned b = bucket_of(c->sid);
-  c->sid_next = w->by_sid[b];
-  w->by_sid[b] = c;
+  htable_insert(&w->by_sid, &c->sid_node, sid_hash(c->sid));
 }
 
 static void sid_del(struct worker *w, struct client *c) {
-  for (struct client **p = &w->by_sid[bucket_of(c->sid)]; *p; p = &(*p)->sid_next)
-    if (*p == c) {
-      *p = c->sid_next;
-      return;
-    }
+  htable_remove(&w->by_sid, &c->sid_node);
 }
 
 static struct client *sid_find(struct worker *w, uint64_t sid) {
-  for (struct client *c = w->by_sid[bucket_of(sid)]; c; c = c->sid_next)
+  for (struct htable_node *n = htable_first_with(&w->by_sid, sid_hash(sid)); n;
+       n = htable_next_same(n)) {
+    struct client *c = HTABLE_ENTRY(n, struct client, sid_node);
     if (c->sid == sid) return c;
+  }
   return NULL;
 }
 
@@ -108,12 +102,12 @@ static void ip_key(const struct netaddr *a, uint8_t key[16]) {
   }
 }
 
-static struct ip_count **ip_slot(struct worker *w, const uint8_t key[16]) {
-  uint64_t h;
-  memcpy(&h, key + 8, 8);
-  struct ip_count **p = &w->ip_table[bucket_of(h) % IP_TABLE_SIZE];
-  while (*p && memcmp((*p)->key, key, 16) != 0) p = &(*p)->next;
-  return p;
+static struct ip_count *ip_find(struct worker *w, const uint8_t key[16], uint64_t hash) {
+  for (struct htable_node *n = htable_first_with(&w->ip_table, hash); n; n = htable_next_same(n)) {
+    struct ip_count *ic = HTABLE_ENTRY(n, struct ip_count, node);
+    if (memcmp(ic->key, key, 16) == 0) return ic;
+  }
+  return NULL;
 }
 
 static int ip_acquire(struct worker *w, const struct netaddr *a) {
@@ -121,25 +115,26 @@ static int ip_acquire(struct worker *w, const struct netaddr *a) {
   if (limit == 0) return 0;
   uint8_t key[16];
   ip_key(a, key);
-  struct ip_count **p = ip_slot(w, key);
-  if (!*p) {
-    *p = xcalloc(1, sizeof **p);
-    memcpy((*p)->key, key, 16);
+  uint64_t hash = htable_hash_bytes(key, 16);
+  struct ip_count *ic = ip_find(w, key, hash);
+  if (!ic) {
+    ic = xcalloc(1, sizeof *ic);
+    memcpy(ic->key, key, 16);
+    htable_insert(&w->ip_table, &ic->node, hash);
   }
-  if ((*p)->n >= limit) return -1;
-  (*p)->n++;
+  if (ic->n >= limit) return -1;
+  ic->n++;
   return 0;
 }
 
 static void ip_release(struct worker *w, const struct netaddr *a) {
   uint8_t key[16];
   ip_key(a, key);
-  struct ip_count **p = ip_slot(w, key);
-  if (!*p) return;
-  if (--(*p)->n == 0) {
-    struct ip_count *dead = *p;
-    *p = dead->next;
-    free(dead);
+  struct ip_count *ic = ip_find(w, key, htable_hash_bytes(key, 16));
+  if (!ic) return;
+  if (--ic->n == 0) {
+    htable_remove(&w->ip_table, &ic->node);
+    free(ic);
   }
 }
 
@@ -493,7 +488,8 @@ int worker_main(const char *config_path, unsigned id) {
   event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
   w->env.base = event_base_new_with_config(ec);
   event_config_free(ec);
-  w->ip_table = xcalloc(IP_TABLE_SIZE, sizeof *w->ip_table);
+  htable_init(&w->by_sid, 1024);
+  htable_init(&w->ip_table, 1024);
   struct timeval idle;
   ms_to_timeval(cfg->idle_timeout_ms, &idle);
   w->env.idle_tv = event_base_init_common_timeout(w->env.base, &idle);
@@ -530,13 +526,12 @@ int worker_main(const char *config_path, unsigned id) {
   for (unsigned i = 0; i < w->env.cfg->n_backends; i++) SSL_CTX_free(w->env.tls_backend[i]);
   free(w->env.tls_backend);
   SSL_CTX_free(w->env.tls_server);
-  for (unsigned i = 0; i < IP_TABLE_SIZE; i++)
-    while (w->ip_table[i]) {
-      struct ip_count *n = w->ip_table[i]->next;
-      free(w->ip_table[i]);
-      w->ip_table[i] = n;
-    }
-  free(w->ip_table);
+  struct htable_iter it;   /* every client is gone: no count is left, but be sure */
+  for (struct htable_node *n = htable_iter_first(&w->ip_table, &it); n;
+       n = htable_iter_next(&w->ip_table, &it))
+    free(HTABLE_ENTRY(n, struct ip_count, node));
+  htable_destroy(&w->ip_table);
+  htable_destroy(&w->by_sid);
   event_base_free(w->env.base);
   while (retired) {
     struct retired_config *n = retired->next;
