@@ -66,6 +66,34 @@ class SeatChaosTest(unittest.TestCase):
             m.shutdown()
             raise
 
+    def login_while_stalled(self, proxy, user, stalled_pid, stall_s=2):
+        """Logs user in through proxy while stalled_pid (a sessiond, under
+        SIGSTOP) stays stalled for stall_s, then lets it go on: the login's
+        backend, how long it took, and which backends ran the user once it
+        was in (or the error)."""
+        result = {}
+
+        def second_login():
+            t0 = time.monotonic()
+            try:
+                m2 = self.login(proxy, user)
+                result['backend'] = harness.backend_name(m2)
+                result['took'] = time.monotonic() - t0
+                result['seen'] = sorted(b.name for b in self.backends if user in b.process_users())
+                m2.logout()
+            except imaplib.IMAP4.error as e:
+                result['error'] = str(e)
+                result['took'] = time.monotonic() - t0
+
+        t = threading.Thread(target=second_login)
+        t.start()
+        try:
+            time.sleep(stall_s)
+        finally:
+            os.kill(stalled_pid, signal.SIGCONT)
+        t.join(30)
+        return result
+
     def test_a_seat_written_back_before_anyone_claims_it(self):
         """Redis restarts empty while the proxy holding a moved user is
         stalled: another proxy must not seat the user by the hash before the
@@ -92,26 +120,9 @@ class SeatChaosTest(unittest.TestCase):
             while json.loads(p1.admin('status'))['redis'] != 'up':
                 self.assertLess(time.monotonic(), deadline, 'proxy 1 never reconnected')
                 time.sleep(0.05)
-            result = {}
-
-            def second_login():
-                t0 = time.monotonic()
-                try:
-                    m2 = self.login(p1, user)
-                    result['backend'] = harness.backend_name(m2)
-                    result['seen'] = sorted(b.name for b in self.backends
-                                            if user in b.process_users())
-                    m2.logout()
-                except imaplib.IMAP4.error as e:
-                    result['error'] = str(e)
-                result['took'] = time.monotonic() - t0
-
-            t = threading.Thread(target=second_login)
-            t.start()
-            time.sleep(2)   # the holder is stalled this long after Redis came back
+            result = self.login_while_stalled(p1, user, frozen[0])
         finally:
             os.kill(frozen[0], signal.SIGCONT)
-        t.join(30)
         print('\nrefill: the second login of a moved user waited %.2f s and went to %s '
               '(held on %s; the hash says %s)' % (result.get('took', -1),
                                                   result.get('backend', result.get('error')),
@@ -132,35 +143,17 @@ class SeatChaosTest(unittest.TestCase):
         new = next(b.name for b in self.backends if b.name != old)
         frozen = p0.child_pids('sessiond')
         os.kill(frozen[0], signal.SIGSTOP)
-        result = {}
         try:
             self.assertNotIn('error', json.loads(p1.admin('move %s %s' % (user, new))))
-
-            def second_login():
-                t0 = time.monotonic()
-                try:
-                    m2 = self.login(p2, user)
-                    result['backend'] = harness.backend_name(m2)
-                    result['took'] = time.monotonic() - t0
-                    result['held_still_on'] = sorted(b.name for b in self.backends
-                                                     if user in b.process_users())
-                    m2.logout()
-                except imaplib.IMAP4.error as e:
-                    result['error'] = str(e)
-                    result['took'] = time.monotonic() - t0
-
-            t = threading.Thread(target=second_login)
-            t.start()
-            time.sleep(2)   # the holder is stalled this long after the move
+            result = self.login_while_stalled(p2, user, frozen[0])
         finally:
             os.kill(frozen[0], signal.SIGCONT)
-        t.join(30)
         print('\nmove: the login after a move waited %.2f s for the stalled holder and went to %s '
               '(moved from %s to %s)' % (result.get('took', -1),
                                         result.get('backend', result.get('error')), old, new),
               flush=True)
         self.assertEqual(result.get('backend'), new, result)
-        self.assertEqual(result.get('held_still_on'), [new],
+        self.assertEqual(result.get('seen'), [new],
                          'the moved user ran on two backends: %r' % result)
         self.assertGreater(result['took'], 1.5, 'the login did not wait for the holder')
         try:
