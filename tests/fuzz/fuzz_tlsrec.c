@@ -27,78 +27,20 @@
 
 #include "common/bev_send.h"
 #include "proxy/tlsrec.h"
+#include "tests/tls13_peer.h"
 
 #define MAX_CONTENT (16384 + 64)
 
 static const uint8_t client_secret[32] = {1, 2, 3, 4, 5, 6, 7, 8};
 static const uint8_t server_secret[32] = {9, 10, 11, 12, 13, 14, 15, 16};
 
-struct key {
-  uint8_t secret[32], key[16], iv[12];
-  uint64_t seq;
-};
-
-/* HKDF-Expand-Label(secret, label, "", len) with OpenSSL's HKDF. */
-static void expand_label(const uint8_t *secret, const char *label, uint8_t *out, size_t len) {
-  uint8_t info[64];
-  size_t n = 0, l = strlen(label);
-  info[n++] = 0;
-  info[n++] = (uint8_t)len;
-  info[n++] = (uint8_t)(6 + l);
-  memcpy(info + n, "tls13 ", 6);
-  memcpy(info + n + 6, label, l);
-  n += 6 + l;
-  info[n++] = 0;
-  EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-  EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
-  int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-  OSSL_PARAM p[] = {
-      OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, 32),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, n),
-      OSSL_PARAM_construct_end()};
-  if (EVP_KDF_derive(ctx, out, len, p) != 1) abort();
-  EVP_KDF_CTX_free(ctx);
-  EVP_KDF_free(kdf);
-}
-
-static void key_init(struct key *k) {
-  expand_label(k->secret, "key", k->key, 16);
-  expand_label(k->secret, "iv", k->iv, 12);
-}
-
-static void key_update(struct key *k) {
-  uint8_t next[32];
-  expand_label(k->secret, "traffic upd", next, 32);
-  memcpy(k->secret, next, 32);
-  key_init(k);
-  k->seq = 0;
-}
-
 static uint8_t rec[5 + MAX_CONTENT + 256 + 1 + 16];
 
 /* Seals content and pad zeros as a record of inner type into rec. */
-static size_t seal(struct key *k, uint8_t type, const uint8_t *in, size_t n, size_t pad) {
-  size_t inner = n + 1 + pad, body = inner + 16;
-  uint8_t iv[12];
-  memcpy(iv, k->iv, 12);
-  for (int i = 0; i < 8; i++) iv[11 - i] ^= (uint8_t)(k->seq >> (8 * i));
-  rec[0] = 23, rec[1] = 3, rec[2] = 3, rec[3] = (uint8_t)(body >> 8), rec[4] = (uint8_t)body;
-  memcpy(rec + 5, in, n);
-  rec[5 + n] = type;
-  memset(rec + 6 + n, 0, pad);
-  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-  int l;
-  if (EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), NULL, k->key, iv) != 1 ||
-      EVP_EncryptUpdate(c, NULL, &l, rec, 5) != 1 ||
-      EVP_EncryptUpdate(c, rec + 5, &l, rec + 5, (int)inner) != 1 ||
-      EVP_EncryptFinal_ex(c, rec + 5 + inner, &l) != 1 ||
-      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, rec + 5 + inner) != 1)
-    abort();
-  EVP_CIPHER_CTX_free(c);
-  k->seq++;
-  return 5 + body;
+static size_t seal(struct tls13_dir *k, uint8_t type, const uint8_t *in, size_t n, size_t pad) {
+  size_t len = tls13_seal(k, type, in, n, pad, rec);
+  if (!len) abort();
+  return len;
 }
 
 static void pump(struct event_base *base, int peer) {
@@ -137,7 +79,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
 }
 
 /* One step of the script at data; returns the bytes it took. */
-static size_t step(struct event_base *base, int peer, struct key *k, const uint8_t *d, size_t n) {
+static size_t step(struct event_base *base, int peer, struct tls13_dir *k, const uint8_t *d, size_t n) {
   if (d[0] & 0x80) {
     size_t len = n > 1 ? d[1] : 0;
     if (len > n - 2) len = n > 2 ? n - 2 : 0;
@@ -150,7 +92,7 @@ static size_t step(struct event_base *base, int peer, struct key *k, const uint8
   if (len > n - 4) len = n - 4;
   int is_key_update = type == 22 && len == 5 && !memcmp(d + 4, "\x18\x00\x00\x01", 4) && d[8] <= 1;
   put(base, peer, rec, seal(k, type, d + 4, len, pad));
-  if (is_key_update) key_update(k);
+  if (is_key_update) tls13_update(k);
   return 4 + len;
 }
 
@@ -166,9 +108,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   bufferevent_setcb(bev, on_read, NULL, on_event, &events);
   bufferevent_enable(bev, EV_READ | EV_WRITE);
   bev_filter_socket_side(bev);
-  struct key k = {.seq = 0};
+  struct tls13_dir k = {.seq = 0};
   memcpy(k.secret, client_secret, 32);
-  key_init(&k);
+  tls13_keys(&k);
   size_t off = 0;
   while (off < size && !events) off += step(base, fd[1], &k, data + off, size - off);
   pump(base, fd[1]);

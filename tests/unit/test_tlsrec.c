@@ -24,103 +24,19 @@
 
 #include "common/bev_send.h"
 #include "proxy/tlsrec.h"
+#include "tests/tls13_peer.h"
 
-#define TAG 16
 #define MAX_PLAIN 16384
 
 /* ---- the peer's own record layer ------------------------------------------ */
 
-struct pdir {
-  uint8_t secret[32], key[16], iv[12];
-  uint64_t seq;
-};
-
-/* HKDF-Expand-Label(secret, label, "", len), RFC 8446 7.1, through
- * OpenSSL's HKDF rather than usher's HMAC. */
-static void expand_label(const uint8_t *secret, const char *label, uint8_t *out, size_t len) {
-  uint8_t info[64];
-  size_t n = 0, l = strlen(label);
-  info[n++] = (uint8_t)(len >> 8);
-  info[n++] = (uint8_t)len;
-  info[n++] = (uint8_t)(6 + l);
-  memcpy(info + n, "tls13 ", 6);
-  memcpy(info + n + 6, label, l);
-  n += 6 + l;
-  info[n++] = 0;
-  EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-  EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
-  int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-  OSSL_PARAM p[] = {
-      OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, 32),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, n),
-      OSSL_PARAM_construct_end()};
-  assert_int_equal(EVP_KDF_derive(ctx, out, len, p), 1);
-  EVP_KDF_CTX_free(ctx);
-  EVP_KDF_free(kdf);
-}
-
-static void pdir_keys(struct pdir *d) {
-  expand_label(d->secret, "key", d->key, 16);
-  expand_label(d->secret, "iv", d->iv, 12);
-}
-
-static void pdir_update(struct pdir *d) {
-  uint8_t next[32];
-  expand_label(d->secret, "traffic upd", next, 32);
-  memcpy(d->secret, next, 32);
-  pdir_keys(d);
-  d->seq = 0;
-}
-
-static void nonce(const struct pdir *d, uint8_t out[12]) {
-  memcpy(out, d->iv, 12);
-  for (int i = 0; i < 8; i++) out[11 - i] ^= (uint8_t)(d->seq >> (8 * i));
-}
-
+/* The peer's side of each direction is tests/tls13_peer.h. */
 /* A record of n bytes of type, then pad zeros; returns its length. */
-static size_t pseal(struct pdir *d, uint8_t type, const void *in, size_t n, size_t pad,
+static size_t pseal(struct tls13_dir *d, uint8_t type, const void *in, size_t n, size_t pad,
                     uint8_t *out) {
-  size_t inner = n + 1 + pad, body = inner + TAG;
-  uint8_t *plain = calloc(1, inner), iv[12];
-  memcpy(plain, in, n);
-  plain[n] = type;
-  out[0] = 23, out[1] = 3, out[2] = 3, out[3] = (uint8_t)(body >> 8), out[4] = (uint8_t)body;
-  nonce(d, iv);
-  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-  int l;
-  assert_int_equal(EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), NULL, d->key, iv), 1);
-  assert_int_equal(EVP_EncryptUpdate(c, NULL, &l, out, 5), 1);
-  assert_int_equal(EVP_EncryptUpdate(c, out + 5, &l, plain, (int)inner), 1);
-  assert_int_equal(EVP_EncryptFinal_ex(c, out + 5 + inner, &l), 1);
-  assert_int_equal(EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG, out + 5 + inner), 1);
-  EVP_CIPHER_CTX_free(c);
-  free(plain);
-  d->seq++;
-  return 5 + body;
-}
-
-/* Opens a whole record r (header included) into out: the content's
- * length and its type, or -1. */
-static long popen_rec(struct pdir *d, const uint8_t *r, size_t len, uint8_t *out, uint8_t *type) {
-  if (len < 5 + TAG + 1 || r[0] != 23) return -1;
-  size_t n = len - 5 - TAG;
-  uint8_t iv[12];
-  nonce(d, iv);
-  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-  int l, ok = EVP_DecryptInit_ex(c, EVP_aes_128_gcm(), NULL, d->key, iv) == 1 &&
-              EVP_DecryptUpdate(c, NULL, &l, r, 5) == 1 &&
-              EVP_DecryptUpdate(c, out, &l, r + 5, (int)n) == 1 &&
-              EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, TAG, (void *)(r + 5 + n)) == 1 &&
-              EVP_DecryptFinal_ex(c, out + n, &l) == 1;
-  EVP_CIPHER_CTX_free(c);
-  if (!ok) return -1;
-  d->seq++;
-  while (n > 0 && out[n - 1] == 0) n--;
-  if (n == 0) return -1;
-  *type = out[n - 1];
-  return (long)(n - 1);
+  size_t len = tls13_seal(d, type, in, n, pad, out);
+  assert_int_not_equal(len, 0);
+  return len;
 }
 
 /* ---- the fixture ---------------------------------------------------------- */
@@ -129,7 +45,7 @@ struct fx {
   struct event_base *base;
   int fd[2];                       /* [0] usher's, [1] the peer's */
   struct bufferevent *bev;
-  struct pdir c2s, s2c;
+  struct tls13_dir c2s, s2c;
   struct evbuffer *got;            /* what the session read */
   struct evbuffer *pin;            /* what the peer received, not yet opened */
   short events;
@@ -156,8 +72,8 @@ static int setup_with(void **state, const uint8_t *cs, const uint8_t *ss, uint64
   evutil_make_socket_nonblocking(f->fd[0]);
   memcpy(f->c2s.secret, cs, 32);
   memcpy(f->s2c.secret, ss, 32);
-  pdir_keys(&f->c2s);
-  pdir_keys(&f->s2c);
+  tls13_keys(&f->c2s);
+  tls13_keys(&f->s2c);
   f->s2c.seq = wseq;
   f->bev = tlsrec_from_secrets(f->base, f->fd[0], 0x1301, cs, ss, 32, 0, wseq);
   assert_non_null(f->bev);
@@ -220,13 +136,13 @@ static long pnext(struct fx *f, uint8_t *out, uint8_t *type) {
   if (evbuffer_copyout(f->pin, h, 5) != 5) return -1;
   size_t len = 5 + ((size_t)h[3] << 8 | h[4]);
   if (evbuffer_get_length(f->pin) < len) return -1;
-  long n = popen_rec(&f->s2c, evbuffer_pullup(f->pin, (ev_ssize_t)len), len, out, type);
+  long n = tls13_open(&f->s2c, evbuffer_pullup(f->pin, (ev_ssize_t)len), len, out, type);
   assert_true(n >= 0);
   evbuffer_drain(f->pin, len);
   if (*type == 22) {
     assert_int_equal(n, 5);
     assert_memory_equal(out, "\x18\x00\x00\x01\x00", 5);
-    pdir_update(&f->s2c);
+    tls13_update(&f->s2c);
   }
   return n;
 }
@@ -274,7 +190,7 @@ static void test_key_update(void **state) {
   size_t n = 0;
   for (int i = 0; i < 50; i++) {
     n += pseal(&f->c2s, 22, "\x18\x00\x00\x01\x01", 5, 0, flight + n);
-    pdir_update(&f->c2s);
+    tls13_update(&f->c2s);
   }
   write_all(f->fd[1], flight, n);
   psend(f, 23, "after", 5, 0);
@@ -426,7 +342,7 @@ static void test_backpressure(void **state) {
   for (int i = 0; i < 20000; i++) {
     if (off == pending) {
       pending = pseal(&f->c2s, 22, "\x18\x00\x00\x01\x01", 5, 0, rec);
-      pdir_update(&f->c2s);
+      tls13_update(&f->c2s);
       off = 0;
     }
     ssize_t w = write(f->fd[1], rec + off, pending - off);
