@@ -464,6 +464,16 @@ class Env:
         directory is removed); expected as Usher.expected_exits."""
         self.watched.append((name, read, expected))
 
+    def stop_all(self, secrets=()):
+        """Stops every usher this Env started (each must exit 0), then
+        close()'s checks; and no secret may appear in any usher's log."""
+        rcs = [u.stop() for u in self.ushers]
+        logs = ''.join(u.log() for u in self.ushers)   # up to the last line
+        self.close()   # raises with the log lines of any crash
+        assert rcs == [0] * len(rcs), 'usher exit codes %r' % rcs
+        for secret in secrets:
+            assert secret not in logs, 'a password appears in a log'
+
     def close(self):
         """Stops everything and checks usher's logs: raises AssertionError
         with the lines of each crash report (see crash_reports()), so that no

@@ -42,9 +42,7 @@ class ClusterTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        rcs = [u.stop() for u in cls.env.ushers]
-        cls.env.close()   # raises with the log lines of any crash
-        assert rcs == [0] * len(rcs), 'usher exit codes %r' % rcs
+        cls.env.stop_all()
 
     # ---- helpers --------------------------------------------------------------
 

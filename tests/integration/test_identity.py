@@ -69,12 +69,7 @@ class IdentityTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        logs = cls.u1.log() + cls.u2.log()
-        rcs = [u.stop() for u in cls.env.ushers]
-        cls.env.close()   # raises with the log lines of any crash
-        assert rcs == [0] * len(rcs), 'usher exit codes %r' % rcs
-        for pw in USERS.values():
-            assert pw not in logs, 'a password appears in a log'
+        cls.env.stop_all(secrets=USERS.values())
 
     def login(self, u, user, password, source='127.0.0.1'):
         """(answer, text, imap or None, seconds) of one LOGIN through u."""

@@ -54,12 +54,7 @@ class LdapCacheTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        logs = cls.u1.log() + cls.u2.log()
-        rcs = [u.stop() for u in cls.env.ushers]
-        cls.env.close()   # raises with the log lines of any crash
-        assert rcs == [0] * len(rcs), 'usher exit codes %r' % rcs
-        for pw in LDAP_USERS.values():
-            assert pw not in logs, 'a password appears in a log'
+        cls.env.stop_all(secrets=LDAP_USERS.values())
 
     # ---- helpers ------------------------------------------------------------
 

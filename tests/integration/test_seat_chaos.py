@@ -52,9 +52,7 @@ class SeatChaosTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        rcs = [u.stop() for u in cls.env.ushers]
-        cls.env.close()
-        assert rcs == [0] * len(rcs), 'usher exit codes %r' % rcs
+        cls.env.stop_all()
 
     def login(self, u, user, timeout=40):
         m = imaplib.IMAP4('127.0.0.1', u.port, timeout=timeout)
