@@ -75,7 +75,7 @@ struct seatstore_stats {
   uint64_t refills;          /* refill windows opened by this proxy */
   uint64_t moves_refused;    /* moves Redis refused during a refill */
   uint64_t peer_routes;      /* seats agreed with the peers while Redis was away */
-  uint64_t refill_waits, refill_refused;   /* logins that waited out one; refused at its end */
+  uint64_t refill_waits, refill_refused;   /* logins that waited (a refill, or a move's acks); refused at the bound */
 };
 const struct seatstore_stats *seatstore_stats(void);
 
