@@ -39,6 +39,8 @@ SANITIZER_MARKS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime e
 # Demo and test users: name -> password. user01..user40 spread over backends.
 USERS = {'alice': 'alice-pw', 'bob': 'bob-pw', 'carol': 'carol-pw'}
 USERS.update({'user%02d' % i: 'pw-%02d' % i for i in range(1, 41)})
+# The backends' master user, for re-homing live sessions.
+MASTER_USER, MASTER_PASSWORD = 'usher-master', 'master-pw-6f1c'
 
 
 def free_port():
@@ -166,9 +168,13 @@ verbose_proctitle = yes
 """
 
     def _passdb(self):
+        # The master user usher re-homes sessions with (SASL PLAIN, the user
+        # as authorization identity): Dovecot's master passdb comes first.
+        master = ('passdb {\n  driver = passwd-file\n  args = %s\n  master = yes\n'
+                  '  pass = yes\n}\n' % self.env.master_users_file)
         if self.trust_proxy:
-            return 'passdb {\n  driver = static\n  args = nopassword=y\n}'
-        return 'passdb {\n  driver = passwd-file\n  args = %s\n}' % self.env.users_file
+            return master + 'passdb {\n  driver = static\n  args = nopassword=y\n}'
+        return master + 'passdb {\n  driver = passwd-file\n  args = %s\n}' % self.env.users_file
 
     def start(self):
         self.proc = subprocess.Popen(['dovecot', '-F', '-c', self.conf],
@@ -400,6 +406,16 @@ class Env:
         self.cert, self.key = self._make_cert()
         self.users_file = os.path.join(self.dir, 'users')
         self.write_users(USERS)
+        # Dovecot's master users (see Dovecot._passdb) and the password
+        # file usher's sessiond reads ([routing] master_password_file).
+        self.master_user, self.master_password = MASTER_USER, MASTER_PASSWORD
+        self.master_users_file = os.path.join(self.dir, 'master-users')
+        with open(self.master_users_file, 'w') as f:
+            f.write('%s:{PLAIN}%s\n' % (MASTER_USER, MASTER_PASSWORD))
+        self.master_password_file = os.path.join(self.dir, 'master-password')
+        with open(self.master_password_file, 'w') as f:
+            f.write(MASTER_PASSWORD + '\n')
+        os.chmod(self.master_password_file, 0o600)
         self.backends, self.ushers, self.others = [], [], []
         self.watched = []   # see watch_log()
 
@@ -471,7 +487,7 @@ class Env:
         logs = ''.join(u.log() for u in self.ushers)   # up to the last line
         self.close()   # raises with the log lines of any crash
         assert rcs == [0] * len(rcs), 'usher exit codes %r' % rcs
-        for secret in secrets:
+        for secret in tuple(secrets) + (MASTER_PASSWORD,):
             assert secret not in logs, 'a password appears in a log'
 
     def close(self):
