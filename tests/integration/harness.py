@@ -76,6 +76,39 @@ def terminate(proc, timeout=10):
             proc.wait()
 
 
+def descendants(pid):
+    """Every process below pid, from /proc (children lists of each task)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir('/proc/%d/task' % p)
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                with open('/proc/%d/task/%s/children' % (p, task)) as f:
+                    kids = [int(k) for k in f.read().split()]
+            except FileNotFoundError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def wait_until(predicate, timeout, step=0.02):
+    """True once predicate() holds, False after timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if predicate():
+                return True
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        time.sleep(step)
+    return False
+
+
 def admin_command(path, command):
     """One command on usher's admin socket at path; the JSON answer as text."""
     with socket.socket(socket.AF_UNIX) as s:
@@ -184,6 +217,25 @@ verbose_proctitle = yes
     def stop(self):
         terminate(self.proc)
         self.proc = None
+
+    def kill(self):
+        """The backend dies as a crashed machine would: every process of
+        this Dovecot gets SIGKILL at once (frozen first, so that none sees
+        another go and says goodbye): its sessions end without a BYE."""
+        if not self.proc:
+            return
+        pids = descendants(self.proc.pid) + [self.proc.pid]
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        self.proc.wait()
+        self.proc = None
+        wait_until(lambda: all(not os.path.exists('/proc/%d' % p) or
+                               open('/proc/%d/stat' % p).read().split()[2] == 'Z'
+                               for p in pids), 5)
 
     def process_users(self):
         """Users with an imap process on this backend now, from /proc (the
