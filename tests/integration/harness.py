@@ -138,8 +138,9 @@ class Dovecot:
     """One real Dovecot instance. All instances of an Env share the mail store."""
 
     def __init__(self, env, name, tls=False, trust_proxy=False, host='127.0.0.1',
-                 trusted_networks='127.0.0.0/8'):
+                 trusted_networks='127.0.0.0/8', extra_conf=''):
         self.env, self.name = env, name
+        self.extra_conf = extra_conf   # appended to dovecot.conf (benchmarks: bigger limits)
         # host: the address to listen on; trusted_networks: Dovecot's
         # login_trusted_networks (the proxies whose ID it believes).
         self.host, self.trusted_networks = host, trusted_networks
@@ -198,6 +199,7 @@ protocol imap {{
 }}
 imap_idle_notify_interval = 1 secs
 verbose_proctitle = yes
+{self.extra_conf}
 """
 
     def _passdb(self):
