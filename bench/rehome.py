@@ -31,9 +31,8 @@ os.environ.setdefault('USHER_BIN', os.path.join(HERE, '..', 'build', 'usher'))
 os.environ.setdefault('USHERCTL_BIN', os.path.join(HERE, '..', 'build', 'usherctl'))
 
 import harness  # noqa: E402
-from harness import Env, Usher, wait_until  # noqa: E402
+from harness import Env, Usher, deliver, wait_until  # noqa: E402
 from test_ldap_cache import ldap_sections  # noqa: E402
-from test_rehome import deliver  # noqa: E402
 
 DOVECOT_BIG = """service imap {
   client_limit = 50

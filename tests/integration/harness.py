@@ -109,6 +109,22 @@ def wait_until(predicate, timeout, step=0.02):
     return False
 
 
+def deliver(env, user, subject):
+    """One new message in user's INBOX, as a delivery agent would leave it."""
+    box = os.path.join(env.mail, user)
+    for sub in ('new', 'cur', 'tmp'):
+        os.makedirs(os.path.join(box, sub), exist_ok=True)
+    name = '%d.%d.usher-test' % (time.time_ns(), os.getpid())
+    tmp = os.path.join(box, 'tmp', name)
+    with open(tmp, 'w') as f:
+        f.write('From: a@example.org\r\nTo: %s@example.org\r\nSubject: %s\r\n\r\nbody\r\n'
+                % (user, subject))
+    for path in (box, os.path.join(box, 'new'), os.path.join(box, 'cur'),
+                 os.path.join(box, 'tmp'), tmp):
+        shutil.chown(path, 'mail', 'mail')
+    os.rename(tmp, os.path.join(box, 'new', name))
+
+
 def admin_command(path, command):
     """One command on usher's admin socket at path; the JSON answer as text."""
     with socket.socket(socket.AF_UNIX) as s:
