@@ -263,7 +263,8 @@ static void sleep_ms(long ms) {
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
-/* Each test starts from an empty Redis; skipped when there is none. */
+/* Each test starts from an empty Redis (NEED_REDIS skips it when there
+ * is no Redis at all). */
 static int fresh_redis(void **state) {
   (void)state;
   if (srv.c) freeReplyObject(command("FLUSHALL"));
