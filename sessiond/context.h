@@ -38,6 +38,9 @@ struct sessiond_counters {
   uint64_t cache_bad_seals;   /* Redis entries ignored: not sealed with our secret */
   uint64_t bytes_in, bytes_out, sessions_ended, worker_hellos;
   uint64_t worker_refused;   /* worker messages refused (workers.c: who may say what) */
+  /* live re-homing (rehome.c): asked, answered OK, refused (the checks
+   * failed: also in worker_refused), no backend or re-homing off */
+  uint64_t rehome_requests, rehome_routed, rehome_refused, rehome_unavailable;
 };
 
 struct sessiond {
@@ -64,6 +67,9 @@ struct sessiond {
   /* Seals the tickets of LOGIN_REPLY OK (workers.c); from the master, so
    * the same after a restart of sessiond. */
   uint8_t session_key[PROTO_SESSION_KEY_LEN];
+  /* The backends' master password ([routing] master_password_file), read
+   * at start; NULL: no re-homing. Only this process holds it. */
+  char *master_password;
 };
 
 #endif

@@ -3,7 +3,7 @@
  *   usherctl [-c CONFIG | -s SOCKET] [--json] COMMAND [ARGS]
  *
  * Commands: status, backends, backend NAME up|drain|down|weight N,
- * who USER, sessions [--backend NAME], move USER BACKEND, kick USER,
+ * who USER, sessions [--backend NAME], move USER BACKEND [--kick], kick USER,
  * auth flush USER|--all, auth stats, reload, health.
  * Text for people (the JSON answer laid out as indented lines), --json for
  * scripts. Exit: 0 done (health: this proxy should hold the VIP), 1 the
@@ -19,7 +19,7 @@
 
 static const char *const commands[][2] = {
     {"status", ""},          {"backends", ""},        {"backend", "NAME up|drain|down|weight N"},
-    {"who", "USER"},         {"sessions", "[--backend NAME]"}, {"move", "USER BACKEND"},
+    {"who", "USER"},         {"sessions", "[--backend NAME]"}, {"move", "USER BACKEND [--kick]"},
     {"kick", "USER"},        {"auth", "flush USER|--all | stats"}, {"reload", ""},
     {"health", ""}};
 
@@ -35,7 +35,7 @@ static int valid(int argc, char **argv) {
   if (!strcmp(c, "status") || !strcmp(c, "backends") || !strcmp(c, "reload") || !strcmp(c, "health"))
     return argc == 1;
   if (!strcmp(c, "who") || !strcmp(c, "kick")) return argc == 2;
-  if (!strcmp(c, "move")) return argc == 3;
+  if (!strcmp(c, "move")) return argc == 3 || (argc == 4 && !strcmp(argv[3], "--kick"));
   if (!strcmp(c, "sessions")) return argc == 1 || (argc == 3 && !strcmp(argv[1], "--backend"));
   if (!strcmp(c, "backend"))
     return (argc == 3 && strcmp(argv[2], "weight")) || (argc == 4 && !strcmp(argv[2], "weight"));
