@@ -64,6 +64,10 @@ struct sessiond {
   /* Closes one session with * BYE (installed by workers.c): the seat store
    * kicks stale sessions through it without knowing the worker links. */
   void (*kick)(struct sessiond *sd, struct session *s, const char *reason);
+  /* Live re-homing (installed by rehome.c): whether it is on, and the
+   * REHOME handler; workers.c reaches them without knowing rehome.c. */
+  int (*rehome_enabled)(const struct sessiond *sd);
+  void (*rehome_handler)(struct wconn *wc, const struct proto_msg *m);
   /* Seals the tickets of LOGIN_REPLY OK (workers.c); from the master, so
    * the same after a restart of sessiond. */
   uint8_t session_key[PROTO_SESSION_KEY_LEN];

@@ -166,3 +166,8 @@ void rehome_request(struct wconn *wc, const struct proto_msg *m) {
   seatstore_route(sd, wc, &wc->closed, r->session, client, seat_name_of(m), NULL, NULL,
                   on_rehome_routed, r);
 }
+
+void rehome_init(struct sessiond *sd) {
+  sd->rehome_enabled = rehome_on;
+  sd->rehome_handler = rehome_request;
+}

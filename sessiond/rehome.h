@@ -23,6 +23,9 @@ struct wconn;
  * loaded at start. */
 int rehome_on(const struct sessiond *sd);
 
+/* Installs rehome_on and rehome_request as sd->rehome_enabled, sd->rehome_handler. */
+void rehome_init(struct sessiond *sd);
+
 /* Reads [routing] master_password_file when master_user is set. Returns
  * 0, or -1 (logged: sessiond does not start). */
 int rehome_load_password(struct sessiond *sd);

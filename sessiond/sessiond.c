@@ -248,6 +248,7 @@ static int sessiond_open(struct sessiond *sd, const char *config_path) {
   sd->pool = authpool_new(sd->base, sd->cfg->auth_threads, 4096);
   sd->start_ms = now_ms();
   workers_init(sd);
+  rehome_init(sd);
   if (sessiond_open_auth(sd) != 0) return -1;
   backends_start(sd);
   seatstore_start(sd);

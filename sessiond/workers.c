@@ -64,7 +64,6 @@
 #include "sessiond/backends.h"
 #include "sessiond/context.h"
 #include "sessiond/login.h"
-#include "sessiond/rehome.h"
 #include "sessiond/seats.h"
 #include "sessiond/seatstore.h"
 
@@ -369,6 +368,18 @@ static void on_session_end(struct wconn *wc, const struct proto_msg *m) {
   seatstore_session_ended(sd, m->session);
 }
 
+/* REHOME is rehome.c's (installed by rehome_init); without it, the
+ * session ends. */
+static void on_rehome(struct wconn *wc, const struct proto_msg *m) {
+  if (wc->sd->rehome_handler) {
+    wc->sd->rehome_handler(wc, m);
+    return;
+  }
+  wc->sd->n.rehome_requests++;
+  wc->sd->n.rehome_unavailable++;
+  workers_reply_failure(wc, m->req, m->session, PROTO_UNAVAILABLE, 0);
+}
+
 /* 0, or -1: the connection is to be closed. */
 static int dispatch(struct wconn *wc, const struct proto_msg *m) {
   if (m->type == PROTO_HELLO) return on_hello(wc, m);
@@ -381,7 +392,7 @@ static int dispatch(struct wconn *wc, const struct proto_msg *m) {
   case PROTO_BACKEND_FAILED: on_backend_failed(wc, m); break;
   case PROTO_SESSION_UP: on_session_up(wc, m); break;
   case PROTO_SESSION_END: on_session_end(wc, m); break;
-  case PROTO_REHOME: rehome_request(wc, m); break;
+  case PROTO_REHOME: on_rehome(wc, m); break;
   default: workers_refuse(wc, m, "unexpected_type");
   }
   return 0;
@@ -487,9 +498,9 @@ void workers_init(struct sessiond *sd) { sd->kick = workers_kick; }
 
 void workers_kick(struct sessiond *sd, struct session *s, const char *reason) {
   struct wconn *wc = s->owner;
-  /* Only a seat's move re-homes; an operator's kick closes. */
-  struct proto_msg m = {.type = PROTO_KICK, .session = s->id, .reason = reason,
-                        .rehome = rehome_on(sd) && !strcmp(reason, REHOME_KICK_REASON)};
+  /* Only a seat's move re-homes ("seat_moved": rehome.h); a kick closes. */
+  int rehome = sd->rehome_enabled && sd->rehome_enabled(sd) && !strcmp(reason, "seat_moved");
+  struct proto_msg m = {.type = PROTO_KICK, .session = s->id, .reason = reason, .rehome = rehome};
   sd->n.kicks++;
   if (wc) workers_reply(wc, &m);
 }
