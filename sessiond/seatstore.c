@@ -25,7 +25,6 @@ static struct event *heartbeat_ev;
 
 static void ms_str(char out[24], uint64_t ms) { snprintf(out, 24, "%llu", (unsigned long long)ms); }
 
-
 /* ---- closing stale sessions ------------------------------------------------------ */
 
 struct stale { struct sessiond *sd; const char *user, *backend, *why; uint64_t gen; int n; };
@@ -569,9 +568,11 @@ static int bump(struct sessiond *sd, const char *user, const char *backend, cons
   ms_str(lease, sd->cfg->seat_lease_ms);
   const char *args[] = {backend ? backend : "", expire, lease};
   if (backend) snprintf(c->backend, sizeof c->backend, "%s", backend);
+  /* With Redis the local seat moves once Redis answered (on_gen_bumped);
+   * without, here, before the kicks: a re-homed session follows it. */
+  struct seat *seat = sd->redis ? NULL : seat_find(sd->seats, user, now_ms());
+  if (seat && backend) seat_move(seat, backend);
   if (seat_script(sd, SEAT_MOVE_LUA, c->hex, on_gen_bumped, c, 3, args) != 0) free(c);
-  /* The local seat moves when Redis has answered (on_gen_bumped): until
-   * then only Redis knows whether the move happened. */
   return kick_stale(sd, user, NULL, UINT64_MAX, why);
 }
 
