@@ -164,6 +164,7 @@ struct config {
   int rehome;                   /* failures and moves re-home live sessions (with master_user) */
   char *master_user;            /* the backends' master user; NULL: no re-homing */
   char *master_password_file;   /* its password: only the path here, sessiond reads the file */
+  unsigned drain_rate;          /* users a second a drain --migrate moves */
   uint64_t health_interval_ms;  /* active backend checks; 0: off */
   uint64_t health_timeout_ms;   /* connect + greeting */
   unsigned health_rise, health_fall; /* checks in a row to change verdict */

@@ -302,6 +302,10 @@ static const struct config_key routing_keys[] = {
     {.key = "master_password_file", .kind = CK_STRING, .offset = C(master_password_file),
      .help = "its password (the file mode 0600), read by sessiond only at its start; required "
              "with `master_user`"},
+    {.key = "drain_rate", .kind = CK_UINT, .offset = C(drain_rate), .def = "50", .min = 1,
+     .max = 100000,
+     .help = "`usherctl backend NAME drain --migrate` moves this many users a second off the "
+             "backend (`--rate N` overrides it for one drain)"},
     {.key = "on_redis_down", .kind = CK_FUNC, .offset = C(on_redis_down_refuse),
      .def = "refuse", .parse = config_parse_on_redis_down,
      .help = "while Redis is away: `refuse` lets in only users who hold sessions on this proxy "

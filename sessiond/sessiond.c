@@ -31,6 +31,7 @@
 #include "sessiond/events.h"
 #include "sessiond/metrics.h"
 #include "sessiond/redis.h"
+#include "sessiond/drain.h"
 #include "sessiond/rehome.h"
 #include "sessiond/seats.h"
 #include "sessiond/seatstore.h"
@@ -290,6 +291,7 @@ int sessiond_main(const char *config_path) {
   if (sd.admin_listener) evconnlistener_free(sd.admin_listener);
   if (sd.base) workers_close_all(&sd);
   metrics_stop(&sd);
+  drain_migrate_stop();
   seatstore_stop(&sd);
   backends_stop(&sd);
   authpool_free(sd.pool);

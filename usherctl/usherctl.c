@@ -3,6 +3,7 @@
  *   usherctl [-c CONFIG | -s SOCKET] [--json] COMMAND [ARGS]
  *
  * Commands: status, backends, backend NAME up|drain|down|weight N,
+ * backend NAME drain --migrate [--rate N],
  * who USER, sessions [--backend NAME], move USER BACKEND [--kick], kick USER,
  * auth flush USER|--all, auth stats, reload, health.
  * Text for people (the JSON answer laid out as indented lines), --json for
@@ -18,7 +19,7 @@
 #include "common/config.h"
 
 static const char *const commands[][2] = {
-    {"status", ""},          {"backends", ""},        {"backend", "NAME up|drain|down|weight N"},
+    {"status", ""},          {"backends", ""},        {"backend", "NAME up|drain|down|weight N | NAME drain --migrate [--rate N]"},
     {"who", "USER"},         {"sessions", "[--backend NAME]"}, {"move", "USER BACKEND [--kick]"},
     {"kick", "USER"},        {"auth", "flush USER|--all | stats"}, {"reload", ""},
     {"health", ""}};
@@ -38,7 +39,9 @@ static int valid(int argc, char **argv) {
   if (!strcmp(c, "move")) return argc == 3 || (argc == 4 && !strcmp(argv[3], "--kick"));
   if (!strcmp(c, "sessions")) return argc == 1 || (argc == 3 && !strcmp(argv[1], "--backend"));
   if (!strcmp(c, "backend"))
-    return (argc == 3 && strcmp(argv[2], "weight")) || (argc == 4 && !strcmp(argv[2], "weight"));
+    return (argc == 3 && strcmp(argv[2], "weight")) || (argc == 4 && !strcmp(argv[2], "weight")) ||
+           (argc >= 4 && !strcmp(argv[2], "drain") && !strcmp(argv[3], "--migrate") &&
+            (argc == 4 || (argc == 6 && !strcmp(argv[4], "--rate"))));
   if (!strcmp(c, "auth"))
     return (argc == 3 && !strcmp(argv[1], "flush")) || (argc == 2 && !strcmp(argv[1], "stats"));
   return -1;

@@ -110,6 +110,42 @@ class UsherctlTest(unittest.TestCase):
         rc, _, err = self.ctl('move', 'bob', 'backend1', '--gently')
         self.assertEqual(rc, 2)   # bad usage, caught by usherctl
 
+    def test_drain_migrate(self):
+        # Every user seated on the backend moves off it, paced; today's
+        # workers close the re-homed sessions; status shows the progress
+        # while it runs and null once done.
+        m = imaplib.IMAP4('127.0.0.1', self.u.port)
+        m.login('alice', USERS['alice'])
+        rc, out, _ = self.ctl('who', 'alice', json_out=True)
+        seat = json.loads(out)['seat']
+        other = 'backend2' if seat == 'backend1' else 'backend1'
+        try:
+            rc, out, _ = self.ctl('backend', seat, 'drain', '--migrate', '--rate', '20',
+                                  json_out=True)
+            self.assertEqual(rc, 0, out)
+            answer = json.loads(out)
+            self.assertEqual(answer['state'], 'drain')
+            self.assertGreaterEqual(answer['migrating'], 1)
+            st = json.loads(self.ctl('status', json_out=True)[1])
+            self.assertIn('migration', st)
+            rc, out, _ = self.ctl('backend', seat, 'drain', '--migrate', '--rate', 'x')
+            self.assertNotEqual(rc, 0)
+            with self.assertRaises((imaplib.IMAP4.abort, OSError)):
+                for _ in range(50):   # closed within 5 s
+                    m.noop()
+                    time.sleep(0.1)
+            deadline = time.time() + 5
+            while time.time() < deadline:
+                st = json.loads(self.ctl('status', json_out=True)[1])
+                if st['migration'] is None:
+                    break
+                time.sleep(0.1)
+            self.assertIsNone(st['migration'])
+            rc, out, _ = self.ctl('who', 'alice', json_out=True)
+            self.assertEqual(json.loads(out)['seat'], other)
+        finally:
+            self.ctl('backend', seat, 'up')
+
     def test_health_and_reload(self):
         rc, out, _ = self.ctl('health')
         self.assertEqual(rc, 0)
