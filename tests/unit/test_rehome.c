@@ -34,6 +34,8 @@
 
 static struct sessiond sd;
 static struct backend_state states[CONFIG_MAX_BACKENDS];
+static struct bufferevent *worker_ends[8];   /* freed at teardown */
+static int n_worker_ends;
 
 /* A worker process: sessiond's end of the link, and what it reads back. */
 struct worker {
@@ -49,6 +51,7 @@ static void worker_connect(struct worker *w, int pid, unsigned id) {
   bufferevent_enable(pair[0], EV_READ | EV_WRITE);
   bufferevent_enable(pair[1], EV_READ | EV_WRITE);
   w->end = pair[1];
+  worker_ends[n_worker_ends++] = pair[1];
   w->wc = workers_conn_new(&sd, pair[0], pid);
   w->wc->worker_id = id;
   w->wc->said_hello = 1;
@@ -122,6 +125,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   (void)state;
   workers_close_all(&sd);
+  while (n_worker_ends > 0) bufferevent_free(worker_ends[--n_worker_ends]);
   event_base_loop(sd.base, EVLOOP_NONBLOCK);
   rehome_forget_password(&sd);
   seats_free(sd.seats);
