@@ -23,6 +23,8 @@
  *                sender's with the same user and backend.
  *   SESSION_END, BACKEND_FAILED
  *                only for a session the sender holds.
+ *   REHOME       as SESSION_UP, since the answer carries the master
+ *                credential (rehome.c).
  * "The sender holds" means the worker process: a worker that reconnects
  * (same pid, which the kernel vouches for) takes its sessions along.
  * Anything else is refused: counted (worker_refused in usherctl status,
