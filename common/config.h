@@ -161,6 +161,10 @@ struct config {
   uint64_t peers_claim_ms;      /* a peer's agreement holds this long */
   uint64_t refill_ms;           /* after Redis lost its data: no new seats for this long; 10s */
   int on_redis_down_refuse;     /* on_redis_down = refuse (else fallback) */
+  int rehome;                   /* failures and moves re-home live sessions (with master_user) */
+  char *master_user;            /* the backends' master user; NULL: no re-homing */
+  char *master_password_file;   /* its password: only the path here, sessiond reads the file */
+  unsigned drain_rate;          /* users a second a drain --migrate moves */
   uint64_t health_interval_ms;  /* active backend checks; 0: off */
   uint64_t health_timeout_ms;   /* connect + greeting */
   unsigned health_rise, health_fall; /* checks in a row to change verdict */

@@ -290,6 +290,22 @@ static const struct config_key routing_keys[] = {
              "seats back; a login for a user with no seat waits (asking every 100 ms) at most "
              "this long; so does a login for a user just moved to another backend, until every "
              "proxy that held the old seat has closed its sessions there"},
+    {.key = "rehome", .kind = CK_BOOL, .offset = C(rehome), .def = "yes",
+     .help = "a backend failure or a move re-homes the user's live sessions (the client keeps "
+             "its connection; the worker logs in at the new backend as `master_user` on the "
+             "user's behalf and restores the session's state) instead of closing them; needs "
+             "`master_user`"},
+    {.key = "master_user", .kind = CK_STRING, .offset = C(master_user),
+     .help = "the backends' master user (Dovecot: a passdb with `master=yes`), for re-homing: "
+             "SASL PLAIN with authorization identity the user; unset: re-homing is off and "
+             "moves close sessions"},
+    {.key = "master_password_file", .kind = CK_STRING, .offset = C(master_password_file),
+     .help = "its password (the file mode 0600), read by sessiond only at its start; required "
+             "with `master_user`"},
+    {.key = "drain_rate", .kind = CK_UINT, .offset = C(drain_rate), .def = "50", .min = 1,
+     .max = 100000,
+     .help = "`usherctl backend NAME drain --migrate` moves this many users a second off the "
+             "backend (`--rate N` overrides it for one drain)"},
     {.key = "on_redis_down", .kind = CK_FUNC, .offset = C(on_redis_down_refuse),
      .def = "refuse", .parse = config_parse_on_redis_down,
      .help = "while Redis is away: `refuse` lets in only users who hold sessions on this proxy "

@@ -174,6 +174,8 @@ static int config_check(struct loader *l) {
     if (c->ldap_max_inflight == 0 || c->ldap_max_inflight > c->ldap_pool_size)
       c->ldap_max_inflight = c->ldap_pool_size;
   }
+  if (c->master_user && !c->master_password_file)
+    return fail(l, "[routing] master_user is set but master_password_file is not");
   if (c->redis_sentinels && !c->redis_master_name) c->redis_master_name = xstrdup("usher");
   if (c->redis_sentinels && !c->redis_address) c->redis_address = xstrdup("sentinel");
   if (c->redis_address && !c->cache_secret_file)

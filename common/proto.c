@@ -35,6 +35,7 @@ static const struct field fields[] = {
     F(PT_CLIENT_PORT, FK_U16, client_port),
     F(PT_LOCAL_PORT, FK_U16, local_port),
     F(PT_TLS, FK_U8, tls),
+    F(PT_REHOME, FK_U8, rehome),
     F(PT_SESSION, FK_STR, session),
     F(PT_USER, FK_STR, user),
     F(PT_PASSWORD, FK_STR, password),
@@ -46,6 +47,7 @@ static const struct field fields[] = {
     F(PT_REASON, FK_STR, reason),
     F(PT_SEAT, FK_STR, seat),
     F(PT_TICKET, FK_STR, ticket),
+    F(PT_MASTER_USER, FK_STR, master_user),
 };
 #undef F
 #define N_FIELDS (sizeof fields / sizeof fields[0])
@@ -162,6 +164,7 @@ const char *proto_type_name(enum proto_type t) {
   case PROTO_SESSION_UP: return "SESSION_UP";
   case PROTO_SESSION_END: return "SESSION_END";
   case PROTO_KICK: return "KICK";
+  case PROTO_REHOME: return "REHOME";
   }
   return "UNKNOWN";
 }

@@ -36,7 +36,20 @@
  *   SESSION_END    w->s  session, bytes_in, bytes_out, duration_ms, reason;
  *                        for every session that got a LOGIN_REPLY OK,
  *                        whether or not it came up
- *   KICK           s->w  session, reason: close that session with * BYE
+ *   KICK           s->w  session, reason, rehome: close that session with
+ *                        * BYE; with rehome = 1 re-home it instead (REHOME),
+ *                        and a worker that cannot closes it as without
+ *   REHOME         w->s  req, session, user (canonical), seat, backend (the
+ *                        old one), ticket (the session's last LOGIN_REPLY
+ *                        OK's), reason ("backend_failed", "moved",
+ *                        "drain"), client_addr, client_port; sent once the
+ *                        worker has closed its connection to the old
+ *                        backend. Answered by a LOGIN_REPLY with the same
+ *                        req: OK with user, seat, backend, backend_addr, a
+ *                        new ticket, master_user and password (log in as
+ *                        SASL PLAIN authzid = user, authcid = master_user),
+ *                        or UNAVAILABLE (end the session with
+ *                        BYE [UNAVAILABLE])
  *
  * What sessiond checks (a worker may have been taken over; details and
  * what such a worker can still do: sessiond/workers.c):
@@ -51,6 +64,9 @@
  *     checks for this connection's worker id and pid, on a configured
  *     backend, and, if sessiond knows the session, from its holder with
  *     its user and backend; refused, it is answered with KICK.
+ *   - REHOME is believed only with a ticket that checks as SESSION_UP's
+ *     does, and, if sessiond knows the session, from its holder with its
+ *     user and old backend; refused, it is answered UNAVAILABLE.
  *   - LOGIN, BACKEND_FAILED and SESSION_END name a well-formed session id
  *     (16 hex digits) that no other worker process holds; BACKEND_FAILED
  *     names the backend sessiond gave that session.
@@ -80,6 +96,7 @@ enum proto_type {
   PROTO_SESSION_UP = 5,
   PROTO_SESSION_END = 6,
   PROTO_KICK = 7,
+  PROTO_REHOME = 8,
 };
 
 enum proto_result {
@@ -102,6 +119,7 @@ enum proto_tag {
   PT_CLIENT_PORT = 9,  /* u16 */
   PT_LOCAL_PORT = 10,  /* u16 */
   PT_TLS = 11,         /* u8 */
+  PT_REHOME = 12,      /* u8, in KICK: 1 = re-home the session instead of closing it */
   PT_SESSION = 32,     /* string */
   PT_USER = 33,
   PT_PASSWORD = 34,
@@ -112,7 +130,8 @@ enum proto_tag {
   PT_BACKEND_ADDR = 39,
   PT_REASON = 40,
   PT_SEAT = 41,
-  PT_TICKET = 42,      /* LOGIN_REPLY OK's seal, presented in SESSION_UP */
+  PT_TICKET = 42,      /* LOGIN_REPLY OK's seal, presented in SESSION_UP and REHOME */
+  PT_MASTER_USER = 43, /* LOGIN_REPLY OK to REHOME: the backend's master user */
 };
 
 /* A decoded or to-be-encoded message. Strings are NUL-terminated; after
@@ -131,6 +150,7 @@ struct proto_msg {
   uint16_t client_port;
   uint16_t local_port;
   uint8_t tls;
+  uint8_t rehome;
   const char *session;
   const char *user;
   const char *password;
@@ -142,6 +162,7 @@ struct proto_msg {
   const char *reason;
   const char *seat;
   const char *ticket;
+  const char *master_user;
 };
 
 /* Encodes m as a whole frame (header included) into buf. Zero integers and

@@ -12,7 +12,12 @@
  *                     {"kicked":N} counts this proxy's
  *   backend NAME up|drain|down   the operator's state, on every proxy
  *   backend NAME weight N        share of new users, on every proxy
- *   move USER BACKEND  re-seat the user (every proxy), closing their sessions
+ *   backend NAME drain --migrate [--rate N]   drain, then move its users
+ *                     seated here (N a second; status: "migration")
+ *   move USER BACKEND [--kick]  re-seat the user (every proxy); their live
+ *                     sessions are re-homed when re-homing is on ([routing]
+ *                     rehome, master_user), else and with --kick closed;
+ *                     {"kicked":N,"rehome":BOOL} counts this proxy's
  *   auth flush USER   forget USER in the auth cache on every proxy
  *   auth flush --all  forget everybody
  *   auth stats        the auth cache, LDAP, Redis and throttling counters
@@ -36,9 +41,11 @@
 #include "sessiond/authpool.h"
 #include "sessiond/backends.h"
 #include "sessiond/context.h"
+#include "sessiond/drain.h"
 #include "sessiond/login.h"
 #include "sessiond/peers.h"
 #include "sessiond/redis.h"
+#include "sessiond/rehome.h"
 #include "sessiond/seats.h"
 #include "sessiond/seatstore.h"
 #include "sessiond/throttle.h"
@@ -101,14 +108,20 @@ static void cmd_status(struct sessiond *sd, struct evbuffer *out) {
                       "\"auth_queue\":%u,\"logins_ok\":%llu,\"logins_failed\":%llu,"
                       "\"logins_unavailable\":%llu,\"seats_created\":%llu,\"seats_reused\":%llu,"
                       "\"seats_moved\":%llu,\"backend_failures\":%llu,\"kicks\":%llu,"
-                      "\"worker_refused\":%llu,\"backends\":[",
+                      "\"worker_refused\":%llu,\"rehome_requests\":%llu,\"rehome_routed\":%llu,"
+                      "\"rehome_refused\":%llu,\"rehome_unavailable\":%llu,",
                       (unsigned long long)((now - sd->start_ms) / 1000), sd->n_wconns,
                       sessions_count(sd->seats), seats_count(sd->seats), authpool_queued(sd->pool),
                       (unsigned long long)n->logins_ok, (unsigned long long)n->logins_failed,
                       (unsigned long long)n->logins_unavailable,
                       (unsigned long long)n->seats_created, (unsigned long long)n->seats_reused,
                       (unsigned long long)n->seats_moved, (unsigned long long)n->backend_failures,
-                      (unsigned long long)n->kicks, (unsigned long long)n->worker_refused);
+                      (unsigned long long)n->kicks, (unsigned long long)n->worker_refused,
+                      (unsigned long long)n->rehome_requests, (unsigned long long)n->rehome_routed,
+                      (unsigned long long)n->rehome_refused,
+                      (unsigned long long)n->rehome_unavailable);
+  drain_migrate_status(out);
+  evbuffer_add_printf(out, ",\"backends\":[");
   for (unsigned i = 0; i < sd->cfg->n_backends; i++) {
     struct listing l = {.backend = sd->cfg->backends[i].name};
     sessions_foreach(sd->seats, count_backend, &l);
@@ -211,6 +224,30 @@ static void cmd_sessions(struct sessiond *sd, struct evbuffer *out, const char *
   evbuffer_add_printf(out, "]}");
 }
 
+/* backend NAME drain --migrate [--rate N]: drained as by "drain", then
+ * its users moved, paced (drain.c). */
+static void cmd_drain_migrate(struct sessiond *sd, struct evbuffer *out, const char *name,
+                              const char *opt, const char *rate_s) {
+  char err[160] = "usage: backend NAME drain --migrate [--rate N]";
+  char *end = NULL;
+  long rate = rate_s ? strtol(rate_s, &end, 10) : 0;
+  int n = -1;
+  if ((!opt && !rate_s) || (opt && !strcmp(opt, "--rate") && rate_s && *rate_s && !*end &&
+                            rate > 0 && rate <= 100000)) {
+    if (backends_admin(sd, name, "drain", -1, err, sizeof err) == 0)
+      n = drain_migrate_start(sd, name, (unsigned)rate, err, sizeof err);
+  }
+  if (n < 0) {
+    evbuffer_add_printf(out, "{\"error\":");
+    json_str(out, err);
+    evbuffer_add_printf(out, "}");
+    return;
+  }
+  evbuffer_add_printf(out, "{\"backend\":");
+  json_str(out, name);
+  evbuffer_add_printf(out, ",\"state\":\"drain\",\"migrating\":%d}", n);
+}
+
 static void cmd_backend(struct sessiond *sd, struct evbuffer *out, const char *name,
                         const char *what, const char *value) {
   char err[160] = "usage: backend NAME up|drain|down|weight N";
@@ -236,18 +273,25 @@ static void cmd_backend(struct sessiond *sd, struct evbuffer *out, const char *n
                       sd->bstate[i].weight);
 }
 
+/* A move re-homes the user's live sessions unless re-homing is off or the
+ * operator said --kick (the old way: they are closed). */
 static void cmd_move_or_kick(struct sessiond *sd, struct evbuffer *out, const char *user,
-                             const char *backend) {
+                             const char *backend, const char *how) {
   char err[160];
-  int n = backend ? seatstore_move(sd, user, backend, err, sizeof err)
+  if (how && strcmp(how, "--kick")) {
+    evbuffer_add_printf(out, "{\"error\":\"move USER BACKEND [--kick]\"}");
+    return;
+  }
+  int rehome = backend && !how && rehome_on(sd);
+  int n = backend ? seatstore_move(sd, user, backend, rehome, err, sizeof err)
                   : seatstore_kick(sd, user, err, sizeof err);
   if (n < 0) {
     evbuffer_add_printf(out, "{\"error\":");
     json_str(out, err);
     evbuffer_add_printf(out, "}");
   } else {
-    evbuffer_add_printf(out, "{\"kicked\":%d,\"cluster\":%s}", n,
-                        rds_is_up(sd->redis) ? "true" : "false");
+    evbuffer_add_printf(out, "{\"kicked\":%d,\"cluster\":%s,\"rehome\":%s}", n,
+                        rds_is_up(sd->redis) ? "true" : "false", rehome ? "true" : "false");
   }
 }
 
@@ -319,6 +363,8 @@ static void admin_command(struct sessiond *sd, char *line, struct evbuffer *out)
   const char *user = admin_user(sd, arg, user_buf, sizeof user_buf);
   char *arg2 = strtok_r(NULL, " \t", &save);
   char *arg3 = strtok_r(NULL, " \t", &save);
+  char *arg4 = strtok_r(NULL, " \t", &save);
+  char *arg5 = strtok_r(NULL, " \t", &save);
   if (!cmd) evbuffer_add_printf(out, "{\"error\":\"empty command\"}");
   else if (!strcmp(cmd, "status")) cmd_status(sd, out);
   else if (!strcmp(cmd, "sessions") && arg && arg2 && !strcmp(arg, "--backend"))
@@ -333,8 +379,11 @@ static void admin_command(struct sessiond *sd, char *line, struct evbuffer *out)
   }
   else if (!strcmp(cmd, "who") && arg) cmd_sessions(sd, out, user);
   else if (!strcmp(cmd, "auth")) cmd_auth(sd, out, arg, arg2);
-  else if (!strcmp(cmd, "kick") && arg) cmd_move_or_kick(sd, out, user, NULL);
-  else if (!strcmp(cmd, "move") && arg && arg2) cmd_move_or_kick(sd, out, user, arg2);
+  else if (!strcmp(cmd, "kick") && arg) cmd_move_or_kick(sd, out, user, NULL, NULL);
+  else if (!strcmp(cmd, "move") && arg && arg2) cmd_move_or_kick(sd, out, user, arg2, arg3);
+  else if (!strcmp(cmd, "backend") && arg && arg2 && arg3 && !strcmp(arg2, "drain") &&
+           !strcmp(arg3, "--migrate"))
+    cmd_drain_migrate(sd, out, arg, arg4, arg5);
   else if (!strcmp(cmd, "backend")) cmd_backend(sd, out, arg, arg2, arg3);
   else {
     evbuffer_add_printf(out, "{\"error\":\"unknown command or missing argument\"}");

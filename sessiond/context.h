@@ -38,6 +38,9 @@ struct sessiond_counters {
   uint64_t cache_bad_seals;   /* Redis entries ignored: not sealed with our secret */
   uint64_t bytes_in, bytes_out, sessions_ended, worker_hellos;
   uint64_t worker_refused;   /* worker messages refused (workers.c: who may say what) */
+  /* live re-homing (rehome.c): asked, answered OK, refused (the checks
+   * failed: also in worker_refused), no backend or re-homing off */
+  uint64_t rehome_requests, rehome_routed, rehome_refused, rehome_unavailable;
 };
 
 struct sessiond {
@@ -61,9 +64,16 @@ struct sessiond {
   /* Closes one session with * BYE (installed by workers.c): the seat store
    * kicks stale sessions through it without knowing the worker links. */
   void (*kick)(struct sessiond *sd, struct session *s, const char *reason);
+  /* Live re-homing (installed by rehome.c): whether it is on, and the
+   * REHOME handler; workers.c reaches them without knowing rehome.c. */
+  int (*rehome_enabled)(const struct sessiond *sd);
+  void (*rehome_handler)(struct wconn *wc, const struct proto_msg *m);
   /* Seals the tickets of LOGIN_REPLY OK (workers.c); from the master, so
    * the same after a restart of sessiond. */
   uint8_t session_key[PROTO_SESSION_KEY_LEN];
+  /* The backends' master password ([routing] master_password_file), read
+   * at start; NULL: no re-homing. Only this process holds it. */
+  char *master_password;
 };
 
 #endif

@@ -122,6 +122,11 @@ static void render(struct sessiond *sd, struct evbuffer *b) {
   counter(b, "usher_worker_messages_refused_total",
           "Worker messages sessiond did not believe (a forged session, another's session, "
           "no worker).", NULL, n->worker_refused);
+  counter(b, "usher_rehome_total", "Live re-homing requests of sessions, by outcome.",
+          "{result=\"requested\"}", n->rehome_requests);
+  counter(b, "usher_rehome_total", NULL, "{result=\"routed\"}", n->rehome_routed);
+  counter(b, "usher_rehome_total", NULL, "{result=\"refused\"}", n->rehome_refused);
+  counter(b, "usher_rehome_total", NULL, "{result=\"unavailable\"}", n->rehome_unavailable);
   uint64_t restarts = n->worker_hellos > sd->cfg->workers ? n->worker_hellos - sd->cfg->workers : 0;
   counter(b, "usher_worker_restarts_total", "Worker (re)connections beyond the first of each.",
           NULL, restarts);

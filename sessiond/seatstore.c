@@ -25,17 +25,16 @@ static struct event *heartbeat_ev;
 
 static void ms_str(char out[24], uint64_t ms) { snprintf(out, 24, "%llu", (unsigned long long)ms); }
 
-
 /* ---- closing stale sessions ------------------------------------------------------ */
 
-struct stale { struct sessiond *sd; const char *user; const char *backend; uint64_t gen; int n; };
+struct stale { struct sessiond *sd; const char *user, *backend, *why; uint64_t gen; int n; };
 
 static void kick_if_stale(struct session *s, void *arg) {
   struct stale *k = arg;
   if (strcmp(s->user, k->user) != 0) return;
   if (s->kicked || (s->gen >= k->gen && (!k->backend || !strcmp(s->backend, k->backend)))) return;
   s->kicked = 1;   /* it ends when its SESSION_END arrives */
-  k->sd->kick(k->sd, s, "seat_moved");
+  k->sd->kick(k->sd, s, k->why);   /* "seat_moved" re-homes (rehome.h) */
   k->n++;
 }
 
@@ -64,10 +63,11 @@ static void ack_when_gone(struct sessiond *sd, struct seat *seat) {
 }
 
 /* Closes the user's sessions here that are older than gen or not on
- * backend (NULL: any backend). Returns how many. The ack follows once
- * they are gone (at once when there were none). */
-static int kick_stale(struct sessiond *sd, const char *user, const char *backend, uint64_t gen) {
-  struct stale k = {sd, user, backend, gen, 0};
+ * backend (NULL: any backend), with KICK reason why. Returns how many.
+ * The ack follows once they are gone (at once when there were none). */
+static int kick_stale(struct sessiond *sd, const char *user, const char *backend, uint64_t gen,
+                      const char *why) {
+  struct stale k = {sd, user, backend, why, gen, 0};
   sessions_foreach(sd->seats, kick_if_stale, &k);
   if (k.n) {
     st.conflicts_kicked += (uint64_t)k.n;
@@ -115,7 +115,7 @@ static void commit(struct route *r, int idx, uint64_t gen, int fenced) {
   const char *backend = sd->cfg->backends[idx].name;
   struct seat *seat = seat_find(sd->seats, r->user, now);
   if (seat && fenced && (strcmp(seat->backend, backend) || (seat->fenced && seat->gen < gen)))
-    kick_stale(sd, r->user, backend, gen);
+    kick_stale(sd, r->user, backend, gen, "seat_moved");
   if (!seat) seat = seat_create(sd->seats, r->user, backend, now);
   else if (strcmp(seat->backend, backend)) seat_move(seat, backend);
   seat->gen = gen;
@@ -256,7 +256,7 @@ static void on_replaced(void *cookie, const redisReply *rep) {
     sd->n.seats_moved++;
     commit(r, idx, gen, 1);
     char msg[AUTHCACHE_HEX_LEN + 32];
-    snprintf(msg, sizeof msg, "kick %s %llu", r->key_hex, (unsigned long long)gen);
+    snprintf(msg, sizeof msg, "kick %s %llu rehome", r->key_hex, (unsigned long long)gen);
     rds_command(sd->redis, NULL, NULL, "PUBLISH usher:events %s", msg);
     log_event(LOG_LVL_INFO, "seat_replaced", "backend=%s gen=%llu", rep->element[0]->str,
               (unsigned long long)gen);
@@ -439,7 +439,7 @@ static void on_heartbeat(void *cookie, const redisReply *rep) {
     } else if (!same || gen > seat->gen) {
       /* Moved or kicked while we missed the event, or chosen differently
        * while Redis was away: the cluster's seat wins. */
-      kick_stale(sd, b->user, backend, same ? gen : UINT64_MAX);
+      kick_stale(sd, b->user, backend, same ? gen : UINT64_MAX, "seat_moved");
       if (!same) seat_move(seat, backend);
     }
     seat->gen = gen;
@@ -518,18 +518,20 @@ static void find_by_key(struct seat *s, void *arg) {
 }
 
 void seatstore_on_event(struct sessiond *sd, const char *payload, size_t len) {
-  char buf[160], hex[AUTHCACHE_HEX_LEN + 1];
+  char buf[160], hex[AUTHCACHE_HEX_LEN + 1], how[16] = "";
   unsigned long long gen;
   if (len >= sizeof buf) return;
   memcpy(buf, payload, len);
   buf[len] = '\0';
-  if (sscanf(buf, "kick %64s %llu", hex, &gen) != 2) return;
+  /* "kick H GEN", and "kick H GEN rehome" for a move that re-homes. */
+  if (sscanf(buf, "kick %64s %llu %15s", hex, &gen, how) < 2) return;
   struct by_key k = {hex, NULL};
   seats_foreach(sd->seats, find_by_key, &k);
-  if (k.found) kick_stale(sd, k.found->user, NULL, gen);
+  const char *why = strcmp(how, "rehome") ? "kicked" : "seat_moved";
+  if (k.found) kick_stale(sd, k.found->user, NULL, gen, why);
 }
 
-struct publish_ctx { struct sessiond *sd; char hex[AUTHCACHE_HEX_LEN + 1]; char backend[64]; };
+struct publish_ctx { struct sessiond *sd; char hex[AUTHCACHE_HEX_LEN + 1]; char backend[64]; const char *why; };
 
 static void on_gen_bumped(void *cookie, const redisReply *rep) {
   struct publish_ctx *c = cookie;
@@ -544,7 +546,8 @@ static void on_gen_bumped(void *cookie, const redisReply *rep) {
     if (k.found && c->backend[0]) seat_move(k.found, c->backend);
     if (k.found) k.found->gen = (uint64_t)rep->integer;
     char msg[AUTHCACHE_HEX_LEN + 32];
-    snprintf(msg, sizeof msg, "kick %s %lld", c->hex, rep->integer);
+    snprintf(msg, sizeof msg, "kick %s %lld%s", c->hex, rep->integer,
+             strcmp(c->why, "seat_moved") ? "" : " rehome");
     rds_command(c->sd->redis, NULL, NULL, "PUBLISH usher:events %s", msg);
   }
   free(c);
@@ -552,10 +555,11 @@ static void on_gen_bumped(void *cookie, const redisReply *rep) {
 
 /* Bumps the generation in Redis (and sets the backend for a move), then
  * publishes the kick. Local sessions are closed at once either way. */
-static int bump(struct sessiond *sd, const char *user, const char *backend) {
+static int bump(struct sessiond *sd, const char *user, const char *backend, const char *why) {
   uint8_t key[AUTHCACHE_HASH_LEN];
   struct publish_ctx *c = xcalloc(1, sizeof *c);
   c->sd = sd;
+  c->why = why;
   authcache_key(sd->cache, user, key);
   authcache_hex(key, c->hex);
   char expire[24];
@@ -564,20 +568,22 @@ static int bump(struct sessiond *sd, const char *user, const char *backend) {
   ms_str(lease, sd->cfg->seat_lease_ms);
   const char *args[] = {backend ? backend : "", expire, lease};
   if (backend) snprintf(c->backend, sizeof c->backend, "%s", backend);
+  /* With Redis the local seat moves once Redis answered (on_gen_bumped);
+   * without, here, before the kicks: a re-homed session follows it. */
+  struct seat *seat = sd->redis ? NULL : seat_find(sd->seats, user, now_ms());
+  if (seat && backend) seat_move(seat, backend);
   if (seat_script(sd, SEAT_MOVE_LUA, c->hex, on_gen_bumped, c, 3, args) != 0) free(c);
-  /* The local seat moves when Redis has answered (on_gen_bumped): until
-   * then only Redis knows whether the move happened. */
-  return kick_stale(sd, user, NULL, UINT64_MAX);
+  return kick_stale(sd, user, NULL, UINT64_MAX, why);
 }
 
 int seatstore_kick(struct sessiond *sd, const char *user, char *err, size_t errlen) {
   (void)err; (void)errlen;
   log_event(LOG_LVL_INFO, "admin_kick", "cluster=%s", rds_is_up(sd->redis) ? "yes" : "no");
-  return bump(sd, user, NULL);
+  return bump(sd, user, NULL, "kicked");
 }
 
-int seatstore_move(struct sessiond *sd, const char *user, const char *backend, char *err,
-                   size_t errlen) {
+int seatstore_move(struct sessiond *sd, const char *user, const char *backend, int rehome,
+                   char *err, size_t errlen) {
   if (sessiond_backend_index(sd, backend) < 0) {
     snprintf(err, errlen, "no backend named '%s'", backend);
     return -1;
@@ -587,8 +593,8 @@ int seatstore_move(struct sessiond *sd, const char *user, const char *backend, c
     return -1;
   }
   sd->n.seats_moved++;
-  log_event(LOG_LVL_INFO, "admin_move", "backend=%s", backend);
-  return bump(sd, user, backend);
+  log_event(LOG_LVL_INFO, "admin_move", "backend=%s rehome=%s", backend, rehome ? "yes" : "no");
+  return bump(sd, user, backend, rehome ? "seat_moved" : "kicked");
 }
 
 const struct seatstore_stats *seatstore_stats(void) { return &st; }

@@ -58,10 +58,13 @@ void seatstore_backend_failed(struct sessiond *sd, const char *session, const in
 void seatstore_session_ended(struct sessiond *sd, const char *session);
 
 /* Operator actions, cluster-wide when Redis is up. Return the number of
- * sessions closed on this proxy at once, or -1 with err set. */
+ * sessions closed (or, for a move with rehome, asked to re-home: KICK
+ * with PT_REHOME when re-homing is on) on this proxy at once, or -1 with
+ * err set. Other proxies learn a re-homing move from "kick H GEN rehome";
+ * an older proxy reads it as a kick and closes. */
 int seatstore_kick(struct sessiond *sd, const char *user, char *err, size_t errlen);
-int seatstore_move(struct sessiond *sd, const char *user, const char *backend, char *err,
-                   size_t errlen);
+int seatstore_move(struct sessiond *sd, const char *user, const char *backend, int rehome,
+                   char *err, size_t errlen);
 
 void seatstore_start(struct sessiond *sd);
 void seatstore_stop(struct sessiond *sd);

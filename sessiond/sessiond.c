@@ -31,6 +31,8 @@
 #include "sessiond/events.h"
 #include "sessiond/metrics.h"
 #include "sessiond/redis.h"
+#include "sessiond/drain.h"
+#include "sessiond/rehome.h"
 #include "sessiond/seats.h"
 #include "sessiond/seatstore.h"
 #include "sessiond/throttle.h"
@@ -168,6 +170,7 @@ static int sessiond_open_auth(struct sessiond *sd) {
     sd->redis = rds_new(sd->base, cfg, pw, "usher:events", events_on_message, events_on_resync, sd);
     if (pw) wipe_free_str(pw);
   }
+  if (rehome_load_password(sd) != 0) return -1;
   sd->throttle = throttle_new(cfg, sd->redis);
   if (cfg->peers_listen.len && !(sd->peers = peers_new(sd))) return -1;
   if (cfg->ldap_uri) {
@@ -246,6 +249,7 @@ static int sessiond_open(struct sessiond *sd, const char *config_path) {
   sd->pool = authpool_new(sd->base, sd->cfg->auth_threads, 4096);
   sd->start_ms = now_ms();
   workers_init(sd);
+  rehome_init(sd);
   if (sessiond_open_auth(sd) != 0) return -1;
   backends_start(sd);
   seatstore_start(sd);
@@ -287,6 +291,7 @@ int sessiond_main(const char *config_path) {
   if (sd.admin_listener) evconnlistener_free(sd.admin_listener);
   if (sd.base) workers_close_all(&sd);
   metrics_stop(&sd);
+  drain_migrate_stop();
   seatstore_stop(&sd);
   backends_stop(&sd);
   authpool_free(sd.pool);
@@ -298,6 +303,7 @@ int sessiond_main(const char *config_path) {
   seats_free(sd.seats);
   userfile_free(sd.uf);
   wipe(sd.session_key, sizeof sd.session_key);
+  rehome_forget_password(&sd);
   if (sd.base) event_base_free(sd.base);
   if (sd.cfg) log_event(LOG_LVL_INFO, "sessiond_stop", "ok=%d", rc == 0);
   config_free(sd.cfg);

@@ -23,6 +23,8 @@
  *                sender's with the same user and backend.
  *   SESSION_END, BACKEND_FAILED
  *                only for a session the sender holds.
+ *   REHOME       as SESSION_UP, since the answer carries the master
+ *                credential (rehome.c).
  * "The sender holds" means the worker process: a worker that reconnects
  * (same pid, which the kernel vouches for) takes its sessions along.
  * Anything else is refused: counted (worker_refused in usherctl status,
@@ -107,7 +109,7 @@ static void session_ticket(const struct sessiond *sd, const char *session, const
 /* The name a session's seat is kept under: its LDAP entry's, else the user's. */
 static const char *seat_name_of(const struct proto_msg *m) { return m->seat ? m->seat : m->user; }
 
-static int ticket_valid(const struct wconn *wc, const struct proto_msg *m) {
+int workers_ticket_valid(const struct wconn *wc, const struct proto_msg *m) {
   char want[PROTO_TICKET_HEX_LEN + 1];
   session_ticket(wc->sd, m->session, seat_name_of(m), m->backend, wc->worker_id, wc->pid, want);
   return m->ticket && strlen(m->ticket) == PROTO_TICKET_HEX_LEN &&
@@ -129,6 +131,12 @@ void workers_reply_failure(struct wconn *wc, uint32_t req, const char *session,
 
 void workers_reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const char *session,
                       const char *user, const char *seat, int idx) {
+  workers_reply_rehomed(sd, wc, req, session, user, seat, idx, NULL, NULL);
+}
+
+void workers_reply_rehomed(struct sessiond *sd, struct wconn *wc, uint32_t req,
+                           const char *session, const char *user, const char *seat, int idx,
+                           const char *master_user, const char *master_password) {
   char addr[NETADDR_STRLEN], ticket[PROTO_TICKET_HEX_LEN + 1];
   const char *backend = sd->cfg->backends[idx].name;
   /* The ticket names the seat as sessiond keeps it; without names (another
@@ -144,13 +152,14 @@ void workers_reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const
                         .seat = user && seat && strcmp(user, seat) ? seat : NULL,
                         .backend = backend,
                         .backend_addr = netaddr_str(&sd->cfg->backends[idx].addr, addr, sizeof addr),
-                        .ticket = ticket};
+                        .ticket = ticket, .master_user = master_user,
+                        .password = master_password};
   workers_reply(wc, &m);
 }
 
 /* ---- refusals ----------------------------------------------------------------- */
 
-static void refuse(struct wconn *wc, const struct proto_msg *m, const char *why) {
+void workers_refuse(struct wconn *wc, const struct proto_msg *m, const char *why) {
   wc->sd->n.worker_refused++;
   if (wc->refused++ > 0) return;
   char session[LOG_QUOTE_MAX];
@@ -163,7 +172,7 @@ static void refuse(struct wconn *wc, const struct proto_msg *m, const char *why)
 }
 
 /* Session ids are what workers make (session_id_new): 16 hex digits. */
-static int session_id_valid(const char *s) {
+int workers_session_id_valid(const char *s) {
   if (!s || strlen(s) != 16) return 0;
   for (; *s; s++)
     if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f'))) return 0;
@@ -172,7 +181,7 @@ static int session_id_valid(const char *s) {
 
 /* The worker process that holds s: the connection it came on, or a later
  * one of the same process (the kernel's pid), which reconnected. */
-static int holds(const struct wconn *wc, const struct session *s) {
+int workers_holds(const struct wconn *wc, const struct session *s) {
   const struct wconn *owner = s->owner;
   return owner == wc || (owner && wc->pid > 0 && owner->pid == wc->pid &&
                          owner->worker_id == wc->worker_id);
@@ -180,13 +189,13 @@ static int holds(const struct wconn *wc, const struct session *s) {
 
 /* The session named by m if the sender holds it; else NULL, refused. */
 static struct session *held_session(struct wconn *wc, const struct proto_msg *m) {
-  if (!session_id_valid(m->session)) {
-    refuse(wc, m, "bad_session_id");
+  if (!workers_session_id_valid(m->session)) {
+    workers_refuse(wc, m, "bad_session_id");
     return NULL;
   }
   struct session *s = session_find(wc->sd->seats, m->session);
-  if (s && !holds(wc, s)) {
-    refuse(wc, m, "not_owner");
+  if (s && !workers_holds(wc, s)) {
+    workers_refuse(wc, m, "not_owner");
     return NULL;
   }
   return s;
@@ -219,12 +228,12 @@ static int peer_is_a_worker(const struct wconn *wc, const struct proto_msg *m) {
 static int on_hello(struct wconn *wc, const struct proto_msg *m) {
   struct sessiond *sd = wc->sd;
   if (wc->said_hello) {
-    refuse(wc, m, "second_hello");
+    workers_refuse(wc, m, "second_hello");
     return -1;
   }
   wc->worker_id = m->worker_id;
   if (sd->cfg->worker_peer_check && !peer_is_a_worker(wc, m)) {
-    refuse(wc, m, "not_a_worker");
+    workers_refuse(wc, m, "not_a_worker");
     return -1;
   }
   wc->said_hello = 1;
@@ -247,14 +256,14 @@ static void on_login_answered(void *cookie, const struct login_answer *a) {
 }
 
 static void on_login(struct wconn *wc, const struct proto_msg *m) {
-  if (!session_id_valid(m->session)) {
-    refuse(wc, m, "bad_session_id");
+  if (!workers_session_id_valid(m->session)) {
+    workers_refuse(wc, m, "bad_session_id");
     workers_reply_failure(wc, m->req, m->session, PROTO_AUTH_FAILED, 0);
     return;
   }
   struct session *s = session_find(wc->sd->seats, m->session);
-  if (s && !holds(wc, s)) {   /* routing would hand it to this worker */
-    refuse(wc, m, "not_owner");
+  if (s && !workers_holds(wc, s)) {   /* routing would hand it to this worker */
+    workers_refuse(wc, m, "not_owner");
     workers_reply_failure(wc, m->req, m->session, PROTO_UNAVAILABLE, 0);
     return;
   }
@@ -285,7 +294,7 @@ static void on_backend_failed(struct wconn *wc, const struct proto_msg *m) {
   struct sessiond *sd = wc->sd;
   struct session *s = held_session(wc, m);
   if (s && (!m->backend || strcmp(m->backend, s->backend) != 0)) {
-    refuse(wc, m, "not_its_backend");
+    workers_refuse(wc, m, "not_its_backend");
     s = NULL;
   }
   if (!s) {
@@ -309,11 +318,11 @@ static void on_backend_failed(struct wconn *wc, const struct proto_msg *m) {
 /* Why a SESSION_UP cannot be believed, or NULL. */
 static const char *session_up_refusal(struct wconn *wc, const struct proto_msg *m,
                                       const struct session *known) {
-  if (!session_id_valid(m->session)) return "bad_session_id";
+  if (!workers_session_id_valid(m->session)) return "bad_session_id";
   if (!m->user || !m->backend) return "incomplete";
   if (sessiond_backend_index(wc->sd, m->backend) < 0) return "unknown_backend";
-  if (!ticket_valid(wc, m)) return "bad_ticket";
-  if (known && !holds(wc, known)) return "not_owner";
+  if (!workers_ticket_valid(wc, m)) return "bad_ticket";
+  if (known && !workers_holds(wc, known)) return "not_owner";
   if (known && (strcmp(known->user, seat_name_of(m)) || strcmp(known->backend, m->backend)))
     return "not_as_routed";
   return NULL;
@@ -326,8 +335,8 @@ static void on_session_up(struct wconn *wc, const struct proto_msg *m) {
   struct session *s = m->session ? session_find(sd->seats, m->session) : NULL;
   const char *why = session_up_refusal(wc, m, s);
   if (why) {
-    refuse(wc, m, why);
-    if (session_id_valid(m->session)) {   /* uncounted: it must not run */
+    workers_refuse(wc, m, why);
+    if (workers_session_id_valid(m->session)) {   /* uncounted: it must not run */
       struct proto_msg kick = {.type = PROTO_KICK, .session = m->session,
                                .reason = "not_registered"};
       workers_reply(wc, &kick);
@@ -361,11 +370,23 @@ static void on_session_end(struct wconn *wc, const struct proto_msg *m) {
   seatstore_session_ended(sd, m->session);
 }
 
+/* REHOME is rehome.c's (installed by rehome_init); without it, the
+ * session ends. */
+static void on_rehome(struct wconn *wc, const struct proto_msg *m) {
+  if (wc->sd->rehome_handler) {
+    wc->sd->rehome_handler(wc, m);
+    return;
+  }
+  wc->sd->n.rehome_requests++;
+  wc->sd->n.rehome_unavailable++;
+  workers_reply_failure(wc, m->req, m->session, PROTO_UNAVAILABLE, 0);
+}
+
 /* 0, or -1: the connection is to be closed. */
 static int dispatch(struct wconn *wc, const struct proto_msg *m) {
   if (m->type == PROTO_HELLO) return on_hello(wc, m);
   if (!wc->said_hello) {
-    refuse(wc, m, "no_hello");
+    workers_refuse(wc, m, "no_hello");
     return -1;
   }
   switch (m->type) {
@@ -373,7 +394,8 @@ static int dispatch(struct wconn *wc, const struct proto_msg *m) {
   case PROTO_BACKEND_FAILED: on_backend_failed(wc, m); break;
   case PROTO_SESSION_UP: on_session_up(wc, m); break;
   case PROTO_SESSION_END: on_session_end(wc, m); break;
-  default: refuse(wc, m, "unexpected_type");
+  case PROTO_REHOME: on_rehome(wc, m); break;
+  default: workers_refuse(wc, m, "unexpected_type");
   }
   return 0;
 }
@@ -478,7 +500,9 @@ void workers_init(struct sessiond *sd) { sd->kick = workers_kick; }
 
 void workers_kick(struct sessiond *sd, struct session *s, const char *reason) {
   struct wconn *wc = s->owner;
-  struct proto_msg m = {.type = PROTO_KICK, .session = s->id, .reason = reason};
+  /* Only a seat's move re-homes ("seat_moved": rehome.h); a kick closes. */
+  int rehome = sd->rehome_enabled && sd->rehome_enabled(sd) && !strcmp(reason, "seat_moved");
+  struct proto_msg m = {.type = PROTO_KICK, .session = s->id, .reason = reason, .rehome = rehome};
   sd->n.kicks++;
   if (wc) workers_reply(wc, &m);
 }

@@ -51,5 +51,19 @@ void workers_reply_failure(struct wconn *wc, uint32_t req, const char *session,
                            enum proto_result result, uint32_t delay_ms);
 void workers_reply_ok(struct sessiond *sd, struct wconn *wc, uint32_t req, const char *session,
                       const char *user, const char *seat, int idx);
+/* The same, answering REHOME: with the master credential the worker logs
+ * in with on the user's behalf (the password frame is wiped once sent). */
+void workers_reply_rehomed(struct sessiond *sd, struct wconn *wc, uint32_t req,
+                           const char *session, const char *user, const char *seat, int idx,
+                           const char *master_user, const char *master_password);
+
+/* The checks of workers.c, for the handlers of other modules (rehome.c):
+ * a ticket that checks for this connection's worker id and pid (over
+ * session, seat-or-user, backend); the sender holds s; a well-formed
+ * session id; a refusal counted and logged once per connection. */
+int workers_ticket_valid(const struct wconn *wc, const struct proto_msg *m);
+int workers_holds(const struct wconn *wc, const struct session *s);
+int workers_session_id_valid(const char *s);
+void workers_refuse(struct wconn *wc, const struct proto_msg *m, const char *why);
 
 #endif

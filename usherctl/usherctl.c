@@ -3,7 +3,8 @@
  *   usherctl [-c CONFIG | -s SOCKET] [--json] COMMAND [ARGS]
  *
  * Commands: status, backends, backend NAME up|drain|down|weight N,
- * who USER, sessions [--backend NAME], move USER BACKEND, kick USER,
+ * backend NAME drain --migrate [--rate N],
+ * who USER, sessions [--backend NAME], move USER BACKEND [--kick], kick USER,
  * auth flush USER|--all, auth stats, reload, health.
  * Text for people (the JSON answer laid out as indented lines), --json for
  * scripts. Exit: 0 done (health: this proxy should hold the VIP), 1 the
@@ -18,8 +19,8 @@
 #include "common/config.h"
 
 static const char *const commands[][2] = {
-    {"status", ""},          {"backends", ""},        {"backend", "NAME up|drain|down|weight N"},
-    {"who", "USER"},         {"sessions", "[--backend NAME]"}, {"move", "USER BACKEND"},
+    {"status", ""},          {"backends", ""},        {"backend", "NAME up|drain|down|weight N | NAME drain --migrate [--rate N]"},
+    {"who", "USER"},         {"sessions", "[--backend NAME]"}, {"move", "USER BACKEND [--kick]"},
     {"kick", "USER"},        {"auth", "flush USER|--all | stats"}, {"reload", ""},
     {"health", ""}};
 
@@ -35,10 +36,12 @@ static int valid(int argc, char **argv) {
   if (!strcmp(c, "status") || !strcmp(c, "backends") || !strcmp(c, "reload") || !strcmp(c, "health"))
     return argc == 1;
   if (!strcmp(c, "who") || !strcmp(c, "kick")) return argc == 2;
-  if (!strcmp(c, "move")) return argc == 3;
+  if (!strcmp(c, "move")) return argc == 3 || (argc == 4 && !strcmp(argv[3], "--kick"));
   if (!strcmp(c, "sessions")) return argc == 1 || (argc == 3 && !strcmp(argv[1], "--backend"));
   if (!strcmp(c, "backend"))
-    return (argc == 3 && strcmp(argv[2], "weight")) || (argc == 4 && !strcmp(argv[2], "weight"));
+    return (argc == 3 && strcmp(argv[2], "weight")) || (argc == 4 && !strcmp(argv[2], "weight")) ||
+           (argc >= 4 && !strcmp(argv[2], "drain") && !strcmp(argv[3], "--migrate") &&
+            (argc == 4 || (argc == 6 && !strcmp(argv[4], "--rate"))));
   if (!strcmp(c, "auth"))
     return (argc == 3 && !strcmp(argv[1], "flush")) || (argc == 2 && !strcmp(argv[1], "stats"));
   return -1;

@@ -63,6 +63,9 @@ static void test_defaults(void **state) {
   assert_null(c->tls_ciphersuites);
   assert_int_equal(c->max_line, 8192);
   assert_int_equal(c->listen_backlog, 4096);
+  assert_int_equal(c->rehome, 1);           /* on, but nothing re-homes without a master user */
+  assert_null(c->master_user);
+  assert_null(c->master_password_file);
   assert_int_equal(c->metrics_max_connections, 64);
   assert_int_equal(c->metrics_timeout_ms, 5000);
   assert_int_equal(c->metrics_max_header_size, 8192);
@@ -208,14 +211,20 @@ static void test_ldap_redis_cache_throttle(void **state) {
               "[peers]\nlisten = 10.0.0.11:7000\npeers = 10.0.0.12:7000, 10.0.0.13:7000\n"
               "timeout = 1s\nclaim_time = 2s\n"
               "[auth]\nusername_format = %Ln@example.org\n"
-              "[throttle]\nknown_address_ttl = 0\n[routing]\nrefill_time = 20s\n");
+              "[throttle]\nknown_address_ttl = 0\n[routing]\nrefill_time = 20s\n"
+              "rehome = no\nmaster_user = usher-master\n"
+              "master_password_file = /etc/usher/master.pw\n");
   assert_int_equal(c->n_peers, 2);
   assert_int_equal(c->peers_timeout_ms, 1000);
   assert_int_equal(c->peers_claim_ms, 2000);
   assert_string_equal(c->username_format, "%Ln@example.org");
   assert_int_equal(c->throttle_known_ms, 0);
   assert_int_equal(c->refill_ms, 20000);
+  assert_int_equal(c->rehome, 0);
+  assert_string_equal(c->master_user, "usher-master");
+  assert_string_equal(c->master_password_file, "/etc/usher/master.pw");   /* the path only */
   config_free(c);
+  load_fails(MINIMAL "[routing]\nrehome = sometimes\n", 8, "rehome");
 }
 
 static void test_whole_file_checks(void **state) {
@@ -228,6 +237,7 @@ static void test_whole_file_checks(void **state) {
   load_fails(MINIMAL "[ldap]\nuri = ldap://127.0.0.1:389\nbase = dc=x\nbind_dn = cn=a\n", 0,
              "bind_password_file");
   load_fails(MINIMAL "[redis]\naddress = 127.0.0.1:6379\n", 0, "secret_file");
+  load_fails(MINIMAL "[routing]\nmaster_user = usher-master\n", 0, "master_password_file");
   load_fails(MINIMAL "[listener s]\naddress = 127.0.0.1:993\ntls = implicit\n", 0, "cert");
   load_fails(MINIMAL "[backend nob]\nweight = 2\n", 0, "no address");
   load_fails(MINIMAL "[usher]\nruntime_dir = relative/dir\n", 0, "absolute");

@@ -37,7 +37,8 @@ static void test_every_field_roundtrips(void **state) {
       .client_port = 65535, .local_port = 143, .tls = 1, .session = "0123456789abcdef",
       .user = "alice@example.org", .password = "p\"w d", .client_addr = "2001:db8::1",
       .local_addr = "127.0.0.1", .mech = "PLAIN", .backend = "b1", .backend_addr = "[::1]:143",
-      .reason = "connect_timeout", .seat = "uid=alice,ou=people", .ticket = "5eal"};
+      .reason = "connect_timeout", .seat = "uid=alice,ou=people", .ticket = "5eal",
+      .rehome = 1, .master_user = "usher-master"};
   struct proto_msg out;
   roundtrip(&in, &out);
   assert_int_equal(out.type, PROTO_LOGIN);
@@ -51,13 +52,14 @@ static void test_every_field_roundtrips(void **state) {
   assert_int_equal(out.client_port, 65535);
   assert_int_equal(out.local_port, 143);
   assert_int_equal(out.tls, 1);
+  assert_int_equal(out.rehome, 1);
   const char *const *a = &in.session, *const *b = &out.session;
-  for (int i = 0; i < 11; i++) assert_string_equal(a[i], b[i]);   /* the string fields */
+  for (int i = 0; i < 12; i++) assert_string_equal(a[i], b[i]);   /* the string fields */
 }
 
 static void test_each_type_and_absent_fields(void **state) {
   (void)state;
-  for (int t = PROTO_HELLO; t <= PROTO_KICK; t++) {
+  for (int t = PROTO_HELLO; t <= PROTO_REHOME; t++) {
     struct proto_msg in = {.type = (enum proto_type)t, .session = "s"}, out;
     roundtrip(&in, &out);
     assert_int_equal(out.type, t);
@@ -68,6 +70,36 @@ static void test_each_type_and_absent_fields(void **state) {
   struct proto_msg in = {.type = PROTO_KICK, .reason = ""}, out;
   roundtrip(&in, &out);
   assert_string_equal(out.reason, "");
+  assert_int_equal(out.rehome, 0);   /* an old sessiond's KICK: close, not re-home */
+}
+
+/* The tags re-homing added, on the wire as the header says: KICK's
+ * PT_REHOME is one byte, PT_MASTER_USER a counted string. */
+static int frame_holds(ssize_t n, const uint8_t *field, size_t len) {
+  for (ssize_t i = PROTO_HDR_LEN + 1; i + (ssize_t)len <= n; i++)
+    if (!memcmp(frame + i, field, len)) return 1;
+  return 0;
+}
+
+static void test_rehome_tags_on_the_wire(void **state) {
+  (void)state;
+  struct proto_msg kick = {.type = PROTO_KICK, .session = "0123456789abcdef", .rehome = 1}, out;
+  ssize_t n = proto_encode(&kick, frame, sizeof frame);
+  assert_true(n > 0);
+  const uint8_t rehome_field[] = {PT_REHOME, 0, 1, 1};
+  assert_true(frame_holds(n, rehome_field, sizeof rehome_field));
+  roundtrip(&kick, &out);
+  assert_int_equal(out.rehome, 1);
+  assert_int_equal(PROTO_REHOME, 8);
+  assert_string_equal(proto_type_name(PROTO_REHOME), "REHOME");
+  struct proto_msg reply = {.type = PROTO_LOGIN_REPLY, .req = 7, .master_user = "mu",
+                            .password = "secret"};
+  n = proto_encode(&reply, frame, sizeof frame);
+  const uint8_t master_field[] = {PT_MASTER_USER, 0, 3, 'm', 'u', 0};
+  assert_true(frame_holds(n, master_field, sizeof master_field));
+  roundtrip(&reply, &out);
+  assert_string_equal(out.master_user, "mu");
+  assert_string_equal(out.password, "secret");
 }
 
 static void test_big_body(void **state) {
@@ -355,7 +387,7 @@ int main(void) {
       cmocka_unit_test(test_every_field_roundtrips), cmocka_unit_test(test_each_type_and_absent_fields),
       cmocka_unit_test(test_big_body),               cmocka_unit_test(test_rejects_malformed),
       cmocka_unit_test(test_util_parsers),           cmocka_unit_test(test_netaddr),
-      cmocka_unit_test(test_log_quote),
+      cmocka_unit_test(test_log_quote),               cmocka_unit_test(test_rehome_tags_on_the_wire),
       cmocka_unit_test(test_batch_sends_at_end_of_turn),
       cmocka_unit_test(test_batch_big_frame_and_no_peer),
       cmocka_unit_test(test_batch_lazy_frames),
