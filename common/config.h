@@ -162,8 +162,10 @@ struct config {
   uint64_t refill_ms;           /* after Redis lost its data: no new seats for this long; 10s */
   int on_redis_down_refuse;     /* on_redis_down = refuse (else fallback) */
   int rehome;                   /* failures and moves re-home live sessions (with master_user) */
-  char *master_user;            /* the backends' master user; NULL: no re-homing */
-  char *master_password_file;   /* its password: only the path here, sessiond reads the file */
+  char *master_user;            /* the backends' master user; "" (never NULL): no re-homing */
+  char *master_password_file;   /* its password: only the path here, sessiond reads the file;
+                                 * "" (never NULL) when unset */
+  uint64_t rehome_timeout_ms;   /* a worker's bound on one whole re-home; 15s */
   unsigned drain_rate;          /* users a second a drain --migrate moves */
   uint64_t health_interval_ms;  /* active backend checks; 0: off */
   uint64_t health_timeout_ms;   /* connect + greeting */

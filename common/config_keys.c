@@ -302,6 +302,11 @@ static const struct config_key routing_keys[] = {
     {.key = "master_password_file", .kind = CK_STRING, .offset = C(master_password_file),
      .help = "its password (the file mode 0600), read by sessiond only at its start; required "
              "with `master_user`"},
+    {.key = "rehome_timeout", .kind = CK_DURATION, .offset = C(rehome_timeout_ms), .def = "15s",
+     .help = "a worker's bound on one whole re-home (the new route, the login at the new "
+             "backend, the state restored; at least `1s`); the client's commands wait "
+             "meanwhile, and past it the session ends with `* BYE [UNAVAILABLE]`. sessiond's "
+             "own wait for the route is bounded by `refill_time`, as a login's is"},
     {.key = "drain_rate", .kind = CK_UINT, .offset = C(drain_rate), .def = "50", .min = 1,
      .max = 100000,
      .help = "`usherctl backend NAME drain --migrate` moves this many users a second off the "

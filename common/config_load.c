@@ -174,8 +174,12 @@ static int config_check(struct loader *l) {
     if (c->ldap_max_inflight == 0 || c->ldap_max_inflight > c->ldap_pool_size)
       c->ldap_max_inflight = c->ldap_pool_size;
   }
-  if (c->master_user && !c->master_password_file)
+  /* Readers test master_user[0] (the workers, sessiond): never NULL. */
+  if (!c->master_user) c->master_user = xstrdup("");
+  if (!c->master_password_file) c->master_password_file = xstrdup("");
+  if (c->master_user[0] && !c->master_password_file[0])
     return fail(l, "[routing] master_user is set but master_password_file is not");
+  if (c->rehome_timeout_ms < 1000) return fail(l, "[routing] rehome_timeout: at least 1s");
   if (c->redis_sentinels && !c->redis_master_name) c->redis_master_name = xstrdup("usher");
   if (c->redis_sentinels && !c->redis_address) c->redis_address = xstrdup("sentinel");
   if (c->redis_address && !c->cache_secret_file)

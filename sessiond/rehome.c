@@ -24,13 +24,13 @@
 #include "sessiond/workers.h"
 
 int rehome_on(const struct sessiond *sd) {
-  return sd->cfg->rehome && sd->cfg->master_user && sd->master_password;
+  return sd->cfg->rehome && sd->cfg->master_user[0] && sd->master_password;
 }
 
 int rehome_load_password(struct sessiond *sd) {
   const struct config *cfg = sd->cfg;
-  if (!cfg->master_user) return 0;
-  sd->master_password = cfg->master_password_file
+  if (!cfg->master_user[0]) return 0;
+  sd->master_password = cfg->master_password_file[0]
                             ? secret_file_read("master password", cfg->master_password_file)
                             : NULL;
   if (sd->master_password) return 0;

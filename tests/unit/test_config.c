@@ -64,8 +64,9 @@ static void test_defaults(void **state) {
   assert_int_equal(c->max_line, 8192);
   assert_int_equal(c->listen_backlog, 4096);
   assert_int_equal(c->rehome, 1);           /* on, but nothing re-homes without a master user */
-  assert_null(c->master_user);
-  assert_null(c->master_password_file);
+  assert_string_equal(c->master_user, "");            /* never NULL: workers test [0] */
+  assert_string_equal(c->master_password_file, "");
+  assert_int_equal(c->rehome_timeout_ms, 15000);
   assert_int_equal(c->metrics_max_connections, 64);
   assert_int_equal(c->metrics_timeout_ms, 5000);
   assert_int_equal(c->metrics_max_header_size, 8192);
@@ -213,7 +214,7 @@ static void test_ldap_redis_cache_throttle(void **state) {
               "[auth]\nusername_format = %Ln@example.org\n"
               "[throttle]\nknown_address_ttl = 0\n[routing]\nrefill_time = 20s\n"
               "rehome = no\nmaster_user = usher-master\n"
-              "master_password_file = /etc/usher/master.pw\n");
+              "master_password_file = /etc/usher/master.pw\nrehome_timeout = 40s\n");
   assert_int_equal(c->n_peers, 2);
   assert_int_equal(c->peers_timeout_ms, 1000);
   assert_int_equal(c->peers_claim_ms, 2000);
@@ -223,8 +224,10 @@ static void test_ldap_redis_cache_throttle(void **state) {
   assert_int_equal(c->rehome, 0);
   assert_string_equal(c->master_user, "usher-master");
   assert_string_equal(c->master_password_file, "/etc/usher/master.pw");   /* the path only */
+  assert_int_equal(c->rehome_timeout_ms, 40000);
   config_free(c);
   load_fails(MINIMAL "[routing]\nrehome = sometimes\n", 8, "rehome");
+  load_fails(MINIMAL "[routing]\nrehome_timeout = soon\n", 8, "rehome_timeout");
 }
 
 static void test_whole_file_checks(void **state) {
@@ -238,6 +241,9 @@ static void test_whole_file_checks(void **state) {
              "bind_password_file");
   load_fails(MINIMAL "[redis]\naddress = 127.0.0.1:6379\n", 0, "secret_file");
   load_fails(MINIMAL "[routing]\nmaster_user = usher-master\n", 0, "master_password_file");
+  load_fails(MINIMAL "[routing]\nmaster_user = usher-master\nmaster_password_file =\n", 0,
+             "master_password_file");
+  load_fails(MINIMAL "[routing]\nrehome_timeout = 500ms\n", 0, "at least 1s");
   load_fails(MINIMAL "[listener s]\naddress = 127.0.0.1:993\ntls = implicit\n", 0, "cert");
   load_fails(MINIMAL "[backend nob]\nweight = 2\n", 0, "no address");
   load_fails(MINIMAL "[usher]\nruntime_dir = relative/dir\n", 0, "absolute");
