@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -295,6 +296,31 @@ static void test_password_file_is_required(void **state) {
   sd.master_password = saved;
 }
 
+/* A 0600 file is read whole, its line end dropped; with master_user unset
+ * ("" as the loader leaves it) nothing is read and re-homing is off. */
+static void test_password_file_read_at_start(void **state) {
+  (void)state;
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/usher-test-rehome-pw-%d", (int)getpid());
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("s3cret-master\n", f);
+  fclose(f);
+  assert_int_equal(chmod(path, 0600), 0);
+  rehome_forget_password(&sd);
+  free(sd.cfg->master_password_file);
+  sd.cfg->master_password_file = xstrdup(path);
+  assert_int_equal(rehome_load_password(&sd), 0);
+  assert_string_equal(sd.master_password, "s3cret-master");
+  assert_true(rehome_on(&sd));
+  rehome_forget_password(&sd);
+  sd.cfg->master_user[0] = '\0';
+  assert_int_equal(rehome_load_password(&sd), 0);
+  assert_null(sd.master_password);
+  assert_false(rehome_on(&sd));
+  unlink(path);
+}
+
 int main(void) {
   log_init("test", LOG_LVL_ERROR, 0);
   const struct CMUnitTest tests[] = {
@@ -305,6 +331,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_off_without_master_password, setup, teardown),
       cmocka_unit_test_setup_teardown(test_kick_asks_for_rehome_only_for_a_move, setup, teardown),
       cmocka_unit_test_setup_teardown(test_password_file_is_required, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_password_file_read_at_start, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
