@@ -32,6 +32,7 @@
 #include "common/netaddr.h"
 #include "common/proto.h"
 #include "proxy/env.h"
+#include "proxy/side.h"
 
 struct imap_parser;
 struct proxy_read;
@@ -58,7 +59,7 @@ struct client_handlers {
   void (*flushed)(struct client *c);   /* everything written has left */
   void (*timer)(struct client *c);     /* the client's timer ran out */
   /* A stage that reads plain sockets itself (the relay): the reading
-   * events of both sides (rd[]) call it, with c as arg. */
+   * events of both sides (struct side's rd) call it, with c as arg. */
   event_callback_fn readable;
 };
 
@@ -82,8 +83,11 @@ struct client {
   char sid_hex[17];
   enum client_state state;
   const char *close_reason;         /* CS_CLOSING: why (a string literal) */
-  int fd;                           /* client socket (bufferevents never close it) */
-  struct bufferevent *cbev;         /* client side, socket or TLS */
+  /* The client's end: its socket (no bufferevent closes it), a socket or
+   * TLS bufferevent, and, on a plain socket, the event that reads it from
+   * the first byte to the close; on a TLS client the event reads the PROXY
+   * header (proxied.c) and the handshake (tlsaccept.c), and is gone after. */
+  struct side front;
   struct event *timer;              /* pre-auth timeouts, delays; NULL in relay */
   struct netaddr peer;              /* client address */
   struct netaddr local;             /* address it connected to */
@@ -91,7 +95,6 @@ struct client {
   struct proxy_read *proxy_read;    /* PROXY_HEADER only (proxied.c) */
   const struct config_listener *listener;
   struct tls_accept *hs;            /* TLS_ACCEPT: the handshake (tlsaccept.c) */
-  unsigned is_tls : 1;              /* client side runs TLS (now) */
   unsigned plaintext_ok : 1;        /* LOGIN allowed without TLS */
   unsigned counted : 1;             /* counted in the per-address limit */
   unsigned registered : 1;          /* sessiond knows the session (LOGIN OK) */
@@ -122,21 +125,15 @@ struct client {
    * shows to re-register the session with a restarted sessiond. */
   char ticket[PROTO_TICKET_HEX_LEN + 1];
   struct backend_conn *backend;     /* BACKEND: the backend login (backend.h) */
-  /* The backend side's socket: made by backend.c, relayed by relay.c,
-   * closed here. */
-  int bfd;
-  struct bufferevent *bbev;
+  /* The backend's end: opened by backend.c, relayed by relay.c, closed
+   * here (client_close_backend), and can be opened again on the same
+   * client. */
+  struct side back;
 
   /* Relay. */
   uint64_t bytes_in;                /* client -> backend */
   uint64_t bytes_out;               /* backend -> client */
   uint64_t relay_start_ms;
-  struct event *rd[2];              /* reading a plain client [0] / backend [1] socket,
-                                       from the first byte to the close; on a TLS
-                                       client, [0] reads the PROXY header (proxied.c)
-                                       and the handshake (tlsaccept.c), and is gone
-                                       after it */
-  int client_eof, backend_eof;
 };
 
 /* What a client may send while its login is under way, kept for the
@@ -179,9 +176,10 @@ void client_hold_input(struct client *c, int hold);
 void client_reading(struct client *c, int on);
 /* Wipes and frees the login's password and tag. */
 void client_forget_login(struct client *c);
-/* Closes the backend side's socket (rd[1], bbev, bfd). After a backend
- * that closed first and was read to the end, with a reset: no TIME_WAIT
- * on the backend. */
+/* Closes the back side and leaves it empty (side_close): the client and
+ * its front side go on, and backend.c may open a fresh back side. After a
+ * backend that closed first and was read to the end, with a reset: no
+ * TIME_WAIT on the backend. */
 void client_close_backend(struct client *c);
 
 #endif

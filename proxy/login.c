@@ -216,7 +216,7 @@ static void logged_in(struct client *c, const char *capability) {
             "session=%s client=%s user=%s mech=%s result=ok backend=%s tls=%d",
             c->sid_hex, netaddr_str(&c->peer, peer, sizeof peer),
             log_quote(user, sizeof user, c->user, strlen(c->user)), c->mech, c->backend_name,
-            (int)c->is_tls);
+            (int)c->front.is_tls);
   client_forget_login(c);
   preauth_free(c);   /* an idle session keeps only what relaying needs */
   relay_start(c);

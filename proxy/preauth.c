@@ -38,7 +38,7 @@ void preauth_setup(preauth_login_fn *login) {
 }
 
 static int plaintext_allowed(const struct client *c) {
-  return c->is_tls || c->plaintext_ok;
+  return c->front.is_tls || c->plaintext_ok;
 }
 
 #define PRIVACY_REQUIRED "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections."
@@ -56,7 +56,7 @@ static int literal_refused(void *client, const char *tag, const char *name) {
 
 static void capability_list(const struct client *c, char *out, size_t outlen) {
   snprintf(out, outlen, "IMAP4rev1 SASL-IR ID LITERAL+%s%s",
-           c->listener->tls == TLS_STARTTLS && !c->is_tls ? " STARTTLS" : "",
+           c->listener->tls == TLS_STARTTLS && !c->front.is_tls ? " STARTTLS" : "",
            plaintext_allowed(c) ? " AUTH=PLAIN" : " LOGINDISABLED");
 }
 
@@ -160,12 +160,12 @@ static void cmd_authenticate(struct client *c, const struct imap_command *cmd) {
 }
 
 static void cmd_starttls(struct client *c, const struct imap_command *cmd) {
-  if (c->listener->tls != TLS_STARTTLS || c->is_tls) {
+  if (c->listener->tls != TLS_STARTTLS || c->front.is_tls) {
     bad_command(c, cmd->tag, "STARTTLS is not available here.");
     return;
   }
   /* Nothing pipelined behind STARTTLS may survive into the TLS session. */
-  struct evbuffer *in = bufferevent_get_input(c->cbev);
+  struct evbuffer *in = bufferevent_get_input(c->front.bev);
   evbuffer_drain(in, evbuffer_get_length(in));
   client_reading(c, 0);
   c->state = CS_STARTTLS;
@@ -237,7 +237,7 @@ static void parse_error(struct client *c) {
 }
 
 static void preauth_read(struct client *c) {
-  struct evbuffer *in = bufferevent_get_input(c->cbev);
+  struct evbuffer *in = bufferevent_get_input(c->front.bev);
   size_t len;
   while (c->state == CS_PREAUTH && (len = evbuffer_get_length(in)) > 0) {
     char *data = (char *)evbuffer_pullup(in, (ssize_t)len);

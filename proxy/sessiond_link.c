@@ -228,7 +228,7 @@ static void fill_session(struct proto_msg *m, struct client *c, char *caddr, cha
   m->client_port = (uint16_t)netaddr_port(&c->peer);
   m->local_addr = netaddr_host(&c->local, laddr, NETADDR_STRLEN);
   m->local_port = (uint16_t)netaddr_port(&c->local);
-  m->tls = c->is_tls;
+  m->tls = c->front.is_tls;
 }
 
 /* A frame that sessiond answers: c waits under its request number. */
