@@ -193,13 +193,13 @@ static void send_id(struct client *c) {
 
 /* base64("\0user\0password") into a malloc'd buffer (wiped by the caller). */
 static char *plain_response(const struct client *c, size_t *outlen) {
-  size_t ul = strlen(c->user), pl = strlen(c->password);
+  size_t ul = strlen(c->user), pl = strlen(c->login->password);
   size_t raw_len = 1 + ul + 1 + pl;
   unsigned char *raw = xmalloc(raw_len);
   raw[0] = '\0';
   memcpy(raw + 1, c->user, ul);
   raw[1 + ul] = '\0';
-  memcpy(raw + 2 + ul, c->password, pl);
+  memcpy(raw + 2 + ul, c->login->password, pl);
   size_t cap = 4 * ((raw_len + 2) / 3) + 1;
   char *b64 = xmalloc(cap);
   ssize_t n = base64_encode(raw, raw_len, b64, cap);
@@ -217,7 +217,7 @@ static int quotable(const char *s) {
 
 /* "L LOGIN "user" "pass"" with \ and " escaped. */
 static char *login_line(const struct client *c, size_t *outlen) {
-  size_t cap = 16 + 2 * (strlen(c->user) + strlen(c->password)) + 8;
+  size_t cap = 16 + 2 * (strlen(c->user) + strlen(c->login->password)) + 8;
   char *line = xmalloc(cap), *p = line;
   p += sprintf(p, "L LOGIN \"");
   for (const char *s = c->user; *s; s++) {
@@ -225,7 +225,7 @@ static char *login_line(const struct client *c, size_t *outlen) {
     *p++ = *s;
   }
   p += sprintf(p, "\" \"");
-  for (const char *s = c->password; *s; s++) {
+  for (const char *s = c->login->password; *s; s++) {
     if (*s == '"' || *s == '\\') *p++ = '\\';
     *p++ = *s;
   }
@@ -259,7 +259,7 @@ static void send_login(struct client *c) {
     free(b64);
     return;
   }
-  if (c->backend->caps & BCAP_LOGINDISABLED || !quotable(c->password) || !quotable(c->user)) {
+  if (c->backend->caps & BCAP_LOGINDISABLED || !quotable(c->login->password) || !quotable(c->user)) {
     backend_fail(c, "no_usable_login_method");
     return;
   }

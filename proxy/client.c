@@ -148,10 +148,23 @@ void client_write(struct client *c, const char *fmt, ...) {
 }
 
 void client_forget_login(struct client *c) {
-  wipe_free_str(c->password);
-  c->password = NULL;
-  free(c->tag);
-  c->tag = NULL;
+  if (!c->login) return;
+  wipe_free_str(c->login->password);
+  c->login->password = NULL;
+  free(c->login->tag);
+  c->login->tag = NULL;
+}
+
+void client_login_new(struct client *c) {
+  if (c->login) return;
+  c->login = xcalloc(1, sizeof *c->login);
+  c->login->client = c;
+}
+
+void client_login_free(struct client *c) {
+  client_forget_login(c);
+  free(c->login);
+  c->login = NULL;
 }
 
 void client_close(struct client *c, const char *last_words, const char *reason) {
@@ -229,7 +242,7 @@ void client_free(struct client *c, const char *reason) {
   client_close_backend(c);
   side_close(&c->front, 0);   /* no bufferevent closes the client's socket: this does */
   if (c->timer) event_free(c->timer);
-  client_forget_login(c);
+  client_login_free(c);
   free(c->user);
   free(c->seat);
   free(c->backend_name);
