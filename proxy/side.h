@@ -22,12 +22,12 @@
 
 #include "common/bev_send.h"
 
-struct side {
+struct side {               /* 24 bytes: the flags share the fd's word */
   int fd;                   /* the socket; -1: none, or a TLS bufferevent owns it */
-  struct bufferevent *bev;  /* writes; reads too on TLS */
-  struct event *rd;         /* reads a plain socket (and the client's TLS handshake) */
   unsigned eof : 1;         /* the peer ended its stream (relay) */
   unsigned is_tls : 1;      /* the side runs TLS (now) */
+  struct bufferevent *bev;  /* writes; reads too on TLS */
+  struct event *rd;         /* reads a plain socket (and the client's TLS handshake) */
 };
 
 /* An empty side: no socket, no events. */
