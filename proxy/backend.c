@@ -10,7 +10,7 @@
  * seat. No path waits longer than connect_timeout or login_timeout.
  *
  * The dialogue's state is a struct backend_conn in c->backend; the socket
- * is the client's backend side (c->bfd, c->bbev, c->rd[1]). The state is
+ * is the client's back side (c->back, proxy/side.h). The state is
  * freed before the outcome is reported, so that nothing here touches it
  * after the owner has moved on: code that reports checks c->backend. */
 #include <errno.h>
@@ -92,7 +92,7 @@ static void backend_write(struct client *c, const char *fmt, ...) __attribute__(
 static void backend_write(struct client *c, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  bev_vprintf(c->bbev, c->backend->step == BS_CONNECT ? -1 : c->bfd, fmt, ap);
+  bev_vprintf(c->back.bev, c->backend->step == BS_CONNECT ? -1 : side_plain_fd(&c->back), fmt, ap);
   va_end(ap);
 }
 
@@ -105,8 +105,8 @@ static void wipe_cleanup(const void *data, size_t len, void *arg) {
 }
 
 static void backend_write_secret(struct client *c, char *line, size_t len) {
-  struct evbuffer *out = bufferevent_get_output(c->bbev);
-  size_t done = bev_send_direct(c->bbev, c->backend->step == BS_CONNECT ? -1 : c->bfd, line, len);
+  struct evbuffer *out = bufferevent_get_output(c->back.bev);
+  size_t done = bev_send_direct(c->back.bev, c->backend->step == BS_CONNECT ? -1 : side_plain_fd(&c->back), line, len);
   if (done == len) {
     wipe_cleanup(line, len, NULL);
     return;
@@ -134,7 +134,7 @@ void backend_timer(struct client *c) {
    * greeting is what is late, that wait is the login's. */
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (c->backend->step == BS_CONNECT && c->bfd >= 0 && getpeername(c->bfd, (struct sockaddr *)&ss, &len) == 0) {
+  if (c->backend->step == BS_CONNECT && c->back.fd >= 0 && getpeername(c->back.fd, (struct sockaddr *)&ss, &len) == 0) {
     c->backend->step = BS_GREETING;
     uint64_t spent = c->env->cfg->connect_timeout_ms;
     uint64_t limit = c->env->cfg->login_timeout_ms;
@@ -193,13 +193,13 @@ static void send_id(struct client *c) {
 
 /* base64("\0user\0password") into a malloc'd buffer (wiped by the caller). */
 static char *plain_response(const struct client *c, size_t *outlen) {
-  size_t ul = strlen(c->user), pl = strlen(c->password);
+  size_t ul = strlen(c->user), pl = strlen(c->login->password);
   size_t raw_len = 1 + ul + 1 + pl;
   unsigned char *raw = xmalloc(raw_len);
   raw[0] = '\0';
   memcpy(raw + 1, c->user, ul);
   raw[1 + ul] = '\0';
-  memcpy(raw + 2 + ul, c->password, pl);
+  memcpy(raw + 2 + ul, c->login->password, pl);
   size_t cap = 4 * ((raw_len + 2) / 3) + 1;
   char *b64 = xmalloc(cap);
   ssize_t n = base64_encode(raw, raw_len, b64, cap);
@@ -217,7 +217,7 @@ static int quotable(const char *s) {
 
 /* "L LOGIN "user" "pass"" with \ and " escaped. */
 static char *login_line(const struct client *c, size_t *outlen) {
-  size_t cap = 16 + 2 * (strlen(c->user) + strlen(c->password)) + 8;
+  size_t cap = 16 + 2 * (strlen(c->user) + strlen(c->login->password)) + 8;
   char *line = xmalloc(cap), *p = line;
   p += sprintf(p, "L LOGIN \"");
   for (const char *s = c->user; *s; s++) {
@@ -225,7 +225,7 @@ static char *login_line(const struct client *c, size_t *outlen) {
     *p++ = *s;
   }
   p += sprintf(p, "\" \"");
-  for (const char *s = c->password; *s; s++) {
+  for (const char *s = c->login->password; *s; s++) {
     if (*s == '"' || *s == '\\') *p++ = '\\';
     *p++ = *s;
   }
@@ -259,7 +259,7 @@ static void send_login(struct client *c) {
     free(b64);
     return;
   }
-  if (c->backend->caps & BCAP_LOGINDISABLED || !quotable(c->password) || !quotable(c->user)) {
+  if (c->backend->caps & BCAP_LOGINDISABLED || !quotable(c->login->password) || !quotable(c->user)) {
     backend_fail(c, "no_usable_login_method");
     return;
   }
@@ -308,19 +308,18 @@ static void switch_to_tls(struct client *c) {
     backend_fail(c, "tls_setup_failed");
     return;
   }
-  event_free(c->rd[1]);   /* the plain reading ends */
-  c->rd[1] = NULL;
-  bufferevent_free(c->bbev);   /* plain: leaves the fd open */
-  c->bbev = bufferevent_openssl_socket_new(c->env->base, c->bfd, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                           BEV_OPT_CLOSE_ON_FREE);
-  if (!c->bbev) {
+  side_drop_plain(&c->back);   /* the plain reading ends; the fd stays */
+  struct bufferevent *bev = bufferevent_openssl_socket_new(c->env->base, c->back.fd, ssl,
+                                                           BUFFEREVENT_SSL_CONNECTING,
+                                                           BEV_OPT_CLOSE_ON_FREE);
+  if (!bev) {
     SSL_free(ssl);
     backend_fail(c, "tls_setup_failed");
     return;
   }
-  c->bfd = -1;   /* the TLS bufferevent owns it now */
-  bufferevent_setcb(c->bbev, on_backend_read, NULL, on_backend_event, c);
-  bufferevent_enable(c->bbev, EV_READ | EV_WRITE);
+  side_tls_owns(&c->back, bev);
+  bufferevent_setcb(bev, on_backend_read, NULL, on_backend_event, c);
+  bufferevent_enable(bev, EV_READ | EV_WRITE);
   c->backend->step = BS_TLS;
 }
 
@@ -436,7 +435,7 @@ static void on_backend_readable(evutil_socket_t fd, short what, void *arg) {
     if (c->handlers && c->handlers->readable) c->handlers->readable(fd, what, arg);
     return;
   }
-  ssize_t n = sock_read_into(fd, bufferevent_get_input(c->bbev));
+  ssize_t n = sock_read_into(fd, bufferevent_get_input(c->back.bev));
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
     backend_fail(c, c->backend->step == BS_CONNECT ? "connect_failed" : "backend_closed");
@@ -446,7 +445,7 @@ static void on_backend_readable(evutil_socket_t fd, short what, void *arg) {
     c->backend->step = BS_GREETING;
     client_timer(c, c->env->cfg->login_timeout_ms);
   }
-  on_backend_read(c->bbev, c);
+  on_backend_read(c->back.bev, c);
 }
 
 /* Also a plain backend's write errors. */
@@ -470,21 +469,20 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg) {
                                            : "backend_closed");
 }
 
-/* The bufferevent only writes (see bev_send.h); rd[1] reads. */
+/* The bufferevent only writes (see bev_send.h); the side's event reads. */
 static void backend_connect_plain(struct client *c, int fd) {
   const struct proxy_env *env = c->env;
-  c->bfd = fd;
+  side_open(&c->back, fd);
   if (connect(fd, (struct sockaddr *)&c->backend->addr.ss, c->backend->addr.len) != 0 &&
       errno != EINPROGRESS) {
     backend_fail(c, "connect_failed");
     return;
   }
-  c->bbev = bufferevent_socket_new(env->base, fd, 0);
-  bufferevent_setcb(c->bbev, NULL, NULL, on_backend_event, c);
-  bev_read_by_us(c->bbev);
+  c->back.bev = bufferevent_socket_new(env->base, fd, 0);
+  bufferevent_setcb(c->back.bev, NULL, NULL, on_backend_event, c);
+  bev_read_by_us(c->back.bev);
   /* EV_CLOSED: the relay sees the FIN come with the last answer (relay.c). */
-  c->rd[1] = event_new(env->base, fd, EV_READ | EV_CLOSED | EV_PERSIST, on_backend_readable, c);
-  event_add(c->rd[1], NULL);
+  side_watch(&c->back, env->base, EV_READ | EV_CLOSED, on_backend_readable, c);
   client_timer(c, env->cfg->connect_timeout_ms);
 }
 
@@ -492,6 +490,7 @@ void backend_start(struct client *c, const struct config_backend *b, const struc
                    backend_done_fn *done) {
   const struct proxy_env *env = c->env;
   backend_free(c);
+  client_close_backend(c);   /* a back side still open goes first: the new one starts empty */
   c->backend = xcalloc(1, sizeof *c->backend);
   c->backend->cfg = b;
   c->backend->addr = *addr;
@@ -507,23 +506,25 @@ void backend_start(struct client *c, const struct config_backend *b, const struc
   if (b->tls == TLS_IMPLICIT) {
     SSL_CTX *ctx = env->tls_backend[b - env->cfg->backends];
     SSL *ssl = ctx ? tls_backend_ssl_new(ctx, b) : NULL;
-    c->bbev = ssl ? bufferevent_openssl_socket_new(env->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                   BEV_OPT_CLOSE_ON_FREE)
-                  : NULL;
-    if (!c->bbev) {
+    struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(env->base, fd, ssl,
+                                                                   BUFFEREVENT_SSL_CONNECTING,
+                                                                   BEV_OPT_CLOSE_ON_FREE)
+                                  : NULL;
+    if (!bev) {
       if (ssl) SSL_free(ssl);
       close(fd);
       backend_fail(c, "tls_setup_failed");
       return;
     }
+    side_tls_owns(&c->back, bev);
   } else {
     backend_connect_plain(c, fd);
     return;
   }
-  bufferevent_setcb(c->bbev, on_backend_read, NULL, on_backend_event, c);
-  bufferevent_enable(c->bbev, EV_READ | EV_WRITE);
+  bufferevent_setcb(c->back.bev, on_backend_read, NULL, on_backend_event, c);
+  bufferevent_enable(c->back.bev, EV_READ | EV_WRITE);
   client_timer(c, env->cfg->connect_timeout_ms);
-  if (bufferevent_socket_connect(c->bbev, (struct sockaddr *)&c->backend->addr.ss,
+  if (bufferevent_socket_connect(c->back.bev, (struct sockaddr *)&c->backend->addr.ss,
                                  (int)c->backend->addr.len) != 0)
     backend_fail(c, "connect_failed");
 }

@@ -59,9 +59,9 @@ static void on_client_readable(evutil_socket_t fd, short what, void *arg) {
     c->handlers->readable(fd, what, arg);
     return;
   }
-  struct evbuffer *in = bufferevent_get_input(c->cbev);
+  struct evbuffer *in = bufferevent_get_input(c->front.bev);
   if (c->input_bounded && evbuffer_get_length(in) >= AUTH_WAIT_INPUT_MAX) {
-    event_del(c->rd[0]);   /* until client_reading(c, 1) */
+    side_pause(&c->front);   /* until client_reading(c, 1) */
     return;
   }
   ssize_t n = sock_read_into(fd, in);
@@ -69,40 +69,34 @@ static void on_client_readable(evutil_socket_t fd, short what, void *arg) {
     client_free(c, n == 0 ? "client_eof" : "client_error");
     return;
   }
-  if (n > 0) on_client_read(c->cbev, c);
+  if (n > 0) on_client_read(c->front.bev, c);
 }
 
 void client_hold_input(struct client *c, int hold) {
   /* A plain socket's reading checks the bound itself (on_client_readable). */
   c->input_bounded = hold ? 1 : 0;
-  if (c->is_tls && c->cbev)
-    bufferevent_setwatermark(c->cbev, EV_READ, 0, hold ? AUTH_WAIT_INPUT_MAX : 0);
+  if (c->front.is_tls && c->front.bev)
+    bufferevent_setwatermark(c->front.bev, EV_READ, 0, hold ? AUTH_WAIT_INPUT_MAX : 0);
 }
 
 void client_reading(struct client *c, int on) {
-  if (!c->is_tls && c->rd[0]) {
-    if (on) event_add(c->rd[0], NULL);
-    else event_del(c->rd[0]);
-  } else if (c->cbev) {
-    if (on) bufferevent_enable(c->cbev, EV_READ);
-    else bufferevent_disable(c->cbev, EV_READ);
-  }
+  if (on) side_resume(&c->front, NULL);
+  else side_pause(&c->front);
 }
 
 static void set_client_callbacks(struct client *c) {
-  bufferevent_setcb(c->cbev, on_client_read, on_client_write, on_client_event, c);
-  if (c->is_tls) {   /* the TLS filters read, and want writing on */
-    bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+  bufferevent_setcb(c->front.bev, on_client_read, on_client_write, on_client_event, c);
+  if (c->front.is_tls) {   /* the TLS filters read, and want writing on */
+    bufferevent_enable(c->front.bev, EV_READ | EV_WRITE);
     return;
   }
-  /* The bufferevent only writes (see bev_send.h); rd[0] reads. */
-  bev_read_by_us(c->cbev);
-  if (!c->rd[0]) c->rd[0] = event_new(c->env->base, c->fd, EV_READ | EV_PERSIST, on_client_readable, c);
-  event_add(c->rd[0], NULL);
+  /* The bufferevent only writes (see bev_send.h); the side's event reads. */
+  bev_read_by_us(c->front.bev);
+  side_watch(&c->front, c->env->base, EV_READ, on_client_readable, c);
 }
 
 void client_open_plain(struct client *c) {
-  c->cbev = bufferevent_socket_new(c->env->base, c->fd, 0);
+  c->front.bev = bufferevent_socket_new(c->env->base, c->front.fd, 0);
   set_client_callbacks(c);
 }
 
@@ -112,8 +106,8 @@ struct client *client_new(const struct proxy_env *env, const struct client_hooks
   struct client *c = xcalloc(1, sizeof *c);
   c->env = env;
   c->hooks = hooks;
-  c->fd = fd;
-  c->bfd = -1;
+  side_open(&c->front, fd);
+  side_init(&c->back);
   c->listener = ls;
   c->accepted_ms = now_ms();
   netaddr_from_sockaddr(&c->peer, sa, (socklen_t)salen);
@@ -132,18 +126,11 @@ struct client *client_new(const struct proxy_env *env, const struct client_hooks
 }
 
 void client_drop_plain(struct client *c) {
-  if (c->rd[0]) {   /* STARTTLS: the plain reading ends */
-    event_free(c->rd[0]);
-    c->rd[0] = NULL;
-  }
-  if (c->cbev) {   /* a plain bufferevent: leaves the fd open */
-    bufferevent_free(c->cbev);
-    c->cbev = NULL;
-  }
+  side_drop_plain(&c->front);   /* STARTTLS: the plain reading ends */
 }
 
 void client_tls_ready(struct client *c, struct bufferevent *bev, int has_input) {
-  c->cbev = bev;
+  c->front.bev = bev;
   bev_filter_socket_side(bev);   /* bounded; closing waits for it too */
   set_client_callbacks(c);
   /* What came behind the Finished: through the filter, as if just read. */
@@ -151,47 +138,60 @@ void client_tls_ready(struct client *c, struct bufferevent *bev, int has_input) 
 }
 
 void client_write(struct client *c, const char *fmt, ...) {
-  if (!c->cbev) return;
+  if (!c->front.bev) return;
   /* The STARTTLS answer is queued: its write callback starts TLS. */
-  int direct = !c->is_tls && c->state != CS_STARTTLS;
+  int direct = !c->front.is_tls && c->state != CS_STARTTLS;
   va_list ap;
   va_start(ap, fmt);
-  bev_vprintf(c->cbev, direct ? c->fd : -1, fmt, ap);
+  bev_vprintf(c->front.bev, direct ? c->front.fd : -1, fmt, ap);
   va_end(ap);
 }
 
 void client_forget_login(struct client *c) {
-  wipe_free_str(c->password);
-  c->password = NULL;
-  free(c->tag);
-  c->tag = NULL;
+  if (!c->login) return;
+  wipe_free_str(c->login->password);
+  c->login->password = NULL;
+  free(c->login->tag);
+  c->login->tag = NULL;
+}
+
+void client_login_new(struct client *c) {
+  if (c->login) return;
+  c->login = xcalloc(1, sizeof *c->login);
+  c->login->client = c;
+}
+
+void client_login_free(struct client *c) {
+  client_forget_login(c);
+  free(c->login);
+  c->login = NULL;
 }
 
 void client_close(struct client *c, const char *last_words, const char *reason) {
   if (c->state == CS_CLOSING) return;
   client_close_backend(c);
-  if (!c->cbev || !last_words) {
+  if (!c->front.bev || !last_words) {
     client_free(c, reason);
     return;
   }
   log_event(LOG_LVL_DEBUG, "closing", "session=%s reason=%s", c->sid_hex, reason);
   c->state = CS_CLOSING;
   c->close_reason = reason;
-  bufferevent_setcb(c->cbev, NULL, on_client_write, on_client_event, c);
+  bufferevent_setcb(c->front.bev, NULL, on_client_write, on_client_event, c);
   client_reading(c, 0);
-  bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+  bufferevent_setwatermark(c->front.bev, EV_WRITE, 0, 0);
   client_write(c, "%s", last_words);
   /* Our record layer ends its half cleanly (RFC 8446 6.1), behind the
    * last words; an OpenSSL filter just closes, as before. */
-  if (c->is_tls) tlsrec_close_notify(c->cbev);
+  if (c->front.is_tls) tlsrec_close_notify(c->front.bev);
   /* Flushed inside the write: freed next turn. (If the close_notify had to
    * be queued behind a full socket, the flush timer below frees it.) */
-  if (c->free_armed && bev_unsent(c->cbev) == 0) return;
+  if (c->free_armed && side_unsent(&c->front) == 0) return;
   if (!c->timer) c->timer = evtimer_new(c->env->base, on_timer, c);
   /* Sent at once (no write callback will come): free on the next loop
    * turn, never here, since callers still hold c. Else the write callback
    * frees it once flushed, or the timer if the client will not read. */
-  if (bev_unsent(c->cbev) == 0) {
+  if (side_unsent(&c->front) == 0) {
     static const struct timeval next_turn = {0, 0};
     evtimer_add(c->timer, &next_turn);
   } else {
@@ -216,37 +216,18 @@ void client_free_soon(struct client *c, const char *reason) {
   c->close_reason = reason;
   c->free_armed = 1;
   client_reading(c, 0);
-  if (c->cbev) bufferevent_setcb(c->cbev, NULL, NULL, NULL, NULL);
-  if (c->rd[1]) event_del(c->rd[1]);
-  if (c->bbev) {
-    bufferevent_setcb(c->bbev, NULL, NULL, NULL, NULL);
-    bufferevent_disable(c->bbev, EV_READ | EV_WRITE);
-  }
+  if (c->front.bev) bufferevent_setcb(c->front.bev, NULL, NULL, NULL, NULL);
+  side_silence(&c->back);
   if (!c->timer) c->timer = evtimer_new(c->env->base, on_timer, c);
   static const struct timeval next_turn = {0, 0};
   evtimer_add(c->timer, &next_turn);
 }
 
 void client_close_backend(struct client *c) {
-  if (c->rd[1]) {
-    event_free(c->rd[1]);
-    c->rd[1] = NULL;
-  }
-  if (c->bbev) {
-    bufferevent_free(c->bbev);
-    c->bbev = NULL;
-  }
-  if (c->bfd >= 0) {
-    /* The backend closed first and everything it sent was read: a reset
-     * ends the connection without the last FIN and ACK, and leaves the
-     * backend no TIME_WAIT. */
-    if (c->backend_eof) {
-      struct linger now = {1, 0};
-      setsockopt(c->bfd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
-    }
-    close(c->bfd);
-    c->bfd = -1;
-  }
+  /* The backend closed first and everything it sent was read: a reset
+   * ends the connection without the last FIN and ACK, and leaves the
+   * backend no TIME_WAIT. */
+  side_close(&c->back, 1);
 }
 
 void client_free(struct client *c, const char *reason) {
@@ -258,13 +239,10 @@ void client_free(struct client *c, const char *reason) {
             (unsigned long long)c->bytes_out);
   if (c->hooks && c->hooks->release) c->hooks->release(c, reason);
 
-  if (c->rd[0]) event_free(c->rd[0]);
-  client_close_backend(c);   /* and rd[1] */
-  if (c->cbev && c->is_tls) bev_filter_release_fd(c->cbev);   /* a TLS filter's socket side */
-  if (c->cbev) bufferevent_free(c->cbev);
-  if (c->fd >= 0) close(c->fd);   /* no bufferevent closes it */
+  client_close_backend(c);
+  side_close(&c->front, 0);   /* no bufferevent closes the client's socket: this does */
   if (c->timer) event_free(c->timer);
-  client_forget_login(c);
+  client_login_free(c);
   free(c->user);
   free(c->seat);
   free(c->backend_name);
@@ -293,6 +271,6 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg) {
                        : (what & BEV_EVENT_ERROR) ? "client_error"
                                                   : NULL;
   if (!reason) return;
-  if (c->is_tls) client_free_soon(c, reason);   /* may run inside a write */
+  if (c->front.is_tls) client_free_soon(c, reason);   /* may run inside a write */
   else client_free(c, reason);
 }

@@ -18,8 +18,9 @@
  *   RELAY        bytes flow both ways (relay.h)
  *   CLOSING      the last words (BYE, NO) are being flushed; then freed (here)
  *
- * The password lives in client->password from the client's LOGIN until the
- * backend login has been written, and is wiped then (or on close). */
+ * The password lives in client->login->password from the client's LOGIN
+ * until the backend login has been written, and is wiped then (or on
+ * close). */
 #ifndef USHER_PROXY_CLIENT_H
 #define USHER_PROXY_CLIENT_H
 
@@ -32,6 +33,7 @@
 #include "common/netaddr.h"
 #include "common/proto.h"
 #include "proxy/env.h"
+#include "proxy/side.h"
 
 struct imap_parser;
 struct proxy_read;
@@ -58,7 +60,7 @@ struct client_handlers {
   void (*flushed)(struct client *c);   /* everything written has left */
   void (*timer)(struct client *c);     /* the client's timer ran out */
   /* A stage that reads plain sockets itself (the relay): the reading
-   * events of both sides (rd[]) call it, with c as arg. */
+   * events of both sides (struct side's rd) call it, with c as arg. */
   event_callback_fn readable;
 };
 
@@ -69,21 +71,45 @@ struct client_hooks {
   void (*release)(struct client *c, const char *reason);
 };
 
+/* What the pre-auth stage and a login under way hold, and a relayed
+ * session does not: made when pre-auth starts (preauth.c), freed when the
+ * relay starts (login.c) or with the client. The fields are the stages':
+ * the parser and bad_commands pre-auth's, the rest login.c's, req and
+ * req_node the sessiond link's, password backend.c's too. */
+struct client_login {
+  struct client *client;            /* whose */
+  struct htable_node req_node;      /* the sessiond link's table of requests */
+  struct client *wait_prev, *wait_next;   /* logins waiting for the link (login.c) */
+  struct imap_parser *parser;
+  unsigned bad_commands;
+  unsigned failed_logins;
+  char *tag;                        /* tag of the LOGIN/AUTHENTICATE in progress */
+  char *password;
+  int auth_continue;                /* AUTHENTICATE waiting for the client's line */
+  uint32_t req;                     /* request id at sessiond, 0 = none */
+  uint64_t login_ms;                /* when the LOGIN in progress began */
+  int auth_result;                  /* proto_result waiting out its delay */
+  const char *mech;                 /* "LOGIN" or "PLAIN", for logs */
+  unsigned login_held : 1;          /* AUTH_WAIT: the LOGIN waits for the link (login.c) */
+  unsigned login_resent : 1;        /* the LOGIN was sent again after sessiond died on it */
+};
+
 struct client {
   const struct proxy_env *env;
   const struct client_hooks *hooks;       /* the owner's */
   const struct client_handlers *handlers; /* the stage's */
   struct client *prev, *next;       /* worker's list of all clients */
-  struct htable_node req_node;      /* the sessiond link's table of requests */
   struct htable_node sid_node;      /* worker's table of sessions by id */
-  struct client *wait_prev, *wait_next;   /* logins waiting for the link (login.c) */
 
   uint64_t sid;                     /* session id, printed as 16 hex digits */
   char sid_hex[17];
   enum client_state state;
   const char *close_reason;         /* CS_CLOSING: why (a string literal) */
-  int fd;                           /* client socket (bufferevents never close it) */
-  struct bufferevent *cbev;         /* client side, socket or TLS */
+  /* The client's end: its socket (no bufferevent closes it), a socket or
+   * TLS bufferevent, and, on a plain socket, the event that reads it from
+   * the first byte to the close; on a TLS client the event reads the PROXY
+   * header (proxied.c) and the handshake (tlsaccept.c), and is gone after. */
+  struct side front;
   struct event *timer;              /* pre-auth timeouts, delays; NULL in relay */
   struct netaddr peer;              /* client address */
   struct netaddr local;             /* address it connected to */
@@ -91,30 +117,18 @@ struct client {
   struct proxy_read *proxy_read;    /* PROXY_HEADER only (proxied.c) */
   const struct config_listener *listener;
   struct tls_accept *hs;            /* TLS_ACCEPT: the handshake (tlsaccept.c) */
-  unsigned is_tls : 1;              /* client side runs TLS (now) */
   unsigned plaintext_ok : 1;        /* LOGIN allowed without TLS */
   unsigned counted : 1;             /* counted in the per-address limit */
   unsigned registered : 1;          /* sessiond knows the session (LOGIN OK) */
   unsigned backend_retried : 1;     /* one BACKEND_FAILED round used */
   unsigned free_armed : 1;          /* client_free_soon: freed on the timer */
-  unsigned login_held : 1;          /* AUTH_WAIT: the LOGIN waits for the link (login.c) */
   unsigned input_bounded : 1;       /* client_hold_input(c, 1) is in force */
-  unsigned login_resent : 1;        /* the LOGIN was sent again after sessiond died on it */
 
-  /* Pre-auth. */
-  struct imap_parser *parser;
-  unsigned bad_commands;
-  unsigned failed_logins;
+  /* Pre-auth and login: NULL once relaying (see struct client_login). */
+  struct client_login *login;
   uint64_t accepted_ms;
-  char *tag;                        /* tag of the LOGIN/AUTHENTICATE in progress */
   char *user;                       /* as given, then canonical from sessiond */
   char *seat;                       /* the seat's name when it is not user (an LDAP entry's DN) */
-  char *password;
-  int auth_continue;                /* AUTHENTICATE waiting for the client's line */
-  uint32_t req;                     /* request id at sessiond, 0 = none */
-  uint64_t login_ms;                /* when the LOGIN in progress began */
-  int auth_result;                  /* proto_result waiting out its delay */
-  const char *mech;                 /* "LOGIN" or "PLAIN", for logs */
 
   /* Backend. */
   char *backend_name;
@@ -122,21 +136,15 @@ struct client {
    * shows to re-register the session with a restarted sessiond. */
   char ticket[PROTO_TICKET_HEX_LEN + 1];
   struct backend_conn *backend;     /* BACKEND: the backend login (backend.h) */
-  /* The backend side's socket: made by backend.c, relayed by relay.c,
-   * closed here. */
-  int bfd;
-  struct bufferevent *bbev;
+  /* The backend's end: opened by backend.c, relayed by relay.c, closed
+   * here (client_close_backend), and can be opened again on the same
+   * client. */
+  struct side back;
 
   /* Relay. */
   uint64_t bytes_in;                /* client -> backend */
   uint64_t bytes_out;               /* backend -> client */
   uint64_t relay_start_ms;
-  struct event *rd[2];              /* reading a plain client [0] / backend [1] socket,
-                                       from the first byte to the close; on a TLS
-                                       client, [0] reads the PROXY header (proxied.c)
-                                       and the handshake (tlsaccept.c), and is gone
-                                       after it */
-  int client_eof, backend_eof;
 };
 
 /* What a client may send while its login is under way, kept for the
@@ -177,11 +185,16 @@ void client_timer(struct client *c, uint64_t ms);
 void client_hold_input(struct client *c, int hold);
 /* Pauses (0) or resumes (1) reading from the client. */
 void client_reading(struct client *c, int on);
-/* Wipes and frees the login's password and tag. */
+/* Wipes and frees the login's password and tag (the login state stays). */
 void client_forget_login(struct client *c);
-/* Closes the backend side's socket (rd[1], bbev, bfd). After a backend
- * that closed first and was read to the end, with a reset: no TIME_WAIT
- * on the backend. */
+/* The pre-auth and login state (struct client_login): made empty, and
+ * freed with the password wiped (its parser must be freed already). */
+void client_login_new(struct client *c);
+void client_login_free(struct client *c);
+/* Closes the back side and leaves it empty (side_close): the client and
+ * its front side go on, and backend.c may open a fresh back side. After a
+ * backend that closed first and was read to the end, with a reset: no
+ * TIME_WAIT on the backend. */
 void client_close_backend(struct client *c);
 
 #endif

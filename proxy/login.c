@@ -30,7 +30,7 @@
 struct logins {
   const struct proxy_env *env;
   /* Logins held until the link is up, oldest first, through
-   * client->wait_prev/wait_next. */
+   * client->login->wait_prev/wait_next. */
   struct client *held_first, *held_last;
   unsigned n_held;
 };
@@ -55,20 +55,20 @@ void logins_free(struct logins *ls) {
 
 /* What is left of c's login_timeout, which runs from its LOGIN. */
 static uint64_t login_time_left(const struct client *c) {
-  uint64_t spent = now_ms() - c->login_ms, timeout = c->env->cfg->login_timeout_ms;
+  uint64_t spent = now_ms() - c->login->login_ms, timeout = c->env->cfg->login_timeout_ms;
   return spent < timeout ? timeout - spent : 1;
 }
 
-/* c's LOGIN (and its password, in c->password as for any login under way)
+/* c's LOGIN (and its password, in c->login->password as for any login)
  * waits for the link: until it comes up, or until c's timer, which runs
  * for sessiond_wait but not past the login's login_timeout. */
 static void hold(struct client *c) {
   struct logins *ls = c->env->logins;
   uint64_t wait = c->env->cfg->sessiond_wait_ms, left = login_time_left(c);
-  c->login_held = 1;
-  c->wait_next = NULL;
-  c->wait_prev = ls->held_last;
-  if (ls->held_last) ls->held_last->wait_next = c;
+  c->login->login_held = 1;
+  c->login->wait_next = NULL;
+  c->login->wait_prev = ls->held_last;
+  if (ls->held_last) ls->held_last->login->wait_next = c;
   else ls->held_first = c;
   ls->held_last = c;
   ls->n_held++;
@@ -79,13 +79,13 @@ static void hold(struct client *c) {
 /* c's held LOGIN, if it has one, no longer waits. 1 if it had one. */
 static int unhold(struct client *c) {
   struct logins *ls = c->env->logins;
-  if (!c->login_held) return 0;
-  c->login_held = 0;
-  if (c->wait_prev) c->wait_prev->wait_next = c->wait_next;
-  else ls->held_first = c->wait_next;
-  if (c->wait_next) c->wait_next->wait_prev = c->wait_prev;
-  else ls->held_last = c->wait_prev;
-  c->wait_prev = c->wait_next = NULL;
+  if (!c->login || !c->login->login_held) return 0;
+  c->login->login_held = 0;
+  if (c->login->wait_prev) c->login->wait_prev->login->wait_next = c->login->wait_next;
+  else ls->held_first = c->login->wait_next;
+  if (c->login->wait_next) c->login->wait_next->login->wait_prev = c->login->wait_prev;
+  else ls->held_last = c->login->wait_prev;
+  c->login->wait_prev = c->login->wait_next = NULL;
   ls->n_held--;
   sessiond_link_waiting(c->env->link, ls->n_held);
   return 1;
@@ -109,13 +109,13 @@ static int ask_sessiond(struct client *c) {
 
 void login_begin(struct client *c, const char *tag, const char *user, const char *pass,
                  const char *mech) {
-  c->tag = xstrdup(tag);
+  c->login->tag = xstrdup(tag);
   free(c->user);
   c->user = xstrdup(user);
-  c->password = xstrdup(pass);
-  c->mech = mech;
-  c->login_ms = now_ms();
-  c->login_resent = 0;
+  c->login->password = xstrdup(pass);
+  c->login->mech = mech;
+  c->login->login_ms = now_ms();
+  c->login->login_resent = 0;
   c->state = CS_AUTH_WAIT;
   client_set_handlers(c, &login_handlers);
   /* Reading goes on, so the socket stays registered (two epoll_ctl calls
@@ -126,7 +126,7 @@ void login_begin(struct client *c, const char *tag, const char *user, const char
   if (ask_sessiond(c) != 0) {
     /* Answered from the timer, not from here: we are inside the pre-auth
      * stage's reading. */
-    c->auth_result = PROTO_UNAVAILABLE;
+    c->login->auth_result = PROTO_UNAVAILABLE;
     c->state = CS_AUTH_DELAY;
     client_timer(c, 1);
   }
@@ -160,8 +160,8 @@ void logins_link_up(struct logins *ls) {
  * UNAVAILABLE: only the dead sessiond knew the session it speaks of. */
 int login_lost(struct client *c) {
   if (c->state != CS_AUTH_WAIT) return -1;
-  if (!c->registered && !c->login_resent && c->env->cfg->sessiond_wait_ms) {
-    c->login_resent = 1;
+  if (!c->registered && !c->login->login_resent && c->env->cfg->sessiond_wait_ms) {
+    c->login->login_resent = 1;
     hold(c);
     return 1;
   }
@@ -180,23 +180,23 @@ void login_release(struct client *c, const char *reason) {
 
 static void failed_answer(struct client *c) {
   char peer[NETADDR_STRLEN], user[LOG_QUOTE_MAX];
-  const char *tag = c->tag ? c->tag : "*";
-  int auth = c->auth_result == PROTO_AUTH_FAILED;
+  const char *tag = c->login->tag ? c->login->tag : "*";
+  int auth = c->login->auth_result == PROTO_AUTH_FAILED;
   log_event(LOG_LVL_INFO, "login", "session=%s client=%s user=%s mech=%s result=%s", c->sid_hex,
             netaddr_str(&c->peer, peer, sizeof peer),
             log_quote(user, sizeof user, c->user ? c->user : "", c->user ? strlen(c->user) : 0),
-            c->mech ? c->mech : "-",
-            auth ? "auth_failed" : c->auth_result == PROTO_THROTTLED ? "throttled"
-            : c->auth_result == PROTO_LIMIT ? "session_limit" : "unavailable");
+            c->login->mech ? c->login->mech : "-",
+            auth ? "auth_failed" : c->login->auth_result == PROTO_THROTTLED ? "throttled"
+            : c->login->auth_result == PROTO_LIMIT ? "session_limit" : "unavailable");
   if (auth) {
     client_write(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag);
-    if (++c->failed_logins >= c->env->cfg->max_auth_attempts) {
+    if (++c->login->failed_logins >= c->env->cfg->max_auth_attempts) {
       client_close(c, "* BYE Too many failed logins.\r\n", "auth_attempts");
       return;
     }
-  } else if (c->auth_result == PROTO_LIMIT) {
+  } else if (c->login->auth_result == PROTO_LIMIT) {
     client_write(c, "%s NO [LIMIT] Too many sessions for this user.\r\n", tag);
-  } else if (c->auth_result == PROTO_THROTTLED) {
+  } else if (c->login->auth_result == PROTO_THROTTLED) {
     client_write(c, "%s NO [UNAVAILABLE] Too many failed logins, try again later.\r\n", tag);
   } else {
     client_write(c, "%s NO [UNAVAILABLE] Service temporarily unavailable, try again later.\r\n",
@@ -209,16 +209,16 @@ static void failed_answer(struct client *c) {
 static void logged_in(struct client *c, const char *capability) {
   char peer[NETADDR_STRLEN], user[LOG_QUOTE_MAX];
   if (capability)
-    client_write(c, "%s OK [CAPABILITY %s] Logged in\r\n", c->tag, capability);
+    client_write(c, "%s OK [CAPABILITY %s] Logged in\r\n", c->login->tag, capability);
   else
-    client_write(c, "%s OK Logged in\r\n", c->tag);
+    client_write(c, "%s OK Logged in\r\n", c->login->tag);
   log_event(LOG_LVL_INFO, "login",
             "session=%s client=%s user=%s mech=%s result=ok backend=%s tls=%d",
             c->sid_hex, netaddr_str(&c->peer, peer, sizeof peer),
-            log_quote(user, sizeof user, c->user, strlen(c->user)), c->mech, c->backend_name,
-            (int)c->is_tls);
-  client_forget_login(c);
+            log_quote(user, sizeof user, c->user, strlen(c->user)), c->login->mech, c->backend_name,
+            (int)c->front.is_tls);
   preauth_free(c);   /* an idle session keeps only what relaying needs */
+  client_login_free(c);
   relay_start(c);
 }
 
@@ -231,14 +231,14 @@ static void backend_done(struct client *c, enum backend_result r, const char *de
   }
   c->state = CS_AUTH_WAIT;
   if (r == BACKEND_REFUSED) {   /* the two databases disagree: no other seat will do */
-    wipe_free_str(c->password);
-    c->password = NULL;
+    wipe_free_str(c->login->password);
+    c->login->password = NULL;
     sessiond_link_session_end(link, c, "backend_refused");
     c->registered = 0;
     login_answer(c, PROTO_AUTH_FAILED, 0, NULL, NULL, NULL);
     return;
   }
-  if (c->password && !c->backend_retried) {
+  if (c->login->password && !c->backend_retried) {
     c->backend_retried = 1;
     if (sessiond_link_backend_failed(link, c, detail) == 0) {
       client_timer(c, c->env->cfg->login_timeout_ms);
@@ -280,7 +280,7 @@ static void login_answer(struct client *c, int result, uint32_t delay_ms, const 
     sessiond_link_session_end(c->env->link, c, "login_failed");
     c->registered = 0;
   }
-  c->auth_result = result == PROTO_OK ? PROTO_UNAVAILABLE : result;
+  c->login->auth_result = result == PROTO_OK ? PROTO_UNAVAILABLE : result;
   c->state = CS_AUTH_DELAY;
   client_timer(c, delay_ms ? delay_ms : 1);
 }
@@ -306,7 +306,7 @@ static void login_timer(struct client *c) {
     else
       log_event(LOG_LVL_WARN, "sessiond_timeout", "session=%s", c->sid_hex);
     sessiond_link_cancel(c->env->link, c);
-    c->auth_result = PROTO_UNAVAILABLE;
+    c->login->auth_result = PROTO_UNAVAILABLE;
     failed_answer(c);
     return;
   case CS_AUTH_DELAY:

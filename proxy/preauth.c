@@ -38,7 +38,7 @@ void preauth_setup(preauth_login_fn *login) {
 }
 
 static int plaintext_allowed(const struct client *c) {
-  return c->is_tls || c->plaintext_ok;
+  return c->front.is_tls || c->plaintext_ok;
 }
 
 #define PRIVACY_REQUIRED "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections."
@@ -56,7 +56,7 @@ static int literal_refused(void *client, const char *tag, const char *name) {
 
 static void capability_list(const struct client *c, char *out, size_t outlen) {
   snprintf(out, outlen, "IMAP4rev1 SASL-IR ID LITERAL+%s%s",
-           c->listener->tls == TLS_STARTTLS && !c->is_tls ? " STARTTLS" : "",
+           c->listener->tls == TLS_STARTTLS && !c->front.is_tls ? " STARTTLS" : "",
            plaintext_allowed(c) ? " AUTH=PLAIN" : " LOGINDISABLED");
 }
 
@@ -83,7 +83,7 @@ static void preauth_arm(struct client *c) {
 
 static void bad_command(struct client *c, const char *tag, const char *text) {
   client_write(c, "%s BAD %s\r\n", tag ? tag : "*", text);
-  if (++c->bad_commands >= c->env->cfg->max_bad_commands)
+  if (++c->login->bad_commands >= c->env->cfg->max_bad_commands)
     client_close(c, "* BYE Too many invalid commands.\r\n", "bad_commands");
 }
 
@@ -153,19 +153,19 @@ static void cmd_authenticate(struct client *c, const struct imap_command *cmd) {
     auth_plain_response(c, cmd->tag, ir->s, ir->len);
     return;
   }
-  free(c->tag);
-  c->tag = xstrdup(cmd->tag);
-  c->auth_continue = 1;
+  free(c->login->tag);
+  c->login->tag = xstrdup(cmd->tag);
+  c->login->auth_continue = 1;
   client_write(c, "+ \r\n");
 }
 
 static void cmd_starttls(struct client *c, const struct imap_command *cmd) {
-  if (c->listener->tls != TLS_STARTTLS || c->is_tls) {
+  if (c->listener->tls != TLS_STARTTLS || c->front.is_tls) {
     bad_command(c, cmd->tag, "STARTTLS is not available here.");
     return;
   }
   /* Nothing pipelined behind STARTTLS may survive into the TLS session. */
-  struct evbuffer *in = bufferevent_get_input(c->cbev);
+  struct evbuffer *in = bufferevent_get_input(c->front.bev);
   evbuffer_drain(in, evbuffer_get_length(in));
   client_reading(c, 0);
   c->state = CS_STARTTLS;
@@ -207,9 +207,9 @@ static void preauth_command(struct client *c, const struct imap_command *cmd) {
 }
 
 static void auth_continue_line(struct client *c, const char *line, size_t len) {
-  char *tag = c->tag;
-  c->tag = NULL;
-  c->auth_continue = 0;
+  char *tag = c->login->tag;
+  c->login->tag = NULL;
+  c->login->auth_continue = 0;
   if (len == 1 && line[0] == '*')
     client_write(c, "%s BAD Authentication cancelled.\r\n", tag);
   else
@@ -218,13 +218,13 @@ static void auth_continue_line(struct client *c, const char *line, size_t len) {
 }
 
 static void parse_error(struct client *c) {
-  enum imap_error e = imap_parser_error(c->parser);
-  const char *tag = imap_parser_error_tag(c->parser);
+  enum imap_error e = imap_parser_error(c->login->parser);
+  const char *tag = imap_parser_error_tag(c->login->parser);
   if (e == IMAP_ERR_LITERAL_REFUSED) {   /* literal_refused() said so */
     client_write(c, "%s " PRIVACY_REQUIRED "\r\n", tag ? tag : "*");
     return;
   }
-  if (imap_parser_error_fatal(c->parser)) {
+  if (imap_parser_error_fatal(c->login->parser)) {
     char bye[128];
     snprintf(bye, sizeof bye, "* BYE [TOOBIG] %s\r\n", imap_error_text(e));
     client_close(c, bye, "too_big");
@@ -237,13 +237,13 @@ static void parse_error(struct client *c) {
 }
 
 static void preauth_read(struct client *c) {
-  struct evbuffer *in = bufferevent_get_input(c->cbev);
+  struct evbuffer *in = bufferevent_get_input(c->front.bev);
   size_t len;
   while (c->state == CS_PREAUTH && (len = evbuffer_get_length(in)) > 0) {
     char *data = (char *)evbuffer_pullup(in, (ssize_t)len);
     size_t used = 0;
-    if (c->auth_continue) imap_parser_expect_line(c->parser);
-    enum imap_status st = imap_parser_feed(c->parser, data, len, &used);
+    if (c->login->auth_continue) imap_parser_expect_line(c->login->parser);
+    enum imap_status st = imap_parser_feed(c->login->parser, data, len, &used);
     switch (st) {
     case IMAP_NEED_MORE:
       break;
@@ -251,20 +251,20 @@ static void preauth_read(struct client *c) {
       client_write(c, "+ Ready for literal data\r\n");
       break;
     case IMAP_COMMAND:
-      preauth_command(c, imap_parser_command(c->parser));
-      imap_parser_reset(c->parser);
+      preauth_command(c, imap_parser_command(c->login->parser));
+      imap_parser_reset(c->login->parser);
       break;
     case IMAP_LINE: {
       size_t n;
-      const char *line = imap_parser_line(c->parser, &n);
+      const char *line = imap_parser_line(c->login->parser, &n);
       auth_continue_line(c, line, n);
-      imap_parser_reset(c->parser);
+      imap_parser_reset(c->login->parser);
       break;
     }
     case IMAP_ERROR:
       parse_error(c);
       if (c->state == CS_CLOSING) return;
-      imap_parser_reset(c->parser);
+      imap_parser_reset(c->login->parser);
       break;
     }
     if (c->state == CS_STARTTLS) return;   /* input already discarded */
@@ -329,8 +329,9 @@ void preauth_start(struct client *c) {
   const struct config *cfg = c->env->cfg;
   c->plaintext_ok = cfg->plaintext_auth || peer_is_trusted(cfg, &c->peer);
   struct imap_limits lim = {cfg->max_line, cfg->max_literal, cfg->max_line + 2 * cfg->max_literal};
-  c->parser = imap_parser_new(&lim);
-  imap_parser_set_literal_check(c->parser, literal_refused, c);
+  client_login_new(c);   /* freed when the relay starts */
+  c->login->parser = imap_parser_new(&lim);
+  imap_parser_set_literal_check(c->login->parser, literal_refused, c);
   client_set_handlers(c, &preauth_handlers);
 
   client_timer(c, cfg->preauth_timeout_ms);
@@ -345,6 +346,7 @@ void preauth_start(struct client *c) {
 }
 
 void preauth_free(struct client *c) {
-  imap_parser_free(c->parser);
-  c->parser = NULL;
+  if (!c->login) return;
+  imap_parser_free(c->login->parser);
+  c->login->parser = NULL;
 }

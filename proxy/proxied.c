@@ -39,8 +39,7 @@ static int from_balancer(const struct config_listener *ls, const struct netaddr 
 
 static void proxied_done(struct client *c, const struct proxyproto_header *h) {
   proxied_done_fn *done = c->proxy_read->done;
-  event_free(c->rd[0]);
-  c->rd[0] = NULL;
+  side_unwatch(&c->front);
   free(c->proxy_read);
   c->proxy_read = NULL;
   c->via = c->peer;   /* the balancer, for the log */
@@ -55,7 +54,7 @@ static void proxied_done(struct client *c, const struct proxyproto_header *h) {
 /* Reads what is still missing of the header; 1 when it is all in. */
 static int proxied_fill(struct client *c) {
   struct proxy_read *r = c->proxy_read;
-  ssize_t n = recv(c->fd, r->buf + r->have, r->need - r->have, 0);
+  ssize_t n = recv(c->front.fd, r->buf + r->have, r->need - r->have, 0);
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
     client_free(c, n == 0 ? "client_eof" : "client_error");
     return -1;
@@ -104,8 +103,7 @@ void proxied_start(struct client *c, proxied_done_fn *done) {
   c->proxy_read->done = done;
   c->proxy_read->have = 0;
   c->proxy_read->need = PROXYPROTO_FIXED_LEN;
-  c->rd[0] = event_new(c->env->base, c->fd, EV_READ | EV_PERSIST, on_header_readable, c);
-  event_add(c->rd[0], NULL);
+  side_watch(&c->front, c->env->base, EV_READ, on_header_readable, c);
   client_set_handlers(c, &proxied_handlers);
   client_timer(c, c->env->cfg->preauth_timeout_ms);
 }

@@ -35,39 +35,34 @@
 #define RELAY_READ_FIRST 4096
 #define READS_PER_WAKEUP 8   /* then let other sessions have the loop */
 
-enum side { CLIENT = 0, BACKEND = 1 };
+/* The two ends, by the direction of the bytes: `from` reads, `!from`
+ * writes. */
+enum end { CLIENT = 0, BACKEND = 1 };
 
-static struct bufferevent *bev_of(struct client *c, enum side s) {
-  return s == CLIENT ? c->cbev : c->bbev;
+static inline struct side *side_of(struct client *c, enum end e) {
+  return e == CLIENT ? &c->front : &c->back;
 }
 
-/* The side's socket when it is plain (read and written here), else -1. */
-static int plain_fd(const struct client *c, enum side s) {
-  return s == CLIENT ? (c->is_tls ? -1 : c->fd) : c->bfd;
+static inline struct bufferevent *bev_of(struct client *c, enum end e) {
+  return side_of(c, e)->bev;
 }
 
-static int *eof_of(struct client *c, enum side s) {
-  return s == CLIENT ? &c->client_eof : &c->backend_eof;
+static inline int plain_fd(struct client *c, enum end e) {
+  return side_plain_fd(side_of(c, e));
 }
 
 /* ---- pausing and resuming a side's reading ------------------------------------ */
 
-static void side_pause(struct client *c, enum side s) {
-  if (c->rd[s]) event_del(c->rd[s]);
-  else bufferevent_disable(bev_of(c, s), EV_READ);
+static void end_pause(struct client *c, enum end e) {
+  side_pause(side_of(c, e));
 }
 
-static void side_resume(struct client *c, enum side s) {
-  if (c->rd[s]) event_add(c->rd[s], s == CLIENT ? c->env->idle_tv : NULL);
-  else bufferevent_enable(bev_of(c, s), EV_READ);
+/* The client's side has the idle timeout. */
+static void end_resume(struct client *c, enum end e) {
+  side_resume(side_of(c, e), e == CLIENT ? c->env->idle_tv : NULL);
 }
 
-static int side_paused(struct client *c, enum side s) {
-  if (c->rd[s]) return !event_pending(c->rd[s], EV_READ, NULL);
-  return !(bufferevent_get_enabled(bev_of(c, s)) & EV_READ);
-}
-
-static void count(struct client *c, enum side from, size_t n) {
+static void count(struct client *c, enum end from, size_t n) {
   if (from == CLIENT) c->bytes_in += n;
   else c->bytes_out += n;
 }
@@ -76,7 +71,7 @@ static void count(struct client *c, enum side from, size_t n) {
  * (no copy: chains move). A plain socket with nothing queued takes it
  * straight away (a TLS client's command to a plain backend): queuing would
  * cost a wait for writability and two epoll_ctl calls. */
-static void relay_pump(struct client *c, enum side from) {
+static void relay_pump(struct client *c, enum end from) {
   struct evbuffer *src = bufferevent_get_input(bev_of(c, from));
   struct evbuffer *dst = bufferevent_get_output(bev_of(c, !from));
   size_t n = evbuffer_get_length(src);
@@ -86,13 +81,13 @@ static void relay_pump(struct client *c, enum side from) {
   if (fd >= 0 && evbuffer_get_length(dst) == 0)
     evbuffer_write(src, fd);   /* an error shows on the socket's reading, or on the queued rest */
   evbuffer_add_buffer(dst, src);
-  if (evbuffer_get_length(dst) >= RELAY_HIGH) side_pause(c, from);
+  if (evbuffer_get_length(dst) >= RELAY_HIGH) end_pause(c, from);
 }
 
 /* A TLS side's callbacks can run inside a write to it (client.c): they
  * end the session with client_free_soon. */
-static int side_is_tls(const struct client *c, enum side s) {
-  return plain_fd(c, s) < 0;
+static int end_is_tls(struct client *c, enum end e) {
+  return plain_fd(c, e) < 0;
 }
 
 static void relay_end(struct client *c, int in_tls_callback, const char *reason) {
@@ -102,27 +97,29 @@ static void relay_end(struct client *c, int in_tls_callback, const char *reason)
 
 /* An end of stream waits until the other direction is flushed. */
 static void relay_check_ends(struct client *c, int in_tls_callback) {
-  size_t to_client = bev_unsent(c->cbev);   /* a TLS filter's socket side too */
-  size_t to_backend = evbuffer_get_length(bufferevent_get_output(c->bbev));
-  if (c->backend_eof && to_client == 0) {
-    relay_end(c, in_tls_callback, c->client_eof ? "closed" : "backend_closed");
+  size_t to_client = side_unsent(&c->front);   /* a TLS filter's socket side too */
+  size_t to_backend = evbuffer_get_length(bufferevent_get_output(c->back.bev));
+  if (c->back.eof && to_client == 0) {
+    relay_end(c, in_tls_callback, c->front.eof ? "closed" : "backend_closed");
     return;
   }
-  if (c->client_eof && to_backend == 0) {
-    if (c->bfd < 0) {   /* a TLS backend: nothing more to wait for */
+  if (c->front.eof && to_backend == 0) {
+    int bfd = side_plain_fd(&c->back);
+    if (bfd < 0) {   /* a TLS backend: nothing more to wait for */
       relay_end(c, in_tls_callback, "client_closed");
       return;
     }
-    shutdown(c->bfd, SHUT_WR);
+    shutdown(bfd, SHUT_WR);
   }
   /* Wake the write callback when the flush we wait for completes. */
-  if (c->backend_eof) bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
-  if (c->client_eof) bufferevent_setwatermark(c->bbev, EV_WRITE, 0, 0);
+  if (c->back.eof) bufferevent_setwatermark(c->front.bev, EV_WRITE, 0, 0);
+  if (c->front.eof) bufferevent_setwatermark(c->back.bev, EV_WRITE, 0, 0);
 }
 
-static void side_eof(struct client *c, enum side s, int in_tls_callback) {
-  *eof_of(c, s) = 1;
-  side_pause(c, s);
+static void end_eof(struct client *c, enum end e, int in_tls_callback) {
+  struct side *s = side_of(c, e);
+  s->eof = 1;
+  side_pause(s);
   relay_check_ends(c, in_tls_callback);
 }
 
@@ -130,8 +127,8 @@ static void side_eof(struct client *c, enum side s, int in_tls_callback) {
 
 /* A read that got n <= 0: end of stream or an error stops this side (and
  * may free c); EAGAIN just waits for the next readiness. */
-static void read_stopped(struct client *c, enum side from, ssize_t n) {
-  if (n == 0) side_eof(c, from, 0);
+static void read_stopped(struct client *c, enum end from, ssize_t n) {
+  if (n == 0) end_eof(c, from, 0);
   else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
     client_free(c, from == CLIENT ? "client_error" : "backend_error");
 }
@@ -145,7 +142,7 @@ static void read_stopped(struct client *c, enum side from, ssize_t n) {
  * fill the buffer took everything up to the FIN. Then the backend is done
  * without another read, and the bytes go to the client held for the close
  * that follows, which sends them and the FIN in one segment. */
-static int read_small(struct client *c, enum side from, int fd, short what) {
+static int read_small(struct client *c, enum end from, int fd, short what) {
   char small[RELAY_READ_FIRST];
   ssize_t n = read(fd, small, sizeof small);
   if (n <= 0) {
@@ -154,8 +151,8 @@ static int read_small(struct client *c, enum side from, int fd, short what) {
   }
   count(c, from, (size_t)n);
   if (from == BACKEND && (what & EV_CLOSED) && (size_t)n < sizeof small) {
-    bev_send_last(c->cbev, plain_fd(c, CLIENT), small, (size_t)n);
-    side_eof(c, BACKEND, 0);
+    bev_send_last(c->front.bev, plain_fd(c, CLIENT), small, (size_t)n);
+    end_eof(c, BACKEND, 0);
     return 0;
   }
   bev_send(bev_of(c, !from), plain_fd(c, !from), small, (size_t)n);
@@ -164,11 +161,11 @@ static int read_small(struct client *c, enum side from, int fd, short what) {
 
 /* Bulk: readv of up to RELAY_READ_MAX straight into the other side's
  * output, a few times per wakeup, stopping at the high watermark. */
-static void read_bulk(struct client *c, enum side from, int fd) {
+static void read_bulk(struct client *c, enum end from, int fd) {
   struct evbuffer *dst = bufferevent_get_output(bev_of(c, !from));
   for (int i = 0; i < READS_PER_WAKEUP; i++) {
     if (evbuffer_get_length(dst) >= RELAY_HIGH) {
-      side_pause(c, from);
+      end_pause(c, from);
       return;
     }
     ssize_t n = sock_read_bulk_into(fd, dst, RELAY_READ_MAX);
@@ -187,7 +184,7 @@ static void read_bulk(struct client *c, enum side from, int fd) {
 
 static void relay_plain_readable(evutil_socket_t fd, short what, void *arg) {
   struct client *c = arg;
-  enum side from = fd == plain_fd(c, CLIENT) ? CLIENT : BACKEND;
+  enum end from = fd == plain_fd(c, CLIENT) ? CLIENT : BACKEND;
   if (what & EV_TIMEOUT) {
     client_free(c, "idle_timeout");
     return;
@@ -204,28 +201,28 @@ static const struct client_handlers relay_handlers = {.readable = relay_plain_re
 
 static void on_relay_read(struct bufferevent *bev, void *arg) {
   struct client *c = arg;
-  enum side from = bev == c->cbev ? CLIENT : BACKEND;
+  enum end from = bev == c->front.bev ? CLIENT : BACKEND;
   relay_pump(c, from);
 }
 
 static void on_relay_write(struct bufferevent *bev, void *arg) {
   struct client *c = arg;
-  enum side src = bev == c->cbev ? BACKEND : CLIENT;   /* who fills this output */
-  if (*eof_of(c, src)) {
-    relay_check_ends(c, side_is_tls(c, !src));
+  enum end src = bev == c->front.bev ? BACKEND : CLIENT;   /* who fills this output */
+  if (side_of(c, src)->eof) {
+    relay_check_ends(c, end_is_tls(c, !src));
     return;
   }
   /* Below the low watermark again: the reader may go on. */
-  if (side_paused(c, src)) {
-    side_resume(c, src);
-    if (!c->rd[src]) relay_pump(c, src);
+  if (side_paused(side_of(c, src))) {
+    end_resume(c, src);
+    if (end_is_tls(c, src)) relay_pump(c, src);   /* its bufferevent may hold input */
   }
 }
 
 static void on_relay_event(struct bufferevent *bev, short what, void *arg) {
   struct client *c = arg;
-  enum side s = bev == c->cbev ? CLIENT : BACKEND;
-  int tls = side_is_tls(c, s);
+  enum end s = bev == c->front.bev ? CLIENT : BACKEND;
+  int tls = end_is_tls(c, s);
   if (what & BEV_EVENT_TIMEOUT) {
     relay_end(c, tls, "idle_timeout");
     return;
@@ -236,7 +233,7 @@ static void on_relay_event(struct bufferevent *bev, short what, void *arg) {
   }
   if (what & BEV_EVENT_EOF) {
     relay_pump(c, s);
-    if (!c->free_armed) side_eof(c, s, tls);
+    if (!c->free_armed) end_eof(c, s, tls);
   }
 }
 
@@ -253,23 +250,24 @@ void relay_start(struct client *c) {
    * readiness to this stage's handler; TLS sides by their bufferevents. */
   client_set_handlers(c, &relay_handlers);
 
-  bufferevent_setcb(c->cbev, on_relay_read, on_relay_write, on_relay_event, c);
-  bufferevent_setcb(c->bbev, on_relay_read, on_relay_write, on_relay_event, c);
-  bufferevent_setwatermark(c->cbev, EV_WRITE, RELAY_HIGH / 2, 0);
-  bufferevent_setwatermark(c->bbev, EV_WRITE, RELAY_HIGH / 2, 0);
-  bufferevent_set_max_single_write(c->cbev, RELAY_HIGH);
-  bufferevent_set_max_single_write(c->bbev, RELAY_HIGH);
+  for (int e = CLIENT; e <= BACKEND; e++) {
+    struct bufferevent *bev = bev_of(c, e);
+    bufferevent_setcb(bev, on_relay_read, on_relay_write, on_relay_event, c);
+    bufferevent_setwatermark(bev, EV_WRITE, RELAY_HIGH / 2, 0);
+    bufferevent_set_max_single_write(bev, RELAY_HIGH);
+    if (plain_fd(c, e) < 0) bufferevent_set_max_single_read(bev, RELAY_READ_MAX);
+  }
   client_hold_input(c, 0);
-  for (int s = CLIENT; s <= BACKEND; s++)
-    if (plain_fd(c, s) < 0) bufferevent_set_max_single_read(bev_of(c, s), RELAY_READ_MAX);
-  bufferevent_set_timeouts(c->cbev, c->rd[CLIENT] ? NULL : c->env->idle_tv, NULL);
-  bufferevent_set_timeouts(c->bbev, NULL, NULL);
+  /* The idle timeout: on a plain client's own reading event (end_resume),
+   * else on its bufferevent. */
+  bufferevent_set_timeouts(c->front.bev, c->front.rd ? NULL : c->env->idle_tv, NULL);
+  bufferevent_set_timeouts(c->back.bev, NULL, NULL);
   /* Commands the client pipelined behind its LOGIN, and anything the
    * backend sent after its OK, go on now; then reading starts. */
   relay_pump(c, CLIENT);
   relay_pump(c, BACKEND);
-  for (int s = CLIENT; s <= BACKEND; s++) {
-    if (evbuffer_get_length(bufferevent_get_output(bev_of(c, !s))) < RELAY_HIGH) side_resume(c, s);
-    else side_pause(c, s);
+  for (int e = CLIENT; e <= BACKEND; e++) {
+    if (evbuffer_get_length(bufferevent_get_output(bev_of(c, !e))) < RELAY_HIGH) end_resume(c, e);
+    else end_pause(c, e);
   }
 }

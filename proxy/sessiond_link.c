@@ -32,7 +32,7 @@ struct sessiond_link {
   struct proto_batch *out;        /* every frame to sessiond, per loop turn */
   unsigned n_waiting;             /* logins that wait for the link (sessiond_link_waiting) */
   /* The requests sessiond has not answered yet, by request id, through
-   * client->req_node. */
+   * client->login->req_node. */
   struct htable requests;
   uint32_t next_req;
 };
@@ -50,21 +50,21 @@ static uint64_t req_hash(uint32_t req) {
 static struct client *req_find(struct sessiond_link *l, uint32_t req) {
   for (struct htable_node *n = htable_first_with(&l->requests, req_hash(req)); n;
        n = htable_next_same(n)) {
-    struct client *c = HTABLE_ENTRY(n, struct client, req_node);
-    if (c->req == req) return c;
+    struct client_login *lg = HTABLE_ENTRY(n, struct client_login, req_node);
+    if (lg->req == req) return lg->client;
   }
   return NULL;
 }
 
 static void req_add(struct sessiond_link *l, struct client *c) {
-  do c->req = ++l->next_req; while (c->req == 0 || req_find(l, c->req));
-  htable_insert(&l->requests, &c->req_node, req_hash(c->req));
+  do c->login->req = ++l->next_req; while (c->login->req == 0 || req_find(l, c->login->req));
+  htable_insert(&l->requests, &c->login->req_node, req_hash(c->login->req));
 }
 
 void sessiond_link_cancel(struct sessiond_link *l, struct client *c) {
-  if (!c->req) return;
-  htable_remove(&l->requests, &c->req_node);
-  c->req = 0;
+  if (!c->login || !c->login->req) return;   /* a relayed session asks nothing */
+  htable_remove(&l->requests, &c->login->req_node);
+  c->login->req = 0;
 }
 
 /* ---- connecting ----------------------------------------------------------- */
@@ -97,7 +97,7 @@ static void link_down(struct sessiond_link *l) {
   struct htable_iter it;
   for (struct htable_node *n = htable_iter_first(&l->requests, &it); n;
        n = htable_iter_next(&l->requests, &it)) {
-    struct client *c = HTABLE_ENTRY(n, struct client, req_node);
+    struct client *c = HTABLE_ENTRY(n, struct client_login, req_node)->client;
     sessiond_link_cancel(l, c);
     int r = l->h->lost(l->h->arg, c);
     if (r > 0) resent++;
@@ -228,13 +228,13 @@ static void fill_session(struct proto_msg *m, struct client *c, char *caddr, cha
   m->client_port = (uint16_t)netaddr_port(&c->peer);
   m->local_addr = netaddr_host(&c->local, laddr, NETADDR_STRLEN);
   m->local_port = (uint16_t)netaddr_port(&c->local);
-  m->tls = c->is_tls;
+  m->tls = c->front.is_tls;
 }
 
 /* A frame that sessiond answers: c waits under its request number. */
 static int send_request(struct sessiond_link *l, struct client *c, struct proto_msg *m) {
   req_add(l, c);
-  m->req = c->req;
+  m->req = c->login->req;
   if (sessiond_link_send(l, m) != 0) {
     sessiond_link_cancel(l, c);
     return -1;
@@ -244,7 +244,7 @@ static int send_request(struct sessiond_link *l, struct client *c, struct proto_
 
 int sessiond_link_login(struct sessiond_link *l, struct client *c) {
   char caddr[NETADDR_STRLEN], laddr[NETADDR_STRLEN];
-  struct proto_msg m = {.type = PROTO_LOGIN, .password = c->password, .mech = c->mech};
+  struct proto_msg m = {.type = PROTO_LOGIN, .password = c->login->password, .mech = c->login->mech};
   fill_session(&m, c, caddr, laddr);
   return send_request(l, c, &m);
 }

@@ -54,9 +54,7 @@ static void add_as_read(struct bufferevent *under, const void *data, size_t len)
 }
 
 static void wait_for(struct client *c, short what) {
-  event_del(c->rd[0]);
-  event_assign(c->rd[0], c->env->base, c->fd, what | EV_PERSIST, on_socket, c);
-  event_add(c->rd[0], NULL);
+  side_watch(&c->front, c->env->base, what, on_socket, c);
 }
 
 /* Sends what OpenSSL has written. 1: all sent; 0: the rest waits for
@@ -66,7 +64,7 @@ static int send_written(struct client *c) {
   char *p;
   long len;
   while ((len = BIO_get_mem_data(wbio, &p)) > 0) {
-    ssize_t n = send(c->fd, p, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = send(c->front.fd, p, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) return errno == EAGAIN || errno == EINTR ? 0 : -1;
     char sink[4096];
     for (ssize_t left = n; left > 0;) {
@@ -115,7 +113,7 @@ static void pause_while_unsent(struct evbuffer *out, const struct evbuffer_cb_in
 static struct bufferevent *stay_with_openssl(struct client *c, SSL *ssl, const char *out,
                                              size_t outlen, const char *in, size_t inlen,
                                              const char *greeting, size_t glen) {
-  struct bufferevent *under = bufferevent_socket_new(c->env->base, c->fd, 0);
+  struct bufferevent *under = bufferevent_socket_new(c->env->base, c->front.fd, 0);
   if (!under) return NULL;
   evbuffer_add(bufferevent_get_output(under), out, outlen);
   add_as_read(under, in, inlen);
@@ -140,8 +138,7 @@ static void established(struct client *c) {
   const struct tls_accept_handlers *h = c->hs->h;
   free(c->hs);
   c->hs = NULL;
-  event_free(c->rd[0]);
-  c->rd[0] = NULL;
+  side_unwatch(&c->front);
   char desc[128], greeting[256];
   if (log_get_level() >= LOG_LVL_DEBUG)   /* tls_describe formats: only when it is logged */
     log_event(LOG_LVL_DEBUG, "tls", "session=%s tls=%s", c->sid_hex,
@@ -152,7 +149,7 @@ static void established(struct client *c) {
   long inlen = BIO_get_mem_data(SSL_get_rbio(ssl), &in);
   struct bufferevent *bev = NULL;
   if (c->env->cfg->tls_release &&
-      (bev = tlswatch_takeover(c->env->base, c->fd, ssl, out, (size_t)outlen, greeting, glen))) {
+      (bev = tlswatch_takeover(c->env->base, c->front.fd, ssl, out, (size_t)outlen, greeting, glen))) {
     add_as_read(bufferevent_get_underlying(bev), in, (size_t)inlen);
     SSL_free(ssl);
     log_event(LOG_LVL_DEBUG, "tls_release", "session=%s", c->sid_hex);
@@ -211,12 +208,12 @@ int tls_accept_start(struct client *c, const struct tls_accept_handlers *h) {
   client_drop_plain(c);
   SSL *ssl = env->tls_server ? SSL_new(env->tls_server) : NULL;
   BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
-  struct event *ev = event_new(env->base, c->fd, EV_READ | EV_PERSIST, on_socket, c);
-  if (!ssl || !rbio || !wbio || !ev || (env->cfg->tls_release && tlswatch_start(ssl) != 0)) {
+  if (!ssl || !rbio || !wbio || (env->cfg->tls_release && tlswatch_start(ssl) != 0) ||
+      side_watch(&c->front, env->base, EV_READ, on_socket, c) != 0) {
     SSL_free(ssl);
     BIO_free(rbio);
     BIO_free(wbio);
-    if (ev) event_free(ev);
+    side_unwatch(&c->front);
     return -1;
   }
   /* An empty memory BIO says "try again", not "end of file". */
@@ -226,9 +223,7 @@ int tls_accept_start(struct client *c, const struct tls_accept_handlers *h) {
   c->hs = xmalloc(sizeof *c->hs);
   c->hs->ssl = ssl;
   c->hs->h = h;
-  c->rd[0] = ev;
-  c->is_tls = 1;
-  event_add(ev, NULL);
+  c->front.is_tls = 1;   /* from now on the side's event reads only the handshake */
   return 0;
 }
 

@@ -20,7 +20,7 @@ struct tls_accept_handlers {
 };
 
 /* Starts the handshake on c's socket (implicit TLS, or after STARTTLS's
- * answer): c's plain bufferevent goes, c->is_tls is set. A failed
+ * answer): c's plain bufferevent goes, c->front.is_tls is set. A failed
  * handshake frees c. 0, or -1 (nothing started; the caller frees c). h
  * must outlive the handshake. */
 int tls_accept_start(struct client *c, const struct tls_accept_handlers *h);
