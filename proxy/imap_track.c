@@ -123,7 +123,7 @@ static void mailbox_reset(struct imap_track *t) {
 
 static struct in_flight *flight_push(struct imap_track *t) {
   if (t->nfl == t->capfl) {
-    unsigned cap = t->capfl ? t->capfl * 2u : 2u;
+    unsigned cap = t->capfl ? t->capfl * 2u : 1u;   /* mostly one: IDLE */
     if (cap > IMAP_TRACK_INFLIGHT_MAX) { untrackable(t, "too_many_in_flight"); return NULL; }
     struct in_flight *fl = realloc(t->fl, cap * sizeof *fl);
     if (!fl) { untrackable(t, "out_of_memory"); return NULL; }
@@ -480,6 +480,14 @@ void imap_track_view(const struct imap_track *t, struct imap_track_view *v) {
   v->idling = idle != NULL;
   if (idle) { v->idle_tag = idle->tag; v->idle_tag_len = idle->tag_len; }
   v->in_flight = t->nfl;
+}
+
+size_t imap_track_bytes_held(const struct imap_track *t) {
+  size_t n = sizeof *t + t->capfl * sizeof *t->fl + t->mailbox_len;
+  for (unsigned i = 0; i < t->nfl; i++) n += t->fl[i].mailbox_len;
+  if (t->client.part) n += sizeof *t->client.part;
+  if (t->server.part) n += sizeof *t->server.part;
+  return n;
 }
 
 const char *imap_track_in_flight_tag(const struct imap_track *t, unsigned i, size_t *len) {

@@ -84,6 +84,9 @@ struct imap_track_view {
 
 /* Fills v; its pointers live until the next feed or imap_track_free. */
 void imap_track_view(const struct imap_track *t, struct imap_track_view *v);
+/* What t holds now, in bytes: the struct and what it allocated (by the
+ * sizes asked of malloc), for the footprint goal of 256 bytes a session. */
+size_t imap_track_bytes_held(const struct imap_track *t);
 /* The tag of the i-th command in flight (oldest first), NULL past the
  * last; valid until the next feed. */
 const char *imap_track_in_flight_tag(const struct imap_track *t, unsigned i, size_t *len);

@@ -435,11 +435,27 @@ static void test_garbage(void **state) {
   }
 }
 
-static void test_size(void **state) {
+/* The footprint goal: an idle selected session, even idling, holds at
+ * most 256 bytes. */
+static void test_footprint(void **state) {
   (void)state;
   struct imap_track *t = imap_track_new();
   assert_non_null(t);
-  printf("imap_track: view %zu bytes\n", sizeof(struct imap_track_view));
+  size_t empty = imap_track_bytes_held(t);
+  feed_step(t, &select_inbox[0], WHOLE);
+  feed_step(t, &select_inbox[1], WHOLE);
+  size_t selected = imap_track_bytes_held(t);
+  struct step idle[] = { C("i1 IDLE\r\n"), S("+ idling\r\n") };
+  feed_step(t, &idle[0], WHOLE);
+  feed_step(t, &idle[1], WHOLE);
+  size_t idling = imap_track_bytes_held(t);
+  printf("imap_track: new %zu, selected INBOX %zu, idling %zu bytes\n", empty, selected, idling);
+  assert_true(selected <= 256);
+  assert_true(idling <= 256);
+  imap_track_client(t, "DO", 2);   /* a partial line costs its buffer, */
+  assert_true(imap_track_bytes_held(t) > idling);
+  imap_track_client(t, "NE\r\n", 4);   /* and only while it is partial */
+  assert_int_equal(imap_track_bytes_held(t), idling);
   imap_track_free(t);
 }
 
@@ -453,7 +469,7 @@ int main(void) {
       cmocka_unit_test(test_idle),             cmocka_unit_test(test_compress),
       cmocka_unit_test(test_logout),           cmocka_unit_test(test_enabled_list),
       cmocka_unit_test(test_overlong_lines),   cmocka_unit_test(test_partial_boundaries),
-      cmocka_unit_test(test_garbage),          cmocka_unit_test(test_size),
+      cmocka_unit_test(test_garbage),          cmocka_unit_test(test_footprint),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
