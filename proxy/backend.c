@@ -31,6 +31,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "proxy/client.h"
+#include "proxy/restore.h"
 #include "proxy/sasl.h"
 #include "proxy/tls.h"
 
@@ -56,6 +57,7 @@ enum backend_step {
   BS_AUTH_CONTINUE,
   BS_AUTH,
   BS_POST_CAPABILITY,
+  BS_RESTORE,        /* a re-home: the restore dialogue (restore.h) runs */
 };
 
 struct backend_conn {
@@ -65,6 +67,10 @@ struct backend_conn {
   enum backend_step step;
   unsigned caps;                    /* BCAP_* of the backend */
   char *capability;                 /* post-login CAPABILITY for the client */
+  /* A re-home's login (backend_login): the master user and its password
+   * (our copy, wiped once sent), and the restore that follows. */
+  char *authcid, *secret;
+  struct restore *restore;
 };
 
 static void on_backend_read(struct bufferevent *bev, void *arg);
@@ -74,6 +80,8 @@ void backend_free(struct client *c) {
   struct backend_conn *b = c->backend;
   if (!b) return;
   free(b->capability);
+  free(b->authcid);
+  wipe_free_str(b->secret);
   free(b);
   c->backend = NULL;
 }
@@ -191,15 +199,21 @@ static void send_id(struct client *c) {
                 cip, netaddr_port(&c->peer), lip, netaddr_port(&c->local), c->sid_hex);
 }
 
-/* base64("\0user\0password") into a malloc'd buffer (wiped by the caller). */
+/* base64("\0user\0password") into a malloc'd buffer (wiped by the caller);
+ * for a re-home "user\0master\0master-password": the user is the
+ * authorization identity, the master user authenticates. */
 static char *plain_response(const struct client *c, size_t *outlen) {
-  size_t ul = strlen(c->user), pl = strlen(c->login->password);
-  size_t raw_len = 1 + ul + 1 + pl;
+  const struct backend_conn *b = c->backend;
+  const char *authz = b->secret ? c->user : "", *authc = b->secret ? b->authcid : c->user;
+  const char *pass = b->secret ? b->secret : c->login->password;
+  size_t zl = strlen(authz), ul = strlen(authc), pl = strlen(pass);
+  size_t raw_len = zl + 1 + ul + 1 + pl;
   unsigned char *raw = xmalloc(raw_len);
-  raw[0] = '\0';
-  memcpy(raw + 1, c->user, ul);
-  raw[1 + ul] = '\0';
-  memcpy(raw + 2 + ul, c->login->password, pl);
+  memcpy(raw, authz, zl);
+  raw[zl] = '\0';
+  memcpy(raw + zl + 1, authc, ul);
+  raw[zl + 1 + ul] = '\0';
+  memcpy(raw + zl + 2 + ul, pass, pl);
   size_t cap = 4 * ((raw_len + 2) / 3) + 1;
   char *b64 = xmalloc(cap);
   ssize_t n = base64_encode(raw, raw_len, b64, cap);
@@ -239,6 +253,12 @@ static char *login_line(const struct client *c, size_t *outlen) {
  * mid-login is then retried once on another seat (login.c) instead of
  * refusing the client. It is wiped at the answer either way. */
 
+/* A re-home's master password goes as soon as it has been sent. */
+static void forget_secret(struct client *c) {
+  wipe_free_str(c->backend->secret);
+  c->backend->secret = NULL;
+}
+
 static void send_login(struct client *c) {
   const struct config_backend *b = c->backend->cfg;
   if (b->send_id && (c->backend->caps & BCAP_ID || !(c->backend->caps & BCAP_KNOWN))) send_id(c);
@@ -251,6 +271,7 @@ static void send_login(struct client *c) {
       int len = snprintf(line, n + 32, "L AUTHENTICATE PLAIN %s\r\n", b64);
       backend_write_secret(c, line, (size_t)len);
       c->backend->step = BS_AUTH;
+      if (c->backend->authcid) forget_secret(c);
     } else {
       backend_write(c, "L AUTHENTICATE PLAIN\r\n");
       c->backend->step = BS_AUTH_CONTINUE;   /* the password waits for the "+" */
@@ -259,7 +280,8 @@ static void send_login(struct client *c) {
     free(b64);
     return;
   }
-  if (c->backend->caps & BCAP_LOGINDISABLED || !quotable(c->login->password) || !quotable(c->user)) {
+  if (c->backend->authcid || c->backend->caps & BCAP_LOGINDISABLED ||
+      !quotable(c->login->password) || !quotable(c->user)) {   /* a master login needs PLAIN */
     backend_fail(c, "no_usable_login_method");
     return;
   }
@@ -279,6 +301,17 @@ static void send_plain_continuation(struct client *c) {
   wipe(b64, n);
   free(b64);
   c->backend->step = BS_AUTH;
+  if (c->backend->authcid) forget_secret(c);
+}
+
+/* A re-home: the restore dialogue's next command, or its end. */
+static void restore_step(struct client *c) {
+  struct restore *r = c->backend->restore;
+  const char *cmd = restore_next(r);
+  if (cmd) backend_write(c, "%s", cmd);
+  enum restore_status st = restore_status(r);
+  if (st == RESTORE_DONE) finish(c, BACKEND_LOGGED_IN, NULL);
+  else if (st == RESTORE_FAILED) backend_fail(c, restore_failure(r));
 }
 
 /* The backend accepted the login. */
@@ -388,6 +421,11 @@ static int backend_line(struct client *c, const char *line) {
         free(c->backend->capability);
         c->backend->capability = caps;
       }
+      if (c->backend->restore) {
+        c->backend->step = BS_RESTORE;
+        restore_step(c);
+        return c->backend ? 0 : -1;
+      }
       if (c->backend->capability) {
         login_done(c);
         return -1;
@@ -405,6 +443,16 @@ static int backend_line(struct client *c, const char *line) {
       return -1;
     }
     return 0;   /* untagged data, or the answer to ID */
+  case BS_RESTORE: {
+    enum restore_status st = restore_line(c->backend->restore, line, strlen(line));
+    if (st == RESTORE_MORE) {
+      restore_step(c);
+      return c->backend ? 0 : -1;
+    }
+    if (st == RESTORE_DONE) finish(c, BACKEND_LOGGED_IN, NULL);
+    else backend_fail(c, restore_failure(c->backend->restore));
+    return -1;
+  }
   default:
     return 0;
   }
@@ -487,7 +535,7 @@ static void backend_connect_plain(struct client *c, int fd) {
 }
 
 void backend_start(struct client *c, const struct config_backend *b, const struct netaddr *addr,
-                   backend_done_fn *done) {
+                   const struct backend_login *how, backend_done_fn *done) {
   const struct proxy_env *env = c->env;
   backend_free(c);
   client_close_backend(c);   /* a back side still open goes first: the new one starts empty */
@@ -496,6 +544,11 @@ void backend_start(struct client *c, const struct config_backend *b, const struc
   c->backend->addr = *addr;
   c->backend->done = done;
   c->backend->step = BS_CONNECT;
+  if (how) {
+    c->backend->authcid = xstrdup(how->authcid);
+    c->backend->secret = xstrdup(how->password);
+    c->backend->restore = how->restore;
+  }
   int fd = socket(c->backend->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     backend_fail(c, "socket_failed");

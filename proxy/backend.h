@@ -21,11 +21,25 @@ enum backend_result {
 /* Called once, as the dialogue ends; detail lives for the call. */
 typedef void backend_done_fn(struct client *c, enum backend_result r, const char *detail);
 
-/* Connects c to backend b at addr and logs in as c->user with
- * c->password; arms c's timer (connect_timeout, then login_timeout). The
- * outcome may come before this returns. */
+struct restore;
+
+/* A re-home's login (rehome.h): c->user is the authorization identity and
+ * authcid, the master user, authenticates with password (SASL PLAIN; a
+ * backend without AUTH=PLAIN fails). Both are copied; the password is
+ * wiped once sent. Then the restore dialogue runs (restore.h; its owner
+ * keeps it) and its failure is the login's, with its reason as detail. */
+struct backend_login {
+  const char *authcid;
+  const char *password;
+  struct restore *restore;
+};
+
+/* Connects c to backend b at addr and logs in as c->user with the
+ * client's password (how NULL) or as how says; arms c's timer
+ * (connect_timeout, then login_timeout) where c has one. The outcome may
+ * come before this returns. */
 void backend_start(struct client *c, const struct config_backend *b, const struct netaddr *addr,
-                   backend_done_fn *done);
+                   const struct backend_login *how, backend_done_fn *done);
 /* c's timer ran out while the backend login was under way. */
 void backend_timer(struct client *c);
 /* The dialogue's state goes without a word (c goes away). */

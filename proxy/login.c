@@ -267,7 +267,7 @@ static void login_answer(struct client *c, int result, uint32_t delay_ms, const 
       free(c->backend_name);
       c->backend_name = xstrdup(backend);
       c->state = CS_BACKEND;
-      backend_start(c, b, &addr, backend_done);
+      backend_start(c, b, &addr, NULL, backend_done);
       return;
     }
     log_event(LOG_LVL_ERROR, "route", "session=%s backend=%s error=\"unknown backend\"",
