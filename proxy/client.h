@@ -15,7 +15,9 @@
  *                sessiond is up (login.h); client input held (AUTH_WAIT_INPUT_MAX)
  *   AUTH_DELAY   failed login: waiting out the delay before answering NO
  *   BACKEND      connecting and logging in to the backend (backend.h)
- *   RELAY        bytes flow both ways (relay.h)
+ *   RELAY        bytes flow both ways (relay.h), followed by the tracker when
+ *                re-homing is on (imap_track.h)
+ *   REHOME       the backend behind the client changes (rehome.h); its input waits
  *   CLOSING      the last words (BYE, NO) are being flushed; then freed (here)
  *
  * The password lives in client->login->password from the client's LOGIN
@@ -39,6 +41,8 @@ struct imap_parser;
 struct proxy_read;
 struct tls_accept;
 struct backend_conn;
+struct imap_track;
+struct rehome;
 struct client;
 
 enum client_state {
@@ -50,6 +54,7 @@ enum client_state {
   CS_AUTH_DELAY,
   CS_BACKEND,
   CS_RELAY,
+  CS_REHOME,
   CS_CLOSING,
 };
 
@@ -69,6 +74,10 @@ struct client_hooks {
   /* client_free: the stages let go of what they hold for c and the owner
    * forgets it, before the client's own parts (sockets, timer) go. */
   void (*release)(struct client *c, const char *reason);
+  /* The relay lost c's backend connection (not after the client's end):
+   * 1 if the owner takes c over (a re-home, rehome.h), 0 to end it as
+   * always. */
+  int (*backend_lost)(struct client *c);
 };
 
 /* What the pre-auth stage and a login under way hold, and a relayed
@@ -145,6 +154,8 @@ struct client {
   uint64_t bytes_in;                /* client -> backend */
   uint64_t bytes_out;               /* backend -> client */
   uint64_t relay_start_ms;
+  struct imap_track *track;         /* what the client sees (imap_track.h); NULL: not followed */
+  struct rehome *rehome;            /* CS_REHOME: the move under way (rehome.h) */
 };
 
 /* What a client may send while its login is under way, kept for the

@@ -24,6 +24,7 @@ struct proxy_env {
   const struct timeval *idle_tv;     /* common timeout for relay idle */
   struct sessiond_link *link;        /* the worker's link to sessiond */
   struct logins *logins;             /* the logins under way (login.h) */
+  int stopping;                      /* SIGTERM: sessions end, none moves */
 };
 
 #endif

@@ -29,6 +29,7 @@
 #include "common/bev_send.h"
 #include "common/util.h"
 #include "proxy/client.h"
+#include "proxy/imap_track.h"
 
 #define RELAY_HIGH (256 * 1024)
 #define RELAY_READ_MAX (64 * 1024)
@@ -67,6 +68,43 @@ static void count(struct client *c, enum end from, size_t n) {
   else c->bytes_out += n;
 }
 
+/* ---- following the session (imap_track.h) --------------------------------------- */
+
+/* With re-homing on, every byte is shown to the tracker as it passes, in
+ * order: where it is (a stack buffer, or the chains of an evbuffer), not
+ * a copy. */
+static void track(struct client *c, enum end from, const char *p, size_t n) {
+  if (from == CLIENT) imap_track_client(c->track, p, n);
+  else imap_track_server(c->track, p, n);
+}
+
+/* The n bytes of buf from offset off on. */
+static void track_evbuffer(struct client *c, enum end from, struct evbuffer *buf, size_t off,
+                           size_t n) {
+  struct evbuffer_ptr pos;
+  struct evbuffer_iovec v[8];
+  if (evbuffer_ptr_set(buf, &pos, off, EVBUFFER_PTR_SET) != 0) return;
+  while (n > 0) {
+    int k = evbuffer_peek(buf, (ev_ssize_t)n, &pos, v, 8);
+    if (k <= 0) return;
+    for (int i = 0; i < k && i < 8 && n > 0; i++) {
+      size_t len = v[i].iov_len < n ? v[i].iov_len : n;
+      track(c, from, v[i].iov_base, len);
+      n -= len;
+      off += len;
+    }
+    if (n == 0 || evbuffer_ptr_set(buf, &pos, off, EVBUFFER_PTR_SET) != 0) return;
+  }
+}
+
+/* The backend connection ended or broke: the session moves if it can
+ * (rehome.h), else it ends as it always has. 1: it moves. */
+static int backend_lost(struct client *c) {
+  /* After the client's own end the backend closing is the session's end
+   * (the half-close passed on), not a failure. */
+  return c->track && !c->front.eof && c->hooks->backend_lost && c->hooks->backend_lost(c);
+}
+
 /* Moves what side `from`'s bufferevent has read into the other's output
  * (no copy: chains move). A plain socket with nothing queued takes it
  * straight away (a TLS client's command to a plain backend): queuing would
@@ -77,6 +115,7 @@ static void relay_pump(struct client *c, enum end from) {
   size_t n = evbuffer_get_length(src);
   if (n == 0) return;
   count(c, from, n);
+  if (c->track) track_evbuffer(c, from, src, 0, n);
   int fd = plain_fd(c, !from);
   if (fd >= 0 && evbuffer_get_length(dst) == 0)
     evbuffer_write(src, fd);   /* an error shows on the socket's reading, or on the queued rest */
@@ -118,6 +157,7 @@ static void relay_check_ends(struct client *c, int in_tls_callback) {
 
 static void end_eof(struct client *c, enum end e, int in_tls_callback) {
   struct side *s = side_of(c, e);
+  if (e == BACKEND && backend_lost(c)) return;
   s->eof = 1;
   side_pause(s);
   relay_check_ends(c, in_tls_callback);
@@ -129,7 +169,8 @@ static void end_eof(struct client *c, enum end e, int in_tls_callback) {
  * may free c); EAGAIN just waits for the next readiness. */
 static void read_stopped(struct client *c, enum end from, ssize_t n) {
   if (n == 0) end_eof(c, from, 0);
-  else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+  else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+           !(from == BACKEND && backend_lost(c)))
     client_free(c, from == CLIENT ? "client_error" : "backend_error");
 }
 
@@ -150,8 +191,11 @@ static int read_small(struct client *c, enum end from, int fd, short what) {
     return 0;
   }
   count(c, from, (size_t)n);
+  if (c->track) track(c, from, small, (size_t)n);
   if (from == BACKEND && (what & EV_CLOSED) && (size_t)n < sizeof small) {
-    bev_send_last(c->front.bev, plain_fd(c, CLIENT), small, (size_t)n);
+    /* Held for the close, unless the session may move instead. */
+    if (c->track) bev_send(c->front.bev, plain_fd(c, CLIENT), small, (size_t)n);
+    else bev_send_last(c->front.bev, plain_fd(c, CLIENT), small, (size_t)n);
     end_eof(c, BACKEND, 0);
     return 0;
   }
@@ -168,6 +212,7 @@ static void read_bulk(struct client *c, enum end from, int fd) {
       end_pause(c, from);
       return;
     }
+    size_t before = evbuffer_get_length(dst);
     ssize_t n = sock_read_bulk_into(fd, dst, RELAY_READ_MAX);
     if (n < 0 && errno == ENOMEM) {
       client_free(c, "out_of_memory");
@@ -178,6 +223,7 @@ static void read_bulk(struct client *c, enum end from, int fd) {
       return;
     }
     count(c, from, (size_t)n);
+    if (c->track) track_evbuffer(c, from, dst, before, (size_t)n);
     if ((size_t)n < RELAY_READ_MAX) return;   /* the socket is drained */
   }
 }
@@ -228,6 +274,7 @@ static void on_relay_event(struct bufferevent *bev, short what, void *arg) {
     return;
   }
   if (what & BEV_EVENT_ERROR) {
+    if (s == BACKEND && backend_lost(c)) return;
     relay_end(c, tls, s == CLIENT ? "client_error" : "backend_error");
     return;
   }
@@ -237,7 +284,15 @@ static void on_relay_event(struct bufferevent *bev, short what, void *arg) {
   }
 }
 
+void relay_free(struct client *c) {
+  imap_track_free(c->track);
+  c->track = NULL;
+}
+
 void relay_start(struct client *c) {
+  /* Followed only when it could move: re-homing needs the master user. */
+  const struct config *cfg = c->env->cfg;
+  if (!c->track && cfg->rehome && cfg->master_user[0]) c->track = imap_track_new();
   c->state = CS_RELAY;
   c->relay_start_ms = now_ms();
   /* An idle session keeps only what relaying needs. */

@@ -10,5 +10,7 @@ struct client;
 /* Starts relaying between c's client side and its logged-in backend
  * side; what either has sent ahead goes on at once. */
 void relay_start(struct client *c);
+/* c goes away: the tracker goes with it. */
+void relay_free(struct client *c);
 
 #endif

@@ -122,7 +122,7 @@ static void link_dispatch(struct sessiond_link *l, const struct proto_msg *m) {
     sessiond_link_cancel(l, c);
     l->h->reply(l->h->arg, c, m);
   } else if (m->type == PROTO_KICK && m->session) {
-    l->h->kick(l->h->arg, strtoull(m->session, NULL, 16), m->reason);
+    l->h->kick(l->h->arg, strtoull(m->session, NULL, 16), m->reason, m->rehome);
   } else {
     log_event(LOG_LVL_WARN, "sessiond_message", "type=%d note=unexpected", (int)m->type);
   }
@@ -257,6 +257,14 @@ void sessiond_link_waiting(struct sessiond_link *l, unsigned n) {
     l->retry_ms = 0;
     link_schedule_retry(l);
   }
+}
+
+int sessiond_link_rehome(struct sessiond_link *l, struct client *c, const char *reason) {
+  char caddr[NETADDR_STRLEN], laddr[NETADDR_STRLEN];
+  struct proto_msg m = {.type = PROTO_REHOME, .backend = c->backend_name, .ticket = c->ticket,
+                        .reason = reason};
+  fill_session(&m, c, caddr, laddr);
+  return send_request(l, c, &m);
 }
 
 int sessiond_link_backend_failed(struct sessiond_link *l, struct client *c, const char *why) {

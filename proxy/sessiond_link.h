@@ -28,7 +28,8 @@ struct sessiond_link_handlers {
   /* The link is up (again); HELLO has gone. */
   void (*up)(void *arg);
   /* sessiond asks to end session sid (reason may be NULL). */
-  void (*kick)(void *arg, uint64_t sid, const char *reason);
+  /* rehome: sessiond asks for the session to be moved, not closed. */
+  void (*kick)(void *arg, uint64_t sid, const char *reason, int rehome);
 };
 
 /* Connects at once, and again whenever the link goes down. h must outlive
@@ -48,6 +49,10 @@ int sessiond_link_send(struct sessiond_link *l, const struct proto_msg *m);
  * (nothing sent). */
 int sessiond_link_login(struct sessiond_link *l, struct client *c);
 /* Tells sessiond that c's backend failed; answered like a login. */
+/* Asks for a new route for c, a relayed session whose old backend
+ * connection is closed (rehome.h); answered like a LOGIN. c->login holds
+ * the request. */
+int sessiond_link_rehome(struct sessiond_link *l, struct client *c, const char *reason);
 int sessiond_link_backend_failed(struct sessiond_link *l, struct client *c, const char *why);
 /* c's request, if it has one, is no longer awaited (an answer that comes
  * is then for nobody). */

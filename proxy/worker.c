@@ -27,6 +27,8 @@
 #include "proxy/login.h"
 #include "proxy/preauth.h"
 #include "proxy/proxied.h"
+#include "proxy/rehome.h"
+#include "proxy/relay.h"
 #include "proxy/sessiond_link.h"
 #include "proxy/tickets.h"
 #include "proxy/tls.h"
@@ -172,6 +174,8 @@ static void begin(struct client *c) {
 static void release(struct client *c, const char *reason) {
   struct worker *w = worker_of(c);
   login_release(c, reason);
+  rehome_release(c);
+  relay_free(c);
   tls_accept_free(c);
   proxied_free(c);
   preauth_free(c);
@@ -184,7 +188,11 @@ static void release(struct client *c, const char *reason) {
   if (w->stopping && w->n_clients == 0) event_base_loopbreak(w->env.base);
 }
 
-static const struct client_hooks client_hooks = {.release = release};
+static int backend_lost(struct client *c) {
+  return rehome_begin(c, "backend_failed");
+}
+
+static const struct client_hooks client_hooks = {.release = release, .backend_lost = backend_lost};
 
 static void worker_accept(struct worker *w, int fd, const struct config_listener *ls,
                           const struct sockaddr *sa, int salen) {
@@ -202,11 +210,16 @@ static void worker_accept(struct worker *w, int fd, const struct config_listener
 
 static void on_link_reply(void *arg, struct client *c, const struct proto_msg *m) {
   (void)arg;
-  login_reply(c, m);
+  if (c->state == CS_REHOME) rehome_reply(c, m);
+  else login_reply(c, m);
 }
 
 static int on_link_lost(void *arg, struct client *c) {
   (void)arg;
+  if (c->state == CS_REHOME) {
+    rehome_lost(c);
+    return 0;
+  }
   return login_lost(c);
 }
 
@@ -221,10 +234,11 @@ static void on_link_up(void *arg) {
   logins_link_up(w->env.logins);
 }
 
-static void on_link_kick(void *arg, uint64_t sid, const char *reason) {
+static void on_link_kick(void *arg, uint64_t sid, const char *reason, int rehome) {
   struct worker *w = arg;
   struct client *c = sid_find(w, sid);
   if (!c) return;
+  if (rehome && c->state == CS_RELAY && rehome_begin(c, "moved")) return;
   log_event(LOG_LVL_INFO, "kick", "session=%s reason=%s", c->sid_hex, reason ? reason : "-");
   client_close(c, "* BYE [UNAVAILABLE] Session closed by the administrator.\r\n", "kicked");
 }
@@ -446,6 +460,7 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg) {
   struct worker *w = arg;
   if (w->stopping) return;
   w->stopping = 1;
+  w->env.stopping = 1;
   for (unsigned i = 0; i < w->n_listeners; i++) {
     evconnlistener_free(w->listeners[i]);
     w->listeners[i] = NULL;
