@@ -20,8 +20,8 @@ class UsherctlTest(unittest.TestCase):
         cls.b1 = cls.env.dovecot('backend1')
         cls.b2 = cls.env.dovecot('backend2')
         cls.metrics_port = harness.free_port()
-        # Re-homing on (a master user and its password file): today's
-        # workers do not re-home yet, so a move must still close sessions.
+        # Re-homing on (a master user and its password file): a move keeps
+        # the session, --kick closes it.
         cls.u = cls.env.usher(extra={
             'usher': {'metrics': '127.0.0.1:%d' % cls.metrics_port},
             'routing': {'master_user': cls.env.master_user,
@@ -82,10 +82,9 @@ class UsherctlTest(unittest.TestCase):
         with self.assertRaises((imaplib.IMAP4.abort, OSError)):
             m.noop()
 
-    def test_move_rehomes_or_kicks_and_old_workers_close(self):
-        # A move with re-homing on sends KICK with PT_REHOME; a worker that
-        # cannot re-home closes the session as before (the compatibility
-        # path); --kick is the old way and says so.
+    def test_move_rehomes_or_kicks(self):
+        # A move with re-homing on sends KICK with PT_REHOME and the session
+        # stays (test_rehome shows the rest); --kick is the old way and says so.
         for how, rehome in (([], True), (['--kick'], False)):
             m = imaplib.IMAP4('127.0.0.1', self.u.port)
             m.login('bob', USERS['bob'])
@@ -97,10 +96,15 @@ class UsherctlTest(unittest.TestCase):
             answer = json.loads(out)
             self.assertEqual(answer['kicked'], 1)
             self.assertIs(answer['rehome'], rehome)
-            with self.assertRaises((imaplib.IMAP4.abort, OSError)):
-                for _ in range(30):   # closed within 3 s
-                    m.noop()
-                    time.sleep(0.1)
+            if rehome:
+                time.sleep(0.5)
+                self.assertEqual(m.noop()[0], 'OK')   # still there, on the other backend
+                m.logout()
+            else:
+                with self.assertRaises((imaplib.IMAP4.abort, OSError)):
+                    for _ in range(30):   # closed within 3 s
+                        m.noop()
+                        time.sleep(0.1)
             rc, out, _ = self.ctl('who', 'bob', json_out=True)
             self.assertEqual(json.loads(out)['seat'], other)
         st = json.loads(self.ctl('status', json_out=True)[1])
@@ -111,9 +115,9 @@ class UsherctlTest(unittest.TestCase):
         self.assertEqual(rc, 2)   # bad usage, caught by usherctl
 
     def test_drain_migrate(self):
-        # Every user seated on the backend moves off it, paced; today's
-        # workers close the re-homed sessions; status shows the progress
-        # while it runs and null once done.
+        # Every user seated on the backend moves off it, paced, and the
+        # sessions stay; status shows the progress while it runs and null
+        # once done.
         m = imaplib.IMAP4('127.0.0.1', self.u.port)
         m.login('alice', USERS['alice'])
         rc, out, _ = self.ctl('who', 'alice', json_out=True)
@@ -130,10 +134,8 @@ class UsherctlTest(unittest.TestCase):
             self.assertIn('migration', st)
             rc, out, _ = self.ctl('backend', seat, 'drain', '--migrate', '--rate', 'x')
             self.assertNotEqual(rc, 0)
-            with self.assertRaises((imaplib.IMAP4.abort, OSError)):
-                for _ in range(50):   # closed within 5 s
-                    m.noop()
-                    time.sleep(0.1)
+            time.sleep(0.5)
+            self.assertEqual(m.noop()[0], 'OK')   # re-homed, not closed
             deadline = time.time() + 5
             while time.time() < deadline:
                 st = json.loads(self.ctl('status', json_out=True)[1])
@@ -143,6 +145,7 @@ class UsherctlTest(unittest.TestCase):
             self.assertIsNone(st['migration'])
             rc, out, _ = self.ctl('who', 'alice', json_out=True)
             self.assertEqual(json.loads(out)['seat'], other)
+            m.logout()
         finally:
             self.ctl('backend', seat, 'up')
 
