@@ -34,6 +34,7 @@ struct dir {
   struct partial *part;         /* only while a line spans chunks */
   uint8_t in_message;           /* after a literal: the rest of the same command/response */
   uint8_t capture;              /* client: the literal is the SELECT's mailbox name */
+  uint8_t sync_wait;            /* client: a synchronizing literal none of which came yet */
   uint32_t fetch_seq;           /* server: the FETCH being read, 0 if none */
 };
 
@@ -96,11 +97,13 @@ static int atom_u32(struct cur a, uint32_t *out) {
 }
 
 /* A literal marker {n} {n+} {n-} ~{n} at the very end of a line (tail is
- * the line's last bytes, CR gone); -1 if there is none. */
-static int64_t literal_at_end(const char *tail, size_t n) {
+ * the line's last bytes, CR gone); -1 if there is none. *sync: a plain
+ * {n}, for which the client waits for the server's "+". */
+static int64_t literal_at_end(const char *tail, size_t n, int *sync) {
   if (n < 3 || tail[n - 1] != '}') return -1;
   size_t e = n - 1;
-  if (tail[e - 1] == '+' || tail[e - 1] == '-') e--;
+  *sync = !(tail[e - 1] == '+' || tail[e - 1] == '-');
+  if (!*sync) e--;
   size_t b = e;
   while (b > 0 && tail[b - 1] >= '0' && tail[b - 1] <= '9') b--;
   if (b == e || b == 0 || tail[b - 1] != '{') return -1;
@@ -315,6 +318,18 @@ static void untagged(struct imap_track *t, struct cur c, int truncated) {
   }
 }
 
+/* The server answered the command the client is still sending (the last
+ * in flight, past a literal marker). A synchronizing literal it refused
+ * is never sent (RFC 3501 7.5), so the command ends here; any other such
+ * answer is a dialogue the tracker cannot follow. Either way no literal
+ * is captured for the entry about to go. */
+static void answered_while_sending(struct imap_track *t) {
+  struct dir *d = &t->client;
+  if (!d->sync_wait) { untrackable(t, "answered_mid_command"); return; }
+  d->literal_left = 0;
+  d->in_message = d->capture = d->sync_wait = 0;
+}
+
 /* "tag OK/NO/BAD ...": completes the command of that tag. */
 static void tagged(struct imap_track *t, struct cur c) {
   struct cur tag = next_atom(&c), status = next_atom(&c);
@@ -343,6 +358,7 @@ static void tagged(struct imap_track *t, struct cur c) {
     if (ok) untrackable(t, "compress");
     t->client_parked = 0;
   } else if (f->kind == CMD_LOGOUT && ok) t->logout = 1;
+  if (i + 1 == t->nfl && t->client.in_message) answered_while_sending(t);
   flight_drop(t, i);
 }
 
@@ -366,7 +382,8 @@ static void line_done(struct imap_track *t, struct dir *d, const char *head, siz
   if (tail_n && tail[tail_n - 1] == '\r') { tail_n--; len--; if (head_n > len) head_n = (size_t)len; }
   int truncated = len > head_n;
   struct cur c = { head, head_n };
-  int64_t lit = literal_at_end(tail, tail_n);
+  int sync = 0;
+  int64_t lit = literal_at_end(tail, tail_n, &sync);
   if (d == &t->client) {
     if (!d->in_message) client_command(t, c, truncated);
     struct in_flight *f = flight_last(t);
@@ -378,6 +395,7 @@ static void line_done(struct imap_track *t, struct dir *d, const char *head, siz
   else if (d->fetch_seq) fetch_items(t, d->fetch_seq, c);
   d->in_message = lit >= 0;
   d->literal_left = lit >= 0 ? (uint64_t)lit : 0;
+  d->sync_wait = d == &t->client && sync && lit > 0;
 }
 
 /* Keeps what a line spanning chunks needs: its prefix and its last bytes. */
@@ -401,6 +419,7 @@ static void feed_literal(struct imap_track *t, struct dir *d, const char *p, siz
   struct in_flight *f = d->capture ? flight_last(t) : NULL;
   if (f && f->mailbox) memcpy(f->mailbox + f->mailbox_len, p, k), f->mailbox_len += (uint16_t)k;
   d->literal_left -= k;
+  d->sync_wait = 0;
 }
 
 static void feed(struct imap_track *t, struct dir *d, const char *p, size_t n) {
