@@ -292,19 +292,30 @@ def bench_drain(args):
         on_a = len(json.loads(u.admin('sessions --backend a')).get('sessions', []))   # may differ per build
         binds0 = len(slapd.binds())
         t0 = time.time()
-        answer = u.admin('backend a drain migrate %d' % args.rate)
+        answer = u.admin('backend a drain --migrate --rate %d' % args.rate)
         done = wait_until(lambda: not a.process_users(), args.drain_timeout, step=0.2)
         elapsed = time.time() - t0
-        run_loop(conns, lambda: False, 2)   # anything the clients were told meanwhile
+        # Every moved session has resumed (or ended) once usher logged it.
+        wait_until(lambda: len(rehome_times(u.log())) + sum(ends_by_reason(u.log()).values())
+                   >= on_a, 120, step=0.5)
+        settled = time.time() - t0
+        # Then mail for everyone: each session must still be there and told.
+        for c in conns:
+            if c.exists is None:
+                c.exists = 0
+        for user in users:
+            deliver(env, user, 'after-drain')
+        run_loop(conns, lambda: all(c.ended or c.notified for c in conns), 90)
+        told = sum(1 for c in conns if c.notified and not c.ended)
         ended = [c for c in conns if c.ended and c not in setup_lost]
         binds = len(slapd.binds()) - binds0
         times = rehome_times(u.log())
         print('scenario=drain sessions=%d users=%d setup_lost=%d on_a=%s answer=%s' %
               (len(conns), len(users), len(setup_lost), on_a, answer.strip()))
-        print('drained=%s drain_s=%.1f sessions_ended=%d ldap_binds=%d rehomes=%d '
-              'resume_ms_p50=%s resume_ms_p99=%s' %
-              (done, elapsed, len(ended), binds, len(times), percentile(times, 50),
-               percentile(times, 99)))
+        print('drained=%s drain_s=%.1f settled_s=%.1f sessions_ended=%d told_of_new_mail=%d '
+              'ldap_binds=%d rehomes=%d resume_ms_p50=%s resume_ms_p99=%s' %
+              (done, elapsed, settled, len(ended), told, binds, len(times),
+               percentile(times, 50), percentile(times, 99)))
         print_setup_lost(setup_lost)
         lost = {}
         for c in ended:
