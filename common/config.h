@@ -170,6 +170,7 @@ struct config {
   uint64_t health_interval_ms;  /* active backend checks; 0: off */
   uint64_t health_timeout_ms;   /* connect + greeting */
   unsigned health_rise, health_fall; /* checks in a row to change verdict */
+  int share_health;             /* own down/up verdicts published to, and heard from, peers */
 
   /* [limits] */
   size_t max_line;

@@ -325,6 +325,12 @@ static const struct config_key routing_keys[] = {
      .def = "2", .help = "checks in a row that make a backend healthy"},
     {.key = "health_fall", .kind = CK_UINT, .offset = C(health_fall), .min = 1, .max = 100,
      .def = "3", .help = "checks in a row that make a backend unhealthy"},
+    {.key = "share_health", .kind = CK_BOOL, .offset = C(share_health), .def = "yes",
+     .help = "with `[redis]`: this proxy's own verdict that a backend is down (failed checks or "
+             "connects) is published to the other proxies and kept in Redis for "
+             "`backend_retry`, and theirs are heeded here: a peer's verdict holds for "
+             "`backend_retry` or until this proxy's own `health_rise` checks pass, or the peer "
+             "sees the backend up again"},
 };
 
 static const struct config_key limits_keys[] = {

@@ -109,7 +109,8 @@ static void cmd_status(struct sessiond *sd, struct evbuffer *out) {
                       "\"logins_unavailable\":%llu,\"seats_created\":%llu,\"seats_reused\":%llu,"
                       "\"seats_moved\":%llu,\"backend_failures\":%llu,\"kicks\":%llu,"
                       "\"worker_refused\":%llu,\"rehome_requests\":%llu,\"rehome_routed\":%llu,"
-                      "\"rehome_refused\":%llu,\"rehome_unavailable\":%llu,",
+                      "\"rehome_refused\":%llu,\"rehome_unavailable\":%llu,"
+                      "\"verdicts_sent\":%llu,\"verdicts_received\":%llu,",
                       (unsigned long long)((now - sd->start_ms) / 1000), sd->n_wconns,
                       sessions_count(sd->seats), seats_count(sd->seats), authpool_queued(sd->pool),
                       (unsigned long long)n->logins_ok, (unsigned long long)n->logins_failed,
@@ -119,7 +120,9 @@ static void cmd_status(struct sessiond *sd, struct evbuffer *out) {
                       (unsigned long long)n->kicks, (unsigned long long)n->worker_refused,
                       (unsigned long long)n->rehome_requests, (unsigned long long)n->rehome_routed,
                       (unsigned long long)n->rehome_refused,
-                      (unsigned long long)n->rehome_unavailable);
+                      (unsigned long long)n->rehome_unavailable,
+                      (unsigned long long)n->verdicts_sent,
+                      (unsigned long long)n->verdicts_received);
   drain_migrate_status(out);
   evbuffer_add_printf(out, ",\"backends\":[");
   for (unsigned i = 0; i < sd->cfg->n_backends; i++) {

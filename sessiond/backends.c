@@ -19,6 +19,9 @@
 
 static const char *const admin_names[] = {"up", "drain", "down"};
 
+static void share_down(struct sessiond *sd, int idx);
+static void share_up(struct sessiond *sd, int idx);
+
 int sessiond_backend_index(const struct sessiond *sd, const char *name) {
   for (unsigned i = 0; i < sd->cfg->n_backends; i++)
     if (!strcmp(sd->cfg->backends[i].name, name)) return (int)i;
@@ -34,12 +37,13 @@ void sessiond_backend_mark_down(struct sessiond *sd, int idx, const char *why) {
   /* The penalty holds until health checks speak again: health_rise
    * passing probes from now on lift it (backends.c). */
   sd->bstate[idx].ok_in_row = 0;
+  share_down(sd, idx);
 }
 
 int backend_usable(const struct sessiond *sd, int idx, uint64_t now) {
   if (idx < 0) return 0;
   const struct backend_state *b = &sd->bstate[idx];
-  return b->admin != BA_DOWN && b->healthy && b->down_until <= now;
+  return b->admin != BA_DOWN && b->healthy && b->down_until <= now && b->shared_until <= now;
 }
 
 int backend_eligible(const struct sessiond *sd, int idx, uint64_t now) {
@@ -54,11 +58,13 @@ const char *backend_state_name(const struct sessiond *sd, int idx, uint64_t now)
   if (b->admin != BA_UP) return admin_names[b->admin];
   if (!b->healthy) return "unhealthy";
   if (b->down_until > now) return "failed";
+  if (b->shared_until > now) return "peer_down";
   return "up";
 }
 
 uint64_t backend_retry_left_ms(const struct sessiond *sd, int idx, uint64_t now) {
-  uint64_t until = sd->bstate[idx].down_until;
+  const struct backend_state *b = &sd->bstate[idx];
+  uint64_t until = b->down_until > b->shared_until ? b->down_until : b->shared_until;
   return until > now ? until - now : 0;
 }
 
@@ -108,6 +114,13 @@ static void probe_verdict(struct sessiond *sd, int idx, int ok) {
       log_event(LOG_LVL_INFO, "backend_retry", "backend=%s reason=health_check_passed",
                 cfg->backends[idx].name);
     }
+    /* A peer's verdict, too, yields to what this proxy sees itself. */
+    if (b->ok_in_row >= cfg->health_rise && b->shared_until > now_ms()) {
+      b->shared_until = 0;
+      log_event(LOG_LVL_INFO, "backend_shared",
+                "backend=%s verdict=lifted reason=health_check_passed", cfg->backends[idx].name);
+    }
+    if (b->ok_in_row >= cfg->health_rise) share_up(sd, idx);
   } else {
     b->ok_in_row = 0;
     if (++b->failed_in_row >= cfg->health_fall && b->healthy) {
@@ -115,6 +128,7 @@ static void probe_verdict(struct sessiond *sd, int idx, int ok) {
       log_event(LOG_LVL_WARN, "backend_health", "backend=%s state=unhealthy",
                 cfg->backends[idx].name);
     }
+    if (!b->healthy) share_down(sd, idx);   /* also renews it while it stands */
   }
 }
 
@@ -208,6 +222,124 @@ void backends_reconfigure(struct sessiond *sd, const struct config *old_cfg) {
   probes_start(sd);
 }
 
+/* ---- shared verdicts (see backends.h) ---------------------------------------- */
+
+/* Deletes usher:health:NAME only while it still holds our verdict: another
+ * proxy's standing verdict is not ours to end. */
+static const char UNSHARE_LUA[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "return 0";
+/* A live verdict: {proxy, ms left}, or nil. */
+static const char VERDICT_LUA[] =
+    "local v = redis.call('GET', KEYS[1]) if not v then return nil end "
+    "return {v, redis.call('PTTL', KEYS[1])}";
+
+static int sharing(const struct sessiond *sd) {
+  return sd->redis && sd->cfg->share_health && sd->cfg->backend_retry_ms > 0;
+}
+
+static void publish_verdict(struct sessiond *sd, int idx, const char *verdict, uint64_t ms) {
+  char msg[CONFIG_NAME_MAX * 2 + 64];
+  snprintf(msg, sizeof msg, "backend %s health %s %llu %s", sd->cfg->backends[idx].name, verdict,
+           (unsigned long long)ms, sd->cfg->name);
+  rds_command(sd->redis, NULL, NULL, "PUBLISH usher:events %s", msg);
+  sd->n.verdicts_sent++;
+}
+
+/* Our own verdict: down. Said once per half its life, however many failed
+ * connects and checks repeat it, so that it is renewed while it stands
+ * and a flood of failures is not a flood of messages. */
+static void share_down(struct sessiond *sd, int idx) {
+  struct backend_state *b = &sd->bstate[idx];
+  uint64_t now = now_ms(), ttl = sd->cfg->backend_retry_ms;
+  if (!sharing(sd) || b->published_until > now + ttl / 2) return;
+  char ms[24];
+  snprintf(ms, sizeof ms, "%llu", (unsigned long long)ttl);
+  rds_command(sd->redis, NULL, NULL, "SET usher:health:%s %s PX %s", sd->cfg->backends[idx].name,
+              sd->cfg->name, ms);
+  publish_verdict(sd, idx, "down", ttl);
+  b->published_until = now + ttl;
+}
+
+/* Our own checks see the backend healthy again: a down verdict of ours
+ * that still lives is withdrawn. */
+static void share_up(struct sessiond *sd, int idx) {
+  struct backend_state *b = &sd->bstate[idx];
+  if (!sharing(sd) || b->published_until <= now_ms()) return;
+  b->published_until = 0;
+  rds_command(sd->redis, NULL, NULL, "EVAL %s 1 usher:health:%s %s", UNSHARE_LUA,
+              sd->cfg->backends[idx].name, sd->cfg->name);
+  publish_verdict(sd, idx, "up", 0);
+}
+
+/* A peer's "down": the same effect as a failed connect here, for the
+ * verdict's life left but never longer than our own backend_retry. */
+static void learn_down(struct sessiond *sd, int idx, uint64_t ms, const char *from) {
+  struct backend_state *b = &sd->bstate[idx];
+  uint64_t now = now_ms();
+  if (ms > sd->cfg->backend_retry_ms) ms = sd->cfg->backend_retry_ms;
+  if (ms == 0) return;
+  if (b->shared_until <= now)
+    log_event(LOG_LVL_WARN, "backend_shared", "backend=%s verdict=down from=%s retry_ms=%llu",
+              sd->cfg->backends[idx].name, from, (unsigned long long)ms);
+  if (b->shared_until < now + ms) b->shared_until = now + ms;
+  b->ok_in_row = 0;   /* our own checks lift it only by passing from now on */
+  sd->n.verdicts_received++;
+}
+
+static void learn_up(struct sessiond *sd, int idx, const char *from) {
+  struct backend_state *b = &sd->bstate[idx];
+  if (b->shared_until > now_ms())
+    log_event(LOG_LVL_INFO, "backend_shared", "backend=%s verdict=up from=%s",
+              sd->cfg->backends[idx].name, from);
+  b->shared_until = 0;
+  sd->n.verdicts_received++;
+}
+
+/* "backend NAME health down|up MS PROXY" from the event bus. Our own
+ * message comes back to us too: ignored. */
+static void heed_verdict(struct sessiond *sd, const char *msg) {
+  char name[CONFIG_NAME_MAX], verdict[8];
+  unsigned long long ms;
+  int from = 0;
+  if (!sharing(sd) ||
+      sscanf(msg, "backend %63s health %7s %llu %n", name, verdict, &ms, &from) != 3 ||
+      !from || !msg[from] || !strcmp(msg + from, sd->cfg->name))
+    return;
+  int idx = sessiond_backend_index(sd, name);
+  if (idx < 0) return;   /* a backend this proxy does not have */
+  if (!strcmp(verdict, "down")) learn_down(sd, idx, ms, msg + from);
+  else if (!strcmp(verdict, "up")) learn_up(sd, idx, msg + from);
+}
+
+/* The verdicts that live in Redis now, for a proxy that starts or whose
+ * subscription was down: one EVAL per backend. The cookie names the
+ * backend, since a reload may renumber them before the answer comes. */
+struct verdict_query { struct sessiond *sd; char name[CONFIG_NAME_MAX]; };
+static struct verdict_query verdict_queries[CONFIG_MAX_BACKENDS];
+
+static void on_verdict(void *cookie, const redisReply *r) {
+  struct verdict_query *q = cookie;
+  struct sessiond *sd = q->sd;
+  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+      r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER)
+    return;
+  int idx = sessiond_backend_index(sd, q->name);
+  if (idx >= 0 && sharing(sd) && strcmp(r->element[0]->str, sd->cfg->name) != 0 &&
+      r->element[1]->integer > 0)
+    learn_down(sd, idx, (uint64_t)r->element[1]->integer, r->element[0]->str);
+}
+
+static void load_verdicts(struct sessiond *sd) {
+  if (!sharing(sd)) return;
+  for (unsigned i = 0; i < sd->cfg->n_backends; i++) {
+    struct verdict_query *q = &verdict_queries[i];
+    q->sd = sd;
+    snprintf(q->name, sizeof q->name, "%s", sd->cfg->backends[i].name);
+    rds_command(sd->redis, on_verdict, q, "EVAL %s 1 usher:health:%s", VERDICT_LUA, q->name);
+  }
+}
+
 /* ---- operator changes --------------------------------------------------------- */
 
 static int apply(struct sessiond *sd, const char *name, const char *state, int weight,
@@ -229,7 +361,7 @@ static int apply(struct sessiond *sd, const char *name, const char *state, int w
     if (b->admin != (enum backend_admin)k)
       log_event(LOG_LVL_INFO, "backend_state", "backend=%s state=%s", name, admin_names[k]);
     b->admin = (enum backend_admin)k;
-    if (k == BA_UP) b->down_until = 0;   /* the operator says it is back */
+    if (k == BA_UP) b->down_until = b->shared_until = 0;   /* the operator says it is back */
   }
   if (weight >= 0) {
     if (weight > 1000) {
@@ -256,13 +388,15 @@ int backends_admin(struct sessiond *sd, const char *name, const char *state, int
 }
 
 void backends_on_event(struct sessiond *sd, const char *payload, size_t len) {
-  char buf[160], name[CONFIG_NAME_MAX], state[8], err[128];
+  char buf[256], name[CONFIG_NAME_MAX], state[8], err[128];
   int weight;
   if (len >= sizeof buf) return;
   memcpy(buf, payload, len);
   buf[len] = '\0';
   if (sscanf(buf, "backend %63s %7s %d", name, state, &weight) == 3)
     apply(sd, name, state, weight, err, sizeof err);
+  else
+    heed_verdict(sd, buf);
 }
 
 static void on_backends_hash(void *cookie, const redisReply *r) {
@@ -280,4 +414,5 @@ static void on_backends_hash(void *cookie, const redisReply *r) {
 
 void backends_load(struct sessiond *sd) {
   rds_command(sd->redis, on_backends_hash, sd, "HGETALL usher:backends");
+  load_verdicts(sd);
 }

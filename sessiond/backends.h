@@ -10,7 +10,20 @@
  *
  * Operator changes are written to the Redis hash usher:backends (NAME ->
  * "STATE WEIGHT") and published as "backend NAME STATE WEIGHT"; every
- * sessiond applies them, and reads the whole hash again after a reconnect. */
+ * sessiond applies them, and reads the whole hash again after a reconnect.
+ *
+ * Verdicts are shared too ([routing] share_health, with Redis), so that all
+ * proxies stop sending users to a dead backend together: when this proxy's
+ * own checks or failed connects find a backend down, it publishes
+ * "backend NAME health down MS PROXY" and sets usher:health:NAME = PROXY
+ * with PX MS (backend_retry), again at half that life while its verdict
+ * stands; "backend NAME health up 0 PROXY" (and the key deleted) when its
+ * checks see it healthy again. A peer's "down" makes the backend unusable
+ * here (state peer_down) for at most backend_retry and the verdict's life
+ * left, lifted earlier by this proxy's own health_rise passing checks
+ * (so one proxy with a broken path cannot keep a backend out), by the
+ * peer's "up" or by the operator's "up". A learned verdict is never
+ * published again, and a proxy ignores its own on the bus: no loops. */
 #ifndef USHER_SESSIOND_BACKENDS_H
 #define USHER_SESSIOND_BACKENDS_H
 
@@ -29,6 +42,8 @@ struct backend_state {
   int healthy;                /* the active check's verdict; 1 until checks say otherwise */
   unsigned ok_in_row, failed_in_row;
   uint64_t down_until;        /* passive mark, monotonic ms */
+  uint64_t shared_until;      /* a peer's "down" verdict holds until then */
+  uint64_t published_until;   /* our own "down" verdict, as published, lives until then */
   struct bufferevent *probe;  /* the check in progress */
   struct event *probe_timer;
 };
@@ -61,7 +76,7 @@ int backends_choose(const struct sessiond *sd, const char *user, const char *pin
 int backends_admin(struct sessiond *sd, const char *name, const char *state, int weight,
                    char *err, size_t errlen);
 void backends_on_event(struct sessiond *sd, const char *payload, size_t len);
-/* Reads usher:backends (after Redis (re)connects). */
+/* Reads usher:backends and the peers' live verdicts (after Redis (re)connects). */
 void backends_load(struct sessiond *sd);
 
 #endif

@@ -41,6 +41,9 @@ struct sessiond_counters {
   /* live re-homing (rehome.c): asked, answered OK, refused (the checks
    * failed: also in worker_refused), no backend or re-homing off */
   uint64_t rehome_requests, rehome_routed, rehome_refused, rehome_unavailable;
+  /* backend verdicts shared through Redis (backends.c): our own published,
+   * the peers' heeded */
+  uint64_t verdicts_sent, verdicts_received;
 };
 
 struct sessiond {

@@ -2,7 +2,8 @@
  * sessiond subscribes to, and the resync after Redis (re)connects. One
  * place that knows which module each kind of event belongs to:
  *   kick HEX GEN          a seat moved or was kicked (seatstore)
- *   backend NAME ...      an operator changed a backend (backends)
+ *   backend NAME ...      an operator changed a backend, or
+ *     ... health down|up MS PROXY  a proxy's own health verdict (backends)
  *   flush HEX, flushall   auth cache entries to forget
  *   ban ip|user|pair ...  a throttling ban (throttle) */
 #ifndef USHER_SESSIOND_EVENTS_H

@@ -98,7 +98,7 @@ class RollingRestart(unittest.TestCase):
         # usherctl backends says why a backend is out and for how long.
         for name, when, (state, retry_ms) in seen:
             if when == 'dead':
-                self.assertIn(state, ('unhealthy', 'failed'), seen)
+                self.assertIn(state, ('unhealthy', 'failed', 'peer_down'), seen)
             else:
                 self.assertEqual((state, retry_ms), ('up', 0), seen)
 
