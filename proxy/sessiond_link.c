@@ -140,6 +140,9 @@ static void on_link_read(struct bufferevent *bev, void *arg) {
       break;
     }
     link_dispatch(l, &m);
+    /* A REHOME's answer carries the master password: it lives in our body
+     * buffer only for the dispatch (backend.c has copied it). */
+    if (m.password) wipe(l->body, len);
     if (!l->bev) return;   /* dispatch may have taken the link down */
   }
   if (r < 0) {
