@@ -214,6 +214,10 @@ void rehome_reply(struct client *c, const struct proto_msg *m) {
   backend_start(c, b, &addr, &how, rehome_done);
 }
 
+int rehome_routed(const struct client *c) {
+  return c->state == CS_REHOME && c->rehome && c->rehome->restore;
+}
+
 void rehome_lost(struct client *c) {
   if (c->state == CS_REHOME) rehome_end(c, "sessiond_lost");
 }

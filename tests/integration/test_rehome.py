@@ -412,6 +412,32 @@ class RehomeAttackTest(RehomeBase):
                                    ups + self.usher.workers, 15))
         self.next_login_works('alice')
 
+    def test_sessiond_restarted_after_routing_a_rehome(self):
+        """sessiond answers the REHOME, dies and comes back while the new
+        backend's login is under way: the session, relayed again once the
+        login is done, is counted by the new sessiond (SESSION_UP), as
+        every session that outlived it is."""
+        s = Session(self.usher.port, 'alice')
+        sid, dead = self.sid_of_last_login('alice'), self.seat('alice')
+        other = self.b if dead == 'a' else self.a
+        s.idle()
+        held = self.backend_held(other)
+        self.backend(dead).kill()
+        self.assertTrue(wait_until(lambda: 'event=rehome_route session=%s' % sid in
+                                   self.usher.log(), 10))
+        ups = self.usher.log().count('event=sessiond_up')
+        self.usher.expect_child_exits('sessiond')
+        self.stop_processes(self.usher.child_pids('sessiond'), signal.SIGKILL)
+        self.assertTrue(wait_until(lambda: self.usher.log().count('event=sessiond_up') >=
+                                   ups + self.usher.workers, 15))
+        self.stop_processes(held, signal.SIGCONT)
+        self.assertTrue(wait_until(lambda: 'event=rehome session=%s' % sid in self.usher.log(),
+                                   15), 'the re-home did not finish')
+        self.assertEqual(s.done()[-1].split()[1], b'OK')
+        who = lambda: json.loads(self.usher.admin('who alice'))['sessions']
+        self.assertTrue(wait_until(lambda: len(who()) == 1, 5), who())
+        self.assertEqual(self.seat('alice'), other.name)
+
     def test_new_backend_dies_during_its_login(self):
         s = Session(self.usher.port, 'alice')
         dead = self.seat('alice')
