@@ -352,6 +352,48 @@ class RehomeAttackTest(RehomeBase):
         self.assertEqual(sum(1 for l in lines if l.startswith(s.idle_tag + b' ')), 1, lines)
         self.assertEqual(lines[-1].split()[1], b'OK', lines)
 
+    def test_idle_done_while_new_backend_logs_in(self):
+        """DONE sent while the new backend's greeting is awaited: it waits
+        for the restore's IDLE and ends it, answered once."""
+        s = Session(self.usher.port, 'carol')
+        dead = self.seat('carol')
+        other = self.b if dead == 'a' else self.a
+        s.idle()
+        held = self.backend_held(other)
+        self.backend(dead).kill()
+        time.sleep(0.8)
+        s.c.send(b'DONE\r\n')
+        time.sleep(0.3)
+        self.stop_processes(held, signal.SIGCONT)
+        lines = s.until_tagged(s.idle_tag)
+        self.assertEqual(lines[-1].split()[1], b'OK', lines)
+        lines += s.cmd(b'NOOP')
+        self.assertEqual(sum(1 for l in lines if l.startswith(s.idle_tag + b' ')), 1, lines)
+        self.assertEqual(lines[-1].split()[1], b'OK', lines)
+
+    def test_new_backend_dies_after_the_master_login_was_sent(self):
+        """The new backend's auth process is held, so the master login has
+        gone and waits for its answer; then the backend dies: BYE, no
+        secret in the log, and the next login works."""
+        s = Session(self.usher.port, 'alice')
+        dead = self.seat('alice')
+        other = self.b if dead == 'a' else self.a
+        s.idle()
+        auth = [p for p in descendants(other.proc.pid)
+                if b'auth' in open('/proc/%d/cmdline' % p, 'rb').read()]
+        self.assertTrue(auth, 'no auth process')
+        self.stop_processes(auth, signal.SIGSTOP)
+        self.backend(dead).kill()
+        time.sleep(1.0)
+        other.kill()
+        self.assertTrue(s.c.closed(20), 'the session hangs')
+        self.assertTrue(s.said_bye(), s.c.buf)
+        # Failed waiting for the login's answer (BS_AUTH_CONTINUE, BS_AUTH).
+        self.assertRegex(self.usher.log(), r'event=backend_failed .* step=[67] reason=backend_closed')
+        self.backend(dead).start()
+        time.sleep(1.2)
+        self.next_login_works('alice')
+
     def idle_through_kill(self, s, user):
         dead = self.seat(user)
         s.idle()
