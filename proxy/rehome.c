@@ -7,9 +7,11 @@
  * view must change. */
 #include "proxy/rehome.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -50,13 +52,17 @@ void rehome_release(struct client *c) {
   rehome_free(c);
 }
 
-/* The move failed: the session ends as it would have without it. */
-static void rehome_end(struct client *c, const char *why) {
+static void log_end(struct client *c, const char *why) {
   char user[LOG_QUOTE_MAX];
   struct rehome *r = c->rehome;
   log_event(LOG_LVL_WARN, "rehome_end", "session=%s user=%s cause=%s reason=%s ms=%llu",
             c->sid_hex, log_quote(user, sizeof user, c->user, strlen(c->user)),
             r ? r->reason : "-", why, (unsigned long long)(r ? now_ms() - r->start_ms : 0));
+}
+
+/* The move failed: the session ends as it would have without it. */
+static void rehome_end(struct client *c, const char *why) {
+  log_end(c, why);
   backend_free(c);
   rehome_free(c);
   client_close(c, rehome_bye, "rehome_failed");
@@ -76,7 +82,26 @@ static void on_front_event(struct bufferevent *bev, short what, void *arg) {
   if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) client_free_soon(c, "client_closed");
 }
 
-static const struct client_handlers rehome_handlers = {0};
+/* A plain client's socket while the move runs: it is watched, not read,
+ * so that a client that hangs up ends the move at once instead of after
+ * a login on the new backend for nobody. A command it sends stays in the
+ * socket for the new backend, and the watch stops (its end is then seen
+ * by the relay). A TLS client's end shows only when the relay reads it. */
+static void on_front_readable(evutil_socket_t fd, short what, void *arg) {
+  (void)what;
+  struct client *c = arg;
+  if (fd != c->front.fd || !c->rehome) return;
+  char byte;
+  ssize_t n = recv(fd, &byte, 1, MSG_PEEK);
+  if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) {
+    side_pause(&c->front);
+    return;
+  }
+  log_end(c, "client_closed");
+  client_free(c, n == 0 ? "client_eof" : "client_error");   /* a plain event: freeing is safe */
+}
+
+static const struct client_handlers rehome_handlers = {.readable = on_front_readable};
 
 /* ---- the plan, from what the client has seen ----------------------------------- */
 
@@ -154,7 +179,8 @@ int rehome_begin(struct client *c, const char *reason) {
 
   c->state = CS_REHOME;
   client_set_handlers(c, &rehome_handlers);
-  client_reading(c, 0);
+  if (side_plain_fd(&c->front) >= 0) side_resume(&c->front, NULL);   /* watched, no idle timeout */
+  else client_reading(c, 0);
   bufferevent_setcb(c->front.bev, NULL, NULL, on_front_event, c);
   client_close_backend(c);   /* the session leaves the old backend first */
   client_login_new(c);       /* a re-home is a login: it holds the request to sessiond */
@@ -212,6 +238,10 @@ void rehome_reply(struct client *c, const struct proto_msg *m) {
   struct backend_login how = {.authcid = m->master_user, .password = m->password,
                               .restore = c->rehome->restore};
   backend_start(c, b, &addr, &how, rehome_done);
+}
+
+int rehome_routed(const struct client *c) {
+  return c->state == CS_REHOME && c->rehome && c->rehome->restore;
 }
 
 void rehome_lost(struct client *c) {

@@ -33,6 +33,10 @@ struct proto_msg;
 int rehome_begin(struct client *c, const char *reason);
 /* sessiond's LOGIN_REPLY to c's REHOME. */
 void rehome_reply(struct client *c, const struct proto_msg *m);
+/* c is re-homing on the route sessiond gave (its REHOME is answered):
+ * a restarted sessiond must learn of it as of a relayed session, with
+ * the new backend and ticket (SESSION_UP). */
+int rehome_routed(const struct client *c);
 /* sessiond went away before answering: the session ends. */
 void rehome_lost(struct client *c);
 /* c goes away: what the re-home holds is freed. */

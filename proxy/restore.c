@@ -29,6 +29,7 @@ struct restore {
   uint32_t uidvalidity;
   int vanished;                 /* VANISHED (EARLIER) named some UID */
   int64_t counted;              /* STEP_COUNT's answer; -1: not told */
+  int judged;                   /* the verdict is in: news go to the client as they come */
   char *text;                   /* for the client */
   size_t text_len;
 };
@@ -161,8 +162,9 @@ static int add_text(struct restore *r, const char *s, size_t n) {
   return 0;
 }
 
-/* "* ESEARCH (TAG "U3") UID COUNT n", or a plain "* SEARCH 1 2 3". */
-static void read_count(struct restore *r, const char *p, const char *end) {
+/* "* ESEARCH (TAG "U3") UID COUNT n", or a plain "* SEARCH 1 2 3"; 0 if
+ * the line is neither. */
+static int read_count(struct restore *r, const char *p, const char *end) {
   uint64_t v;
   if (take(&p, end, "SEARCH")) {
     int64_t n = 0;
@@ -172,44 +174,65 @@ static void read_count(struct restore *r, const char *p, const char *end) {
       n++;
     }
     r->counted = n;
-    return;
+    return 1;
   }
-  if (!take(&p, end, "ESEARCH")) return;
+  if (!take(&p, end, "ESEARCH")) return 0;
   if (r->counted < 0) r->counted = 0;   /* no COUNT: none matched */
   for (; p < end; p++)
     if ((end - p) > 6 && strncasecmp(p, " COUNT ", 7) == 0) {
       p += 7;
       if (take_number(&p, end, &v)) r->counted = (int64_t)v;
-      return;
+      return 1;
     }
+  return 1;
+}
+
+/* The mailbox changing under the dialogue, after the SELECT's answer has
+ * begun: new mail and flag changes reach the client (after the verdict,
+ * in the order they came); an expunge would renumber what the verdict
+ * is about, so the session ends instead. */
+static void read_news(struct restore *r, const char *line, const char *p, const char *end) {
+  uint64_t v;
+  if (take(&p, end, "VANISHED ")) {   /* not EARLIER: one just now */
+    r->failure = "expunged";
+    return;
+  }
+  if (!take_number(&p, end, &v) || !take(&p, end, " ")) return;
+  if (take(&p, end, "EXPUNGE")) {
+    r->failure = "expunged";
+  } else if (take(&p, end, "EXISTS")) {
+    r->exists = (int64_t)v;
+    if (r->judged) {
+      char exists[48];
+      int n = snprintf(exists, sizeof exists, "* %llu EXISTS\r\n", (unsigned long long)v);
+      add_text(r, exists, (size_t)n);
+    }
+  } else if (take(&p, end, "FETCH ") && (r->plan.modseq || r->step != STEP_SELECT)) {
+    if (add_text(r, line, (size_t)(end - line)) == 0) add_text(r, "\r\n", 2);
+  }
 }
 
 /* An untagged answer ("* " taken). */
 static void read_untagged(struct restore *r, const char *line, const char *p, const char *end) {
   uint64_t v;
-  if (r->step == STEP_COUNT) {
-    read_count(r, p, end);
-    return;
-  }
-  if (r->step != STEP_SELECT) return;
-  if (take(&p, end, "OK [UIDVALIDITY ")) {
+  if (r->step == STEP_COUNT && read_count(r, p, end)) return;
+  if (r->step < STEP_SELECT || !r->plan.mailbox) return;
+  if (r->step == STEP_SELECT && take(&p, end, "OK [UIDVALIDITY ")) {
     if (take_number(&p, end, &v)) r->uidvalidity = (uint32_t)v;
     return;
   }
-  if (take(&p, end, "VANISHED (EARLIER) ")) {
+  if (r->step == STEP_SELECT && take(&p, end, "VANISHED (EARLIER) ")) {
     r->vanished = 1;
     return;
   }
-  if (!take_number(&p, end, &v) || !take(&p, end, " ")) return;
-  if (take(&p, end, "EXISTS")) r->exists = (int64_t)v;
-  else if (take(&p, end, "FETCH ") && r->plan.modseq)
-    if (add_text(r, line, (size_t)(end - line)) == 0) add_text(r, "\r\n", 2);
+  read_news(r, line, p, end);
 }
 
 /* The answers are in: does the client's view hold on the new backend? */
 static void judge(struct restore *r) {
   const struct restore_plan *pl = &r->plan;
   char exists[48];
+  r->judged = 1;
   if (pl->uidvalidity && r->uidvalidity != pl->uidvalidity) {
     r->failure = "uidvalidity_changed";
     return;

@@ -140,6 +140,9 @@ static void on_link_read(struct bufferevent *bev, void *arg) {
       break;
     }
     link_dispatch(l, &m);
+    /* A REHOME's answer carries the master password: it lives in our body
+     * buffer only for the dispatch (backend.c has copied it). */
+    if (m.password) wipe(l->body, len);
     if (!l->bev) return;   /* dispatch may have taken the link down */
   }
   if (r < 0) {
@@ -288,9 +291,18 @@ static void send_session_end(struct sessiond_link *l, struct proto_msg *m) {
   if (link_ready(l)) proto_batch_add_lazy(l->out, m);
 }
 
+/* A session that ended because its backend failed was told BYE
+ * [UNAVAILABLE], and its client logs in again at once, perhaps through
+ * another worker: sessiond must have freed the seat on the dead backend
+ * by then, or that login is routed there too and refused. */
+static int ended_by_backend(const char *why) {
+  return why && (!strcmp(why, "backend_failed") || !strcmp(why, "rehome_failed"));
+}
+
 void sessiond_link_session_end(struct sessiond_link *l, struct client *c, const char *why) {
   struct proto_msg m = {.type = PROTO_SESSION_END, .session = c->sid_hex,
                         .bytes_in = c->bytes_in, .bytes_out = c->bytes_out, .reason = why,
                         .duration_ms = c->relay_start_ms ? now_ms() - c->relay_start_ms : 0};
-  send_session_end(l, &m);
+  if (ended_by_backend(why)) sessiond_link_send(l, &m);
+  else send_session_end(l, &m);
 }

@@ -223,14 +223,15 @@ static int on_link_lost(void *arg, struct client *c) {
   return login_lost(c);
 }
 
-/* A restarted sessiond learns the sessions that outlived it; then the
- * logins that waited for it go. */
+/* A restarted sessiond learns the sessions that outlived it (a re-home
+ * that its predecessor routed among them); then the logins that waited
+ * for it go. */
 static void on_link_up(void *arg) {
   struct worker *w = arg;
   log_event(LOG_LVL_INFO, "sessiond_up", "sessions=%u held_logins=%u", w->n_clients,
             logins_held(w->env.logins));
   for (struct client *c = w->clients; c; c = c->next)
-    if (c->state == CS_RELAY) sessiond_link_session_up(w->env.link, c);
+    if (c->state == CS_RELAY || rehome_routed(c)) sessiond_link_session_up(w->env.link, c);
   logins_link_up(w->env.logins);
 }
 

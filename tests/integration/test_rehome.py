@@ -8,13 +8,16 @@ Two real Dovecot backends share one maildir; mail "arrives" as an LDA
 would deliver it: a file in the user's maildir, which both backends see."""
 import collections
 import json
+import os
 import random
+import signal
 import re
 import threading
 import time
+import socket
 import unittest
 
-from harness import Env, RawClient, USERS, Usher, deliver, wait_until
+from harness import Env, RawClient, USERS, Usher, deliver, descendants, wait_until
 
 REHOME = {'routing': {'rehome': 'yes', 'master_user': None, 'master_password_file': None,
                       'health_interval': '0'}}
@@ -23,11 +26,17 @@ REHOME = {'routing': {'rehome': 'yes', 'master_user': None, 'master_password_fil
 class Session:
     """A raw IMAP session through usher: logged in, INBOX selected."""
 
-    def __init__(self, port, user, tag_prefix=b'a'):
-        self.c = RawClient(port, timeout=15)
+    def __init__(self, port, user, tag_prefix=b'a', tls_ctx=None, starttls=None):
+        # tls_ctx: implicit TLS (port is the TLS listener); starttls: a
+        # context to upgrade the plain connection with before the login.
+        self.c = RawClient(port, tls_ctx=tls_ctx, timeout=15)
         self.history = []
         self.n = 0
         self.prefix = tag_prefix
+        if starttls:
+            lines = self.cmd(b'STARTTLS')
+            assert lines[-1].split()[1] == b'OK', lines
+            self.c.sock = starttls.wrap_socket(self.c.sock, server_hostname='localhost')
         lines = self.cmd(b'LOGIN %s %s' % (user.encode(), USERS[user].encode()))
         assert lines[-1].split()[1] == b'OK', lines
         lines = self.cmd(b'SELECT INBOX')
@@ -95,6 +104,8 @@ def exists_of(lines):
 
 
 class RehomeBase(unittest.TestCase):
+    ROUTING = {}   # more [routing] keys for a class's tests
+
     def setUp(self):
         self.env = Env()
         self.a = self.env.dovecot('a')
@@ -102,6 +113,7 @@ class RehomeBase(unittest.TestCase):
         extra = json.loads(json.dumps(REHOME))
         extra['routing']['master_user'] = self.env.master_user
         extra['routing']['master_password_file'] = self.env.master_password_file
+        extra['routing'].update(self.ROUTING)
         self.usher = Usher(self.env, [self.a, self.b], extra=extra)
         self.env.ushers.append(self.usher)
 
@@ -225,6 +237,275 @@ class RehomeTest(RehomeBase):
         again = Session(self.usher.port, 'alice')
         self.assertEqual(again.cmd(b'NOOP')[-1].split()[1], b'OK')
         self.assertIn(other.name, self.seat('alice'))
+
+
+class RehomeAttackTest(RehomeBase):
+    """Attacks on the worker's side of a re-home: the client, sessiond and
+    the new backend each doing the unexpected while the move runs. The
+    moves are held open by stopping a process (SIGSTOP): sessiond, so the
+    REHOME waits for its answer, or the new backend, so its login waits
+    for the greeting. After each, the next login works, and tearDown's
+    stop_all finds no crash, no sanitizer report and no secret in the log."""
+    # A backend brought back is tried again soon (the next login's).
+    ROUTING = {'backend_retry': '1s'}
+
+    def stop_processes(self, pids, sig):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def sessiond_held(self):
+        """sessiond stopped: a REHOME now waits for its answer."""
+        pids = self.usher.child_pids('sessiond')
+        self.assertEqual(len(pids), 1, pids)
+        self.stop_processes(pids, signal.SIGSTOP)
+        self.addCleanup(self.stop_processes, pids, signal.SIGCONT)
+        return pids
+
+    def backend_held(self, backend):
+        """Every process of a Dovecot stopped: the kernel still accepts
+        connections, but no greeting comes."""
+        pids = descendants(backend.proc.pid) + [backend.proc.pid]
+        self.stop_processes(pids, signal.SIGSTOP)
+        self.addCleanup(self.stop_processes, pids, signal.SIGCONT)
+        return pids
+
+    def sid_of_last_login(self, user):
+        found = re.findall(r'event=login session=(\w+) \S+ user="%s" .*result=ok' % user,
+                           self.usher.log())
+        self.assertTrue(found, 'no login of %s in the log' % user)
+        return found[-1]
+
+    def closed_in_log(self, sid, timeout=20):
+        return wait_until(lambda: re.search(r'event=close session=%s ' % sid, self.usher.log()),
+                          timeout)
+
+    def next_login_works(self, user):
+        again = Session(self.usher.port, user, b'n')
+        self.assertEqual(again.cmd(b'NOOP')[-1].split()[1], b'OK')
+        again.cmd(b'LOGOUT')
+
+    def test_client_closes_while_rehome_waits_for_sessiond(self):
+        s = Session(self.usher.port, 'alice')
+        sid, dead = self.sid_of_last_login('alice'), self.seat('alice')
+        s.idle()
+        held = self.sessiond_held()
+        self.backend(dead).kill()
+        time.sleep(0.5)   # the worker has seen it and sent REHOME
+        s.c.close()
+        # Ended at once, not after a login on the new backend for nobody.
+        self.assertTrue(self.closed_in_log(sid, 5), 'the move went on for a closed client')
+        self.assertIn('cause=backend_failed reason=client_closed', self.usher.log())
+        self.stop_processes(held, signal.SIGCONT)
+        self.next_login_works('alice')
+        self.assertNotIn('event=rehome session=%s' % sid, self.usher.log())
+
+    def test_client_closes_while_new_backend_logs_in(self):
+        s = Session(self.usher.port, 'alice')
+        sid, dead = self.sid_of_last_login('alice'), self.seat('alice')
+        other = self.b if dead == 'a' else self.a
+        s.idle()
+        held = self.backend_held(other)
+        self.backend(dead).kill()
+        time.sleep(0.8)   # REHOME answered; the login waits for the greeting
+        s.c.close()
+        self.assertTrue(self.closed_in_log(sid, 5), 'the move went on for a closed client')
+        self.stop_processes(held, signal.SIGCONT)
+        self.next_login_works('alice')
+        self.assertNotIn('event=rehome session=%s' % sid, self.usher.log())
+
+    def commands_during_rehome(self, s):
+        """Kills s's backend with sessiond held, sends a pipelined burst
+        meanwhile: each command is answered exactly once, in order."""
+        dead = self.seat(s.user)
+        held = self.sessiond_held()
+        self.backend(dead).kill()
+        time.sleep(0.5)
+        s.c.send(b'p1 NOOP\r\np2 STATUS INBOX (MESSAGES)\r\np3 NOOP\r\n')
+        time.sleep(0.3)
+        self.stop_processes(held, signal.SIGCONT)
+        lines = s.until_tagged(b'p3')
+        lines += s.cmd(b'NOOP')   # anything doubled would come before this answer
+        # Dovecot may answer a pipelined burst out of order; once each.
+        tagged = [l.split()[0] for l in lines if re.match(rb'p\d ', l)]
+        self.assertEqual(sorted(tagged), [b'p1', b'p2', b'p3'], lines)
+        for l in lines:
+            if re.match(rb'p\d ', l):
+                self.assertEqual(l.split()[1], b'OK', lines)
+        self.assertFalse(s.said_bye(), lines)
+
+    def test_pipelined_commands_during_rehome_answered_once(self):
+        s = Session(self.usher.port, 'bob')
+        s.user = 'bob'
+        self.commands_during_rehome(s)
+
+    def test_tls_client_commands_during_rehome_answered_once(self):
+        s = Session(self.usher.tls_port, 'bob', tls_ctx=self.env.tls_context())
+        s.user = 'bob'
+        self.commands_during_rehome(s)
+
+    def test_idle_done_during_rehome(self):
+        s = Session(self.usher.port, 'carol')
+        dead = self.seat('carol')
+        s.idle()
+        held = self.sessiond_held()
+        self.backend(dead).kill()
+        time.sleep(0.5)
+        s.c.send(b'DONE\r\n')
+        time.sleep(0.3)
+        self.stop_processes(held, signal.SIGCONT)
+        lines = s.until_tagged(s.idle_tag)
+        self.assertEqual(lines[-1].split()[1], b'OK', lines)
+        lines += s.cmd(b'NOOP')
+        self.assertEqual(sum(1 for l in lines if l.startswith(s.idle_tag + b' ')), 1, lines)
+        self.assertEqual(lines[-1].split()[1], b'OK', lines)
+
+    def test_idle_done_while_new_backend_logs_in(self):
+        """DONE sent while the new backend's greeting is awaited: it waits
+        for the restore's IDLE and ends it, answered once."""
+        s = Session(self.usher.port, 'carol')
+        dead = self.seat('carol')
+        other = self.b if dead == 'a' else self.a
+        s.idle()
+        held = self.backend_held(other)
+        self.backend(dead).kill()
+        time.sleep(0.8)
+        s.c.send(b'DONE\r\n')
+        time.sleep(0.3)
+        self.stop_processes(held, signal.SIGCONT)
+        lines = s.until_tagged(s.idle_tag)
+        self.assertEqual(lines[-1].split()[1], b'OK', lines)
+        lines += s.cmd(b'NOOP')
+        self.assertEqual(sum(1 for l in lines if l.startswith(s.idle_tag + b' ')), 1, lines)
+        self.assertEqual(lines[-1].split()[1], b'OK', lines)
+
+    def test_new_backend_dies_after_the_master_login_was_sent(self):
+        """The new backend's auth process is held, so the master login has
+        gone and waits for its answer; then the backend dies: BYE, no
+        secret in the log, and the next login works."""
+        s = Session(self.usher.port, 'alice')
+        dead = self.seat('alice')
+        other = self.b if dead == 'a' else self.a
+        s.idle()
+        auth = [p for p in descendants(other.proc.pid)
+                if b'auth' in open('/proc/%d/cmdline' % p, 'rb').read()]
+        self.assertTrue(auth, 'no auth process')
+        self.stop_processes(auth, signal.SIGSTOP)
+        self.backend(dead).kill()
+        time.sleep(1.0)
+        other.kill()
+        self.assertTrue(s.c.closed(20), 'the session hangs')
+        self.assertTrue(s.said_bye(), s.c.buf)
+        # Failed waiting for the login's answer (BS_AUTH_CONTINUE, BS_AUTH).
+        self.assertRegex(self.usher.log(), r'event=backend_failed .* step=[67] reason=backend_closed')
+        self.backend(dead).start()
+        time.sleep(1.2)
+        self.next_login_works('alice')
+
+    def idle_through_kill(self, s, user):
+        dead = self.seat(user)
+        s.idle()
+        self.backend(dead).kill()
+        deliver(self.env, user, 'after')
+        s.wait_exists(s.exists + 1)
+        self.assertEqual(s.done()[-1].split()[1], b'OK')
+        self.assertEqual(len(s.flags()), s.exists + 1)
+        self.assertFalse(s.said_bye())
+
+    def test_tls_client_idle_through_backend_kill(self):
+        deliver(self.env, 'user01', 'before')
+        s = Session(self.usher.tls_port, 'user01', tls_ctx=self.env.tls_context())
+        self.idle_through_kill(s, 'user01')
+        self.next_login_works('user01')
+
+    def test_starttls_client_idle_through_backend_kill(self):
+        deliver(self.env, 'user02', 'before')
+        s = Session(self.usher.port, 'user02', starttls=self.env.tls_context())
+        self.idle_through_kill(s, 'user02')
+        self.next_login_works('user02')
+
+    def test_moved_again_mid_rehome(self):
+        """A move while the first one waits for the new backend's greeting:
+        BYE [UNAVAILABLE] or a second correct re-home, never a hang."""
+        s = Session(self.usher.port, 'carol')
+        old = self.seat('carol')
+        new = 'b' if old == 'a' else 'a'
+        s.idle()
+        held = self.backend_held(self.backend(new))
+        json.loads(self.usher.admin('move carol ' + new))
+        time.sleep(0.8)
+        json.loads(self.usher.admin('move carol ' + old))
+        time.sleep(0.5)
+        self.stop_processes(held, signal.SIGCONT)
+        s.c.sock.settimeout(20)
+        try:
+            done = s.done()
+        except (EOFError, OSError):
+            self.assertTrue(s.said_bye(), s.history[-5:])
+        else:
+            self.assertEqual(done[-1].split()[1], b'OK', done)
+            self.assertEqual(s.cmd(b'NOOP')[-1].split()[1], b'OK')
+        self.next_login_works('carol')
+
+    def test_sessiond_killed_during_rehome(self):
+        s = Session(self.usher.port, 'alice')
+        dead = self.seat('alice')
+        s.idle()
+        held = self.sessiond_held()
+        self.backend(dead).kill()
+        time.sleep(0.5)
+        ups = self.usher.log().count('event=sessiond_up')
+        self.usher.expect_child_exits('sessiond')
+        self.stop_processes(held, signal.SIGKILL)
+        self.assertTrue(s.c.closed(10), 'the session hangs')
+        self.assertTrue(s.said_bye(), s.c.buf)
+        self.assertIn('reason=sessiond_lost', self.usher.log())
+        self.assertTrue(wait_until(lambda: self.usher.log().count('event=sessiond_up') >=
+                                   ups + self.usher.workers, 15))
+        self.next_login_works('alice')
+
+    def test_sessiond_restarted_after_routing_a_rehome(self):
+        """sessiond answers the REHOME, dies and comes back while the new
+        backend's login is under way: the session, relayed again once the
+        login is done, is counted by the new sessiond (SESSION_UP), as
+        every session that outlived it is."""
+        s = Session(self.usher.port, 'alice')
+        sid, dead = self.sid_of_last_login('alice'), self.seat('alice')
+        other = self.b if dead == 'a' else self.a
+        s.idle()
+        held = self.backend_held(other)
+        self.backend(dead).kill()
+        self.assertTrue(wait_until(lambda: 'event=rehome_route session=%s' % sid in
+                                   self.usher.log(), 10))
+        ups = self.usher.log().count('event=sessiond_up')
+        self.usher.expect_child_exits('sessiond')
+        self.stop_processes(self.usher.child_pids('sessiond'), signal.SIGKILL)
+        self.assertTrue(wait_until(lambda: self.usher.log().count('event=sessiond_up') >=
+                                   ups + self.usher.workers, 15))
+        self.stop_processes(held, signal.SIGCONT)
+        self.assertTrue(wait_until(lambda: 'event=rehome session=%s' % sid in self.usher.log(),
+                                   15), 'the re-home did not finish')
+        self.assertEqual(s.done()[-1].split()[1], b'OK')
+        who = lambda: json.loads(self.usher.admin('who alice'))['sessions']
+        self.assertTrue(wait_until(lambda: len(who()) == 1, 5), who())
+        self.assertEqual(self.seat('alice'), other.name)
+
+    def test_new_backend_dies_during_its_login(self):
+        s = Session(self.usher.port, 'alice')
+        dead = self.seat('alice')
+        other = self.b if dead == 'a' else self.a
+        s.idle()
+        held = self.backend_held(other)
+        self.backend(dead).kill()
+        time.sleep(0.8)
+        other.kill()   # stopped, then killed: it never answers
+        self.assertTrue(s.c.closed(20), 'the session hangs')
+        self.assertTrue(s.said_bye(), s.c.buf)
+        self.backend(dead).start()
+        time.sleep(1.2)
+        self.next_login_works('alice')
 
 
 class RehomeModelTest(RehomeBase):

@@ -185,6 +185,49 @@ static void test_auth_state_and_refusals(void **state) {
   restore_free(r);
 }
 
+/* The mailbox changes after the SELECT's answer, while the count check
+ * and the IDLE run: new mail and flag changes reach the client, in the
+ * order they came and after the verdict's own EXISTS; an expunge ends it. */
+static void test_news_during_the_dialogue(void **state) {
+  (void)state;
+  struct restore_plan p = inbox_plan(5, 5, 8);
+  p.idle_tag = "A9";
+  struct restore *r = restore_new(&p);
+  restore_next(r);
+  assert_int_equal(feed(r, select_inbox), RESTORE_MORE);
+  assert_string_equal(restore_next(r), "U3 UID SEARCH RETURN (COUNT) UID 1:8\r\n");
+  const char *count[] = {"* 6 EXISTS", "* ESEARCH (TAG \"U3\") UID COUNT 5", "U3 OK done", NULL};
+  assert_int_equal(feed(r, count), RESTORE_MORE);
+  assert_string_equal(restore_next(r), "A9 IDLE\r\n");
+  const char *idle[] = {"* 3 FETCH (FLAGS (\\Seen))", "* 7 EXISTS", "+ idling", NULL};
+  assert_int_equal(feed(r, idle), RESTORE_DONE);
+  size_t n;
+  assert_string_equal(restore_client_text(r, &n),
+                      "* 6 EXISTS\r\n* 3 FETCH (FLAGS (\\Seen))\r\n* 7 EXISTS\r\n");
+  restore_free(r);
+
+  r = restore_new(&p);
+  restore_next(r);
+  feed(r, select_inbox);
+  restore_next(r);
+  const char *expunged[] = {"* 5 EXPUNGE", "* ESEARCH (TAG \"U3\") UID COUNT 5", "U3 OK done",
+                            NULL};
+  assert_int_equal(feed(r, expunged), RESTORE_FAILED);
+  assert_string_equal(restore_failure(r), "expunged");
+  restore_free(r);
+
+  r = restore_new(&p);
+  restore_next(r);
+  feed(r, select_inbox);
+  restore_next(r);
+  const char *ok_count[] = {"* ESEARCH (TAG \"U3\") UID COUNT 5", "U3 OK done", NULL};
+  feed(r, ok_count);
+  restore_next(r);
+  const char *idle_gone[] = {"* 2 EXPUNGE", "+ idling", NULL};
+  assert_int_equal(feed(r, idle_gone), RESTORE_FAILED);
+  restore_free(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unchanged),
@@ -193,6 +236,7 @@ int main(void) {
       cmocka_unit_test(test_unknown_tail),
       cmocka_unit_test(test_qresync_idle),
       cmocka_unit_test(test_auth_state_and_refusals),
+      cmocka_unit_test(test_news_during_the_dialogue),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
