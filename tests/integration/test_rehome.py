@@ -346,13 +346,17 @@ class RehomeAttackTest(RehomeBase):
         s.user = 'bob'
         self.commands_during_rehome(s)
 
-    def test_idle_done_during_rehome(self):
+    def done_during_move(self, hold, wait):
+        """carol idles; her backend dies while hold(dead, other) keeps the
+        move waiting; DONE sent meanwhile ends the restored IDLE, answered
+        exactly once."""
         s = Session(self.usher.port, 'carol')
         dead = self.seat('carol')
+        other = self.b if dead == 'a' else self.a
         s.idle()
-        held = self.sessiond_held()
+        held = hold(dead, other)
         self.backend(dead).kill()
-        time.sleep(0.5)
+        time.sleep(wait)
         s.c.send(b'DONE\r\n')
         time.sleep(0.3)
         self.stop_processes(held, signal.SIGCONT)
@@ -362,24 +366,13 @@ class RehomeAttackTest(RehomeBase):
         self.assertEqual(sum(1 for l in lines if l.startswith(s.idle_tag + b' ')), 1, lines)
         self.assertEqual(lines[-1].split()[1], b'OK', lines)
 
+    def test_idle_done_during_rehome(self):
+        self.done_during_move(lambda dead, other: self.sessiond_held(), 0.5)
+
     def test_idle_done_while_new_backend_logs_in(self):
         """DONE sent while the new backend's greeting is awaited: it waits
         for the restore's IDLE and ends it, answered once."""
-        s = Session(self.usher.port, 'carol')
-        dead = self.seat('carol')
-        other = self.b if dead == 'a' else self.a
-        s.idle()
-        held = self.backend_held(other)
-        self.backend(dead).kill()
-        time.sleep(0.8)
-        s.c.send(b'DONE\r\n')
-        time.sleep(0.3)
-        self.stop_processes(held, signal.SIGCONT)
-        lines = s.until_tagged(s.idle_tag)
-        self.assertEqual(lines[-1].split()[1], b'OK', lines)
-        lines += s.cmd(b'NOOP')
-        self.assertEqual(sum(1 for l in lines if l.startswith(s.idle_tag + b' ')), 1, lines)
-        self.assertEqual(lines[-1].split()[1], b'OK', lines)
+        self.done_during_move(lambda dead, other: self.backend_held(other), 0.8)
 
     def test_new_backend_dies_after_the_master_login_was_sent(self):
         """The new backend's auth process is held, so the master login has
