@@ -165,6 +165,7 @@ const char *proto_type_name(enum proto_type t) {
   case PROTO_SESSION_END: return "SESSION_END";
   case PROTO_KICK: return "KICK";
   case PROTO_REHOME: return "REHOME";
+  case PROTO_REHOME_DONE: return "REHOME_DONE";
   }
   return "UNKNOWN";
 }

@@ -50,6 +50,13 @@
  *                        SASL PLAIN authzid = user, authcid = master_user),
  *                        or UNAVAILABLE (end the session with
  *                        BYE [UNAVAILABLE])
+ *   REHOME_DONE    w->s  session, result (0: resumed, 1: ended instead),
+ *                        reason (why it ended: the worker's word, [a-z_]),
+ *                        duration_ms (from the old backend's loss to the
+ *                        relay going on); once per re-home the worker
+ *                        started or ended at once (rehome.h), before the
+ *                        session's SESSION_END; counted, never acted
+ *                        on (sessiond/rehome_stats.h)
  *
  * What sessiond checks (a worker may have been taken over; details and
  * what such a worker can still do: sessiond/workers.c):
@@ -97,6 +104,7 @@ enum proto_type {
   PROTO_SESSION_END = 6,
   PROTO_KICK = 7,
   PROTO_REHOME = 8,
+  PROTO_REHOME_DONE = 9,
 };
 
 enum proto_result {

@@ -55,6 +55,7 @@ void rehome_release(struct client *c) {
 static void log_end(struct client *c, const char *why) {
   char user[LOG_QUOTE_MAX];
   struct rehome *r = c->rehome;
+  sessiond_link_rehome_done(c->env->link, c, why, r ? now_ms() - r->start_ms : 0);
   log_event(LOG_LVL_WARN, "rehome_end", "session=%s user=%s cause=%s reason=%s ms=%llu",
             c->sid_hex, log_quote(user, sizeof user, c->user, strlen(c->user)),
             r ? r->reason : "-", why, (unsigned long long)(r ? now_ms() - r->start_ms : 0));
@@ -165,6 +166,7 @@ int rehome_begin(struct client *c, const char *reason) {
      * always; one cut off mid-way is told why, as a kick tells it. */
     if (strcmp(why, "logout") == 0 || strcmp(why, "off") == 0 || strcmp(why, "untracked") == 0)
       return 0;
+    sessiond_link_rehome_done(c->env->link, c, why, 0);
     client_close(c, rehome_bye, "backend_failed");
     return 1;
   }
@@ -206,6 +208,7 @@ static void rehome_done(struct client *c, enum backend_result res, const char *d
     imap_track_server(c->track, text, n);   /* the client's view now includes it */
   }
   char user[LOG_QUOTE_MAX];
+  sessiond_link_rehome_done(c->env->link, c, NULL, now_ms() - r->start_ms);
   log_event(LOG_LVL_INFO, "rehome", "session=%s user=%s cause=%s backend=%s result=ok ms=%llu",
             c->sid_hex, log_quote(user, sizeof user, c->user, strlen(c->user)), r->reason,
             c->backend_name, (unsigned long long)(now_ms() - r->start_ms));

@@ -276,6 +276,13 @@ int sessiond_link_backend_failed(struct sessiond_link *l, struct client *c, cons
   return send_request(l, c, &m);
 }
 
+void sessiond_link_rehome_done(struct sessiond_link *l, struct client *c, const char *why,
+                               uint64_t ms) {
+  struct proto_msg m = {.type = PROTO_REHOME_DONE, .session = c->sid_hex, .result = why != NULL,
+                        .reason = why, .duration_ms = ms};
+  sessiond_link_send(l, &m);   /* dropped with the link down: a figure, not a decision */
+}
+
 void sessiond_link_session_up(struct sessiond_link *l, struct client *c) {
   char caddr[NETADDR_STRLEN], laddr[NETADDR_STRLEN];
   struct proto_msg m = {.type = PROTO_SESSION_UP, .backend = c->backend_name,

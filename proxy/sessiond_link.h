@@ -54,6 +54,10 @@ int sessiond_link_login(struct sessiond_link *l, struct client *c);
  * the request. */
 int sessiond_link_rehome(struct sessiond_link *l, struct client *c, const char *reason);
 int sessiond_link_backend_failed(struct sessiond_link *l, struct client *c, const char *why);
+/* How c's re-home came out, for the figures (REHOME_DONE): why it ended,
+ * or NULL when it resumed; ms from the loss of the old backend. */
+void sessiond_link_rehome_done(struct sessiond_link *l, struct client *c, const char *why,
+                               uint64_t ms);
 /* c's request, if it has one, is no longer awaited (an answer that comes
  * is then for nobody). */
 void sessiond_link_cancel(struct sessiond_link *l, struct client *c);

@@ -124,6 +124,7 @@ static void cmd_status(struct sessiond *sd, struct evbuffer *out) {
                       (unsigned long long)n->verdicts_sent,
                       (unsigned long long)n->verdicts_received);
   drain_migrate_status(out);
+  rehome_stats_json(&n->rehome_done, out);
   evbuffer_add_printf(out, ",\"backends\":[");
   for (unsigned i = 0; i < sd->cfg->n_backends; i++) {
     struct listing l = {.backend = sd->cfg->backends[i].name};

@@ -11,6 +11,7 @@
 
 #include "common/config.h"
 #include "common/proto.h"
+#include "sessiond/rehome_stats.h"
 
 struct event_base;
 struct evconnlistener;
@@ -41,6 +42,7 @@ struct sessiond_counters {
   /* live re-homing (rehome.c): asked, answered OK, refused (the checks
    * failed: also in worker_refused), no backend or re-homing off */
   uint64_t rehome_requests, rehome_routed, rehome_refused, rehome_unavailable;
+  struct rehome_stats rehome_done;   /* how the workers' moves ended (REHOME_DONE) */
   /* backend verdicts shared through Redis (backends.c): our own published,
    * the peers' heeded */
   uint64_t verdicts_sent, verdicts_received;

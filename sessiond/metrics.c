@@ -89,6 +89,22 @@ static void count_sessions(struct session *s, void *arg) {
   if (!strcmp(s->backend, p->name)) p->n++;
 }
 
+/* How the workers' re-homes ended (rehome_stats.h): resumed, or ended by
+ * reason, and the time to resume. */
+static void render_rehome_done(struct evbuffer *b, const struct rehome_stats *s) {
+  char l[80];
+  counter(b, "usher_rehome_sessions_total", "Re-homed sessions, by outcome (and why they ended).",
+          "{outcome=\"resumed\"}", s->resumed);
+  for (unsigned i = 0; i < s->n_reasons; i++) {
+    snprintf(l, sizeof l, "{outcome=\"ended\",reason=\"%s\"}", s->reasons[i].name);
+    counter(b, "usher_rehome_sessions_total", NULL, l, s->reasons[i].n);
+  }
+  counter(b, "usher_rehome_sessions_total", NULL, "{outcome=\"ended\",reason=\"other\"}",
+          s->ended_other);
+  histogram(b, "usher_rehome_resume_seconds", "Time from a backend's loss to the relay going on.",
+            rehome_stats_bounds_us, s->resume_buckets, REHOME_STATS_BUCKETS, s->resume_us_sum);
+}
+
 static void render(struct sessiond *sd, struct evbuffer *b) {
   const struct sessiond_counters *n = &sd->n;
   char l[160];
@@ -127,6 +143,7 @@ static void render(struct sessiond *sd, struct evbuffer *b) {
   counter(b, "usher_rehome_total", NULL, "{result=\"routed\"}", n->rehome_routed);
   counter(b, "usher_rehome_total", NULL, "{result=\"refused\"}", n->rehome_refused);
   counter(b, "usher_rehome_total", NULL, "{result=\"unavailable\"}", n->rehome_unavailable);
+  render_rehome_done(b, &n->rehome_done);
   uint64_t restarts = n->worker_hellos > sd->cfg->workers ? n->worker_hellos - sd->cfg->workers : 0;
   counter(b, "usher_worker_restarts_total", "Worker (re)connections beyond the first of each.",
           NULL, restarts);

@@ -370,6 +370,16 @@ static void on_session_end(struct wconn *wc, const struct proto_msg *m) {
   seatstore_session_ended(sd, m->session);
 }
 
+/* A worker's word on how a re-home ended: counted (rehome_stats.h). */
+static void on_rehome_done(struct wconn *wc, const struct proto_msg *m) {
+  if (!workers_session_id_valid(m->session)) {
+    workers_refuse(wc, m, "bad_session_id");
+    return;
+  }
+  if (m->result == 0) rehome_stats_resumed(&wc->sd->n.rehome_done, m->duration_ms);
+  else rehome_stats_ended(&wc->sd->n.rehome_done, m->reason);
+}
+
 /* REHOME is rehome.c's (installed by rehome_init); without it, the
  * session ends. */
 static void on_rehome(struct wconn *wc, const struct proto_msg *m) {
@@ -395,6 +405,7 @@ static int dispatch(struct wconn *wc, const struct proto_msg *m) {
   case PROTO_SESSION_UP: on_session_up(wc, m); break;
   case PROTO_SESSION_END: on_session_end(wc, m); break;
   case PROTO_REHOME: on_rehome(wc, m); break;
+  case PROTO_REHOME_DONE: on_rehome_done(wc, m); break;
   default: workers_refuse(wc, m, "unexpected_type");
   }
   return 0;

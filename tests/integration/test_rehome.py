@@ -162,6 +162,7 @@ class RehomeTest(RehomeBase):
         seats = {u: self.seat(u) for u in users}
         dead = seats['alice']
         on_dead = [u for u in users if seats[u] == dead]
+        before = self.status()['rehome_done']
         for s in sessions.values():
             s.idle()
         self.backend(dead).kill()
@@ -177,6 +178,9 @@ class RehomeTest(RehomeBase):
             self.assertNotEqual(self.seat(u), dead, u)
         st = self.status()
         self.assertGreaterEqual(st['rehome_routed'], len(on_dead), st)
+        # The workers said how the moves came out.
+        self.assertGreaterEqual(st['rehome_done']['resumed'] - before['resumed'], len(on_dead), st)
+        self.assertGreater(st['rehome_done']['resume_p50_ms'], 0, st)
         # A fresh session sees what the re-homed one sees.
         for u in users:
             fresh = Session(self.usher.port, u, tag_prefix=b'f')
@@ -212,6 +216,7 @@ class RehomeTest(RehomeBase):
         the backend dies: BYE [UNAVAILABLE], and the next login works."""
         s = Session(self.usher.port, 'bob')
         dead = self.seat('bob')
+        ended = self.status()['rehome_done']['ended_by'].get('mid_command', 0)
         s.c.send(b'x1 APPEND INBOX {100}\r\n')
         self.assertTrue(s.line().startswith(b'+'))
         s.c.send(b'From: x\r\n')
@@ -221,6 +226,8 @@ class RehomeTest(RehomeBase):
         again = self.login_again('bob')
         self.assertEqual(again.cmd(b'NOOP')[-1].split()[1], b'OK')
         self.assertIn('reason=mid_command', self.usher.log())
+        self.assertTrue(wait_until(lambda: self.status()['rehome_done']['ended_by']
+                                   .get('mid_command', 0) == ended + 1, 5))
 
     def test_master_login_refused_ends_cleanly(self):
         """The new backend refuses the master login: BYE [UNAVAILABLE], no
