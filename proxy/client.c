@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/bev_send.h"
 #include "common/util.h"
+#include "proxy/imap_track.h"
 #include "proxy/tlsrec.h"
 
 #define CLOSE_FLUSH_MS 5000   /* a client that will not read its BYE */
@@ -167,8 +168,18 @@ void client_login_free(struct client *c) {
   c->login = NULL;
 }
 
+/* After COMPRESS=DEFLATE the client inflates everything it reads: words of
+ * usher's own in clear would reach it as a corrupt stream, so such a
+ * session closes without them. Known for followed sessions (imap_track.h);
+ * an unfollowed one cannot be told apart. */
+static int client_reads_deflate(const struct client *c) {
+  const char *why = c->track ? imap_track_reason(c->track) : NULL;
+  return why && strcmp(why, "compress") == 0;
+}
+
 void client_close(struct client *c, const char *last_words, const char *reason) {
   if (c->state == CS_CLOSING) return;
+  if (client_reads_deflate(c)) last_words = NULL;
   client_close_backend(c);
   if (!c->front.bev || !last_words) {
     client_free(c, reason);

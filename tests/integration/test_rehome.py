@@ -7,6 +7,7 @@ exact ends with * BYE [UNAVAILABLE], and the next login works.
 Two real Dovecot backends share one maildir; mail "arrives" as an LDA
 would deliver it: a file in the user's maildir, which both backends see."""
 import collections
+import zlib
 import json
 import os
 import random
@@ -105,11 +106,12 @@ def exists_of(lines):
 
 class RehomeBase(unittest.TestCase):
     ROUTING = {}   # more [routing] keys for a class's tests
+    DOVECOT_CONF = ''   # appended to both backends' dovecot.conf
 
     def setUp(self):
         self.env = Env()
-        self.a = self.env.dovecot('a')
-        self.b = self.env.dovecot('b')
+        self.a = self.env.dovecot('a', extra_conf=self.DOVECOT_CONF)
+        self.b = self.env.dovecot('b', extra_conf=self.DOVECOT_CONF)
         extra = json.loads(json.dumps(REHOME))
         extra['routing']['master_user'] = self.env.master_user
         extra['routing']['master_password_file'] = self.env.master_password_file
@@ -506,6 +508,42 @@ class RehomeAttackTest(RehomeBase):
         self.backend(dead).start()
         time.sleep(1.2)
         self.next_login_works('alice')
+
+
+class RehomeCompressTest(RehomeBase):
+    """COMPRESS=DEFLATE (RFC 4978): usher does not terminate compression,
+    so a session that starts it is not re-homed; it must end cleanly, with
+    no clear text of usher's in the client's deflate stream."""
+    DOVECOT_CONF = 'protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n'
+
+    def test_compressed_session_ends_without_clear_text(self):
+        s = Session(self.usher.port, 'alice')
+        ended = self.status()['rehome_done']['ended_by'].get('compress', 0)
+        lines = s.cmd(b'COMPRESS DEFLATE')
+        self.assertEqual(lines[-1].split()[1], b'OK', lines)
+        out, into = zlib.compressobj(wbits=-15), zlib.decompressobj(wbits=-15)
+        sock = s.c.sock
+        sock.sendall(out.compress(b'z1 IDLE\r\n') + out.flush(zlib.Z_SYNC_FLUSH))
+        got = b''
+        while b'+ ' not in got:   # the relay works through compression
+            chunk = sock.recv(4096)
+            self.assertTrue(chunk, got)
+            got += into.decompress(chunk)
+        self.backend(self.seat('alice')).kill()
+        sock.settimeout(15)
+        after = b''
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            after += chunk
+        self.assertEqual(after, b'', 'bytes after the backend died: %r' % after)
+        self.assertTrue(wait_until(lambda: self.status()['rehome_done']['ended_by']
+                                   .get('compress', 0) == ended + 1, 5))
+        self.assertIn('reason=compress', self.usher.log())
+        again = Session(self.usher.port, 'alice')
+        self.assertEqual(again.cmd(b'NOOP')[-1].split()[1], b'OK')
+        again.cmd(b'LOGOUT')
 
 
 class RehomeModelTest(RehomeBase):
