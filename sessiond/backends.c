@@ -127,6 +127,7 @@ static void probe_verdict(struct sessiond *sd, int idx, int ok) {
       b->healthy = 0;
       log_event(LOG_LVL_WARN, "backend_health", "backend=%s state=unhealthy",
                 cfg->backends[idx].name);
+      if (sd->backend_down) sd->backend_down(sd, idx, "health");
     }
     if (!b->healthy) share_down(sd, idx);   /* also renews it while it stands */
   }
@@ -279,12 +280,14 @@ static void learn_down(struct sessiond *sd, int idx, uint64_t ms, const char *fr
   uint64_t now = now_ms();
   if (ms > sd->cfg->backend_retry_ms) ms = sd->cfg->backend_retry_ms;
   if (ms == 0) return;
-  if (b->shared_until <= now)
+  int news = b->shared_until <= now;
+  if (news)
     log_event(LOG_LVL_WARN, "backend_shared", "backend=%s verdict=down from=%s retry_ms=%llu",
               sd->cfg->backends[idx].name, from, (unsigned long long)ms);
   if (b->shared_until < now + ms) b->shared_until = now + ms;
   b->ok_in_row = 0;   /* our own checks lift it only by passing from now on */
   sd->n.verdicts_received++;
+  if (news && sd->backend_down) sd->backend_down(sd, idx, "shared");
 }
 
 static void learn_up(struct sessiond *sd, int idx, const char *from) {

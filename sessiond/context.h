@@ -73,6 +73,9 @@ struct sessiond {
    * REHOME handler; workers.c reaches them without knowing rehome.c. */
   int (*rehome_enabled)(const struct sessiond *sd);
   void (*rehome_handler)(struct wconn *wc, const struct proto_msg *m);
+  /* A backend was just found down by health checks or a peer's verdict
+   * (installed by evacuate.c; NULL: nothing more to do). */
+  void (*backend_down)(struct sessiond *sd, int idx, const char *why);
   /* Seals the tickets of LOGIN_REPLY OK (workers.c); from the master, so
    * the same after a restart of sessiond. */
   uint8_t session_key[PROTO_SESSION_KEY_LEN];

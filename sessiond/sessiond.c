@@ -32,6 +32,7 @@
 #include "sessiond/metrics.h"
 #include "sessiond/redis.h"
 #include "sessiond/drain.h"
+#include "sessiond/evacuate.h"
 #include "sessiond/rehome.h"
 #include "sessiond/seats.h"
 #include "sessiond/seatstore.h"
@@ -250,6 +251,7 @@ static int sessiond_open(struct sessiond *sd, const char *config_path) {
   sd->start_ms = now_ms();
   workers_init(sd);
   rehome_init(sd);
+  evacuate_init(sd);
   if (sessiond_open_auth(sd) != 0) return -1;
   backends_start(sd);
   seatstore_start(sd);

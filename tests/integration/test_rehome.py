@@ -546,6 +546,33 @@ class RehomeCompressTest(RehomeBase):
         again.cmd(b'LOGOUT')
 
 
+class RehomeHungBackendTest(RehomeBase):
+    """A backend that hangs (frozen: its connections stay open and silent)
+    is seen only by the health checks: when they turn it down, its users
+    are moved and their sessions re-homed (sessiond/evacuate.h)."""
+    ROUTING = {'health_interval': '200ms', 'health_fall': 2, 'health_rise': 1,
+               'health_timeout': '500ms'}
+
+    def test_hung_backend_sessions_move(self):
+        s = Session(self.usher.port, 'carol')
+        hung = self.seat('carol')
+        s.idle()
+        frozen = descendants(self.backend(hung).proc.pid) + [self.backend(hung).proc.pid]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            deliver(self.env, 'carol', 'while it hangs')
+            s.wait_exists(s.exists + 1, timeout=20)
+            self.assertEqual(s.done()[-1].split()[1], b'OK')
+            self.assertNotEqual(self.seat('carol'), hung)
+            self.assertEqual(len(s.flags()), s.exists + 1)
+            self.assertIn('event=evacuate backend=%s cause=health' % hung, self.usher.log())
+            self.assertGreaterEqual(self.status()['rehome_done']['resumed'], 1)
+        finally:
+            self.backend(hung).kill()
+        s.cmd(b'LOGOUT')
+
+
 class RehomeModelTest(RehomeBase):
     MOVES = 8
 

@@ -6,11 +6,14 @@ first login attempt must go to the other backend, and the verdict must
 end: when A sees the backend back, or by its expiry when A is gone."""
 import imaplib
 import json
+import os
+import signal
 import time
 import unittest
 
 import harness
-from harness import USERS, backend_name
+from harness import USERS, backend_name, deliver, descendants
+from test_rehome import Session
 
 RETRY_MS = 5000
 CHECKED = {'health_interval': '200ms', 'health_fall': 1, 'health_rise': 1,
@@ -104,6 +107,32 @@ class SharedHealth(unittest.TestCase):
             self.assertTrue(harness.wait_until(lambda: self.state(u) == 'up', left),
                             self.state(u))
         self.assertEqual(self.redis.command('EXISTS', 'usher:health:backend1'), '0')
+
+    def test_hung_backend_moves_sessions_on_every_proxy(self):
+        """A backend that hangs keeps its connections open and silent. A's
+        checks see it; a proxy with no checks of its own learns the verdict
+        and moves its users there, re-homing their live sessions
+        (sessiond/evacuate.h)."""
+        routing = dict(UNCHECKED, rehome='yes', master_user=self.env.master_user,
+                       master_password_file=self.env.master_password_file)
+        c = self.env.usher(workers=1, extra=self.sections(routing))
+        user = self.seated_on_backend1(c)
+        s = Session(c.port, user)
+        s.idle()
+        pids = descendants(self.b1.proc.pid) + [self.b1.proc.pid]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            self.assertTrue(harness.wait_until(lambda: self.state(c) == 'peer_down', 5),
+                            self.state(c))
+            deliver(self.env, user, 'after the hang')
+            s.wait_exists(s.exists + 1, timeout=15)
+            self.assertEqual(s.done()[-1].split()[1], b'OK')
+            self.assertIn('event=evacuate backend=backend1 cause=shared', c.log())
+            self.assertEqual(json.loads(c.admin('who ' + user))['seat'], 'backend2')
+        finally:
+            self.b1.kill()
+        s.cmd(b'LOGOUT')
 
 
 if __name__ == '__main__':
