@@ -867,3 +867,51 @@ def tcp_sockets(state=None):
 def random_bytes(n, seed=1):
     rnd = random.Random(seed)
     return bytes(rnd.getrandbits(8) for _ in range(n))
+
+
+def mbsync_rc(env, port, user, local, name='mbsyncrc'):
+    """An mbsync (isync) configuration that pulls every folder of user
+    through usher (STARTTLS, PLAIN) into the maildir local; its path."""
+    rc = os.path.join(env.dir, name)
+    with open(rc, 'w') as f:
+        f.write(f"""IMAPAccount usher
+Host localhost
+Port {port}
+User {user}
+Pass {USERS[user]}
+TLSType STARTTLS
+CertificateFile {env.cert}
+AuthMechs PLAIN
+
+IMAPStore remote
+Account usher
+
+MaildirStore local
+Path {local}/
+Inbox {local}/INBOX
+SubFolders Verbatim
+
+Channel {user}
+Far :remote:
+Near :local:
+Patterns *
+Create Near
+Sync Pull
+SyncState *
+""")
+    return rc
+
+
+def run_mbsync(rc, timeout=120):
+    """One mbsync run of every channel in rc; the CompletedProcess. isync
+    before 1.5 calls TLSType SSLType: the configuration is fixed once."""
+    out = subprocess.run(['mbsync', '-c', rc, '-a'], capture_output=True, text=True,
+                         timeout=timeout)
+    if 'TLSType' in out.stderr:
+        with open(rc) as f:
+            text = f.read().replace('TLSType STARTTLS', 'SSLType STARTTLS')
+        with open(rc, 'w') as f:
+            f.write(text)
+        out = subprocess.run(['mbsync', '-c', rc, '-a'], capture_output=True, text=True,
+                             timeout=timeout)
+    return out

@@ -104,42 +104,7 @@ class ClientsTest(unittest.TestCase):
         self.fill('carol', folders=('INBOX', 'Work'))
         local = os.path.join(self.env.dir, 'carol-local')
         os.makedirs(local)
-        rc = os.path.join(self.env.dir, 'mbsyncrc')
-        with open(rc, 'w') as f:
-            f.write(f"""IMAPAccount usher
-Host localhost
-Port {self.u.port}
-User carol
-Pass {USERS['carol']}
-TLSType STARTTLS
-CertificateFile {self.env.cert}
-AuthMechs PLAIN
-
-IMAPStore remote
-Account usher
-
-MaildirStore local
-Path {local}/
-Inbox {local}/INBOX
-SubFolders Verbatim
-
-Channel carol
-Far :remote:
-Near :local:
-Patterns *
-Create Near
-Sync Pull
-SyncState *
-""")
-        out = subprocess.run(['mbsync', '-c', rc, '-a'], capture_output=True, text=True,
-                             timeout=120)
-        if 'TLSType' in out.stderr:   # isync < 1.5 calls it SSLType
-            with open(rc) as f:
-                text = f.read().replace('TLSType STARTTLS', 'SSLType STARTTLS')
-            with open(rc, 'w') as f:
-                f.write(text)
-            out = subprocess.run(['mbsync', '-c', rc, '-a'], capture_output=True, text=True,
-                                 timeout=120)
+        out = harness.run_mbsync(harness.mbsync_rc(self.env, self.u.port, 'carol', local))
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         backend = maildir_bodies(os.path.join(self.env.mail, 'carol'))
         synced = maildir_bodies(local)
